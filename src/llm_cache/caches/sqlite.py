@@ -1,0 +1,307 @@
+"""SQLiteCache: a file-backed cache that many threads and processes can share.
+
+Design choices, each for a reason:
+
+* WAL journal + ``synchronous=NORMAL``: readers never block the writer and a write is
+  one append, not an fsync of the whole database (a cache may lose its last writes on
+  power loss, never its consistency).
+* one connection per thread: sqlite3 connections are not safe to share, and opening
+  one per call costs more than the lookup itself.
+* ``busy_timeout`` and single-statement upserts (``INSERT ... ON CONFLICT DO UPDATE``):
+  concurrent writers from other processes wait their turn instead of failing, and
+  there is no read-then-write race.
+* all generations of an entry live in one JSON value, so replacing an entry that had
+  more generations cannot leave stale rows behind.
+* the hash of (prompt, llm_string) is the indexed key; the full texts sit beside it and
+  are compared on every hit, so a collision is a miss and 200 kB prompts cost nothing
+  in the index.
+* per-entry hit counts are buffered in memory and written in batches: writing on every
+  hit would turn each read into a write transaction.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sqlite3
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .._ttl import expires_at, validate_ttl
+from ..errors import ConfigurationError
+from ..generation import Generation, decode_generations, encode_generations
+from ..keys import cache_key
+from .base import BaseCache, logger
+
+__all__ = ["SQLiteCache", "SQLiteEntry"]
+
+SCHEMA_VERSION = 1
+_HIT_FLUSH_COUNT = 64  # write buffered hit counts after this many hits ...
+_HIT_FLUSH_SECONDS = 2.0  # ... or when the oldest is this old
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS llm_cache (
+    namespace   TEXT    NOT NULL,
+    key         BLOB    NOT NULL,
+    prompt      TEXT    NOT NULL,
+    llm_string  TEXT    NOT NULL,
+    response    TEXT    NOT NULL,
+    created_at  REAL    NOT NULL,
+    expires_at  REAL,
+    hit_count   INTEGER NOT NULL DEFAULT 0,
+    last_hit_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS llm_cache_key ON llm_cache (namespace, key);
+CREATE INDEX IF NOT EXISTS llm_cache_expiry ON llm_cache (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+_SELECT = "SELECT prompt, llm_string, response, expires_at FROM llm_cache WHERE namespace = ? AND key = ?"
+_UPSERT = """
+INSERT INTO llm_cache (namespace, key, prompt, llm_string, response, created_at, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (namespace, key) DO UPDATE SET
+    prompt = excluded.prompt, llm_string = excluded.llm_string, response = excluded.response,
+    created_at = excluded.created_at, expires_at = excluded.expires_at
+"""
+_ADD_HITS = """
+UPDATE llm_cache SET hit_count = hit_count + ?, last_hit_at = max(coalesce(last_hit_at, 0), ?)
+WHERE namespace = ? AND key = ?
+"""
+
+
+@dataclass(frozen=True)
+class SQLiteEntry:
+    """One stored entry, as :meth:`SQLiteCache.entries` yields it."""
+
+    prompt: str
+    llm_string: str
+    generations: list[Generation]
+    created_at: float
+    expires_at: float | None
+    hit_count: int
+    last_hit_at: float | None
+
+
+class SQLiteCache(BaseCache):
+    """Cache generations in an SQLite file.
+
+    Args:
+        database_path: the file (created if missing). ``":memory:"`` gives a private
+            database in a temporary file, shared by this object's threads and deleted on close.
+        ttl: seconds an entry lives; ``None`` keeps it until cleared.
+        namespace: entries are partitioned by namespace; ``clear()`` removes only this one.
+        busy_timeout: seconds a writer waits for another process's write lock.
+        clock: wall-clock time source for TTL (entries outlive the process, so not monotonic).
+        strict: raise store errors instead of treating them as misses.
+    """
+
+    def __init__(
+        self,
+        database_path: str | os.PathLike[str] = ".llm_cache.db",
+        ttl: float | None = None,
+        *,
+        namespace: str = "default",
+        busy_timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(strict=strict)
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigurationError("namespace must be a non-empty string")
+        self.database_path = os.fspath(database_path)
+        self.ttl = validate_ttl(ttl)
+        self.namespace = namespace
+        self._busy_ms = int(busy_timeout * 1000)
+        self._clock = clock
+        self._tempdir: str | None = None
+        if self.database_path == ":memory:":
+            # SQLite's shared-cache memory databases lock whole tables between threads
+            # (SQLITE_LOCKED, which busy_timeout does not cover), so a private temporary
+            # file stands in for one: the same behaviour as a file, removed on close.
+            self._tempdir = tempfile.mkdtemp(prefix="llm-cache-")
+            self._path = os.path.join(self._tempdir, "cache.db")
+        else:
+            self._path = self.database_path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._pending_hits: dict[bytes, list[float]] = {}
+        self._pending_count = 0
+        self._pending_since = 0.0
+        self._hits_lock = threading.Lock()
+        self._closed = False
+        self._keepalive = self._connect()  # also creates or checks the schema
+        self_ref = weakref.ref(self)
+        atexit.register(_flush_at_exit, self_ref)
+
+    def __repr__(self) -> str:
+        return f"SQLiteCache(database_path={self.database_path!r}, namespace={self.namespace!r})"
+
+    # -- connections ------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._closed:
+            raise ConfigurationError("this SQLiteCache was closed; create a new one")
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        self._ensure_schema(conn)
+        with self._connections_lock:
+            self._connections.append(conn)
+        self._local.conn = conn
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        try:
+            return self._local.conn
+        except AttributeError:
+            return self._connect()
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        # BEGIN IMMEDIATE serialises schema creation between processes opening a new file.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM llm_cache_meta WHERE name = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO llm_cache_meta (name, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif row[0] != str(SCHEMA_VERSION):
+                raise ConfigurationError(
+                    f"{self.database_path} holds an llm-cache schema version {row[0]}, but this llm-cache "
+                    f"uses version {SCHEMA_VERSION}: point SQLiteCache at a new file, or delete this one"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- the contract -------------------------------------------------------------------
+    def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        key = cache_key(prompt, llm_string)
+        row = self._conn().execute(_SELECT, (self.namespace, key)).fetchone()
+        if row is None or row[0] != prompt or row[1] != llm_string:
+            return None
+        if row[3] is not None and self._clock() >= row[3]:
+            return None
+        generations = decode_generations(row[2])
+        self._record_hit(key)
+        return generations
+
+    def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        now = self._clock()
+        self._conn().execute(
+            _UPSERT,
+            (
+                self.namespace,
+                cache_key(prompt, llm_string),
+                prompt,
+                llm_string,
+                encode_generations(generations),
+                now,
+                expires_at(now, self.ttl),
+            ),
+        )
+
+    def _clear(self) -> None:
+        with self._hits_lock:
+            self._pending_hits.clear()
+            self._pending_count = 0
+        self._conn().execute("DELETE FROM llm_cache WHERE namespace = ?", (self.namespace,))
+
+    # -- hit statistics -----------------------------------------------------------------
+    def _record_hit(self, key: bytes) -> None:
+        now = self._clock()
+        with self._hits_lock:
+            pending = self._pending_hits.get(key)
+            if pending is None:
+                self._pending_hits[key] = [1, now]
+            else:
+                pending[0] += 1
+                pending[1] = now
+            if not self._pending_count:
+                self._pending_since = now
+            self._pending_count += 1
+            due = self._pending_count >= _HIT_FLUSH_COUNT or now - self._pending_since >= _HIT_FLUSH_SECONDS
+        if due:
+            self.flush_hits()
+
+    def flush_hits(self) -> None:
+        """Write buffered per-entry hit counts now (done automatically in batches and at exit)."""
+        with self._hits_lock:
+            pending, self._pending_hits = self._pending_hits, {}
+            self._pending_count = 0
+        if not pending:
+            return
+        rows = [(count, last, self.namespace, key) for key, (count, last) in pending.items()]
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_ADD_HITS, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            # Statistics are best effort: losing a batch of hit counts must not fail a lookup.
+            logger.debug("llm-cache: could not record hit counts: %s", exc)
+
+    # -- inspection -----------------------------------------------------------------------
+    def count(self) -> int:
+        """Number of live (unexpired) entries in this namespace."""
+        row = self._conn().execute(
+            "SELECT count(*) FROM llm_cache WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (self.namespace, self._clock()),
+        ).fetchone()
+        return int(row[0])
+
+    def entries(self) -> Iterator[SQLiteEntry]:
+        """Every live entry of this namespace, most hit first (hit counts flushed first)."""
+        self.flush_hits()
+        cursor = self._conn().execute(
+            "SELECT prompt, llm_string, response, created_at, expires_at, hit_count, last_hit_at "
+            "FROM llm_cache WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?) "
+            "ORDER BY hit_count DESC, created_at DESC",
+            (self.namespace, self._clock()),
+        )
+        for prompt, llm_string, response, created, expiry, hits, last_hit in cursor:
+            yield SQLiteEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
+
+    def purge_expired(self) -> int:
+        """Delete expired entries of this namespace; returns how many were removed."""
+        cursor = self._conn().execute(
+            "DELETE FROM llm_cache WHERE namespace = ? AND expires_at <= ?", (self.namespace, self._clock())
+        )
+        return cursor.rowcount
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush_hits()
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+
+
+def _flush_at_exit(ref: "weakref.ref[SQLiteCache]") -> None:
+    cache = ref()
+    if cache is not None and not cache._closed:
+        try:
+            cache.flush_hits()
+        except Exception:  # interpreter shutdown: nothing useful to do
+            pass

@@ -1,0 +1,382 @@
+"""Models on the official ``openai`` SDK, for OpenAI and any OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, AsyncIterator, Iterator, Sequence
+
+from .._imports import require
+from ..errors import ConfigurationError, ProviderError
+from ..generation import Generation
+from ..keys import canonical_messages, canonical_json
+from .base import BaseLLM
+
+__all__ = ["OpenAI", "ChatOpenAI"]
+
+Messages = Sequence[Any]
+
+
+class _OpenAIClientMixin:
+    """Creates the SDK clients on first use (importing ``openai`` takes a few hundred ms)."""
+
+    base_url: str | None
+    _api_key: str | None
+    timeout: float | None
+    max_retries: int
+    _client: Any
+    _async_client: Any
+    _client_lock: threading.Lock
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise ConfigurationError(
+                "no API key: pass api_key=... or set OPENAI_API_KEY "
+                "(for a local OpenAI-compatible server any non-empty string works)"
+            )
+        kwargs: dict[str, Any] = {"api_key": api_key, "max_retries": self.max_retries}
+        if self.base_url:
+            kwargs["base_url"] = self.base_url
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return kwargs
+
+    @property
+    def client(self) -> Any:
+        """The ``openai.OpenAI`` client this model calls (created on first use)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    openai = require("openai", "openai", type(self).__name__)
+                    object.__setattr__(self, "_client", openai.OpenAI(**self._client_kwargs()))
+        return self._client
+
+    @property
+    def async_client(self) -> Any:
+        """The ``openai.AsyncOpenAI`` client this model calls (created on first use)."""
+        if self._async_client is None:
+            with self._client_lock:
+                if self._async_client is None:
+                    openai = require("openai", "openai", type(self).__name__)
+                    object.__setattr__(self, "_async_client", openai.AsyncOpenAI(**self._client_kwargs()))
+        return self._async_client
+
+    def _init_clients(
+        self, base_url: str | None, api_key: str | None, timeout: float | None, max_retries: int,
+        client: Any, async_client: Any,
+    ) -> None:
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self._api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._client = client
+        self._async_client = async_client
+        self._client_lock = threading.Lock()
+
+
+def _usage_dict(response: Any) -> dict[str, int]:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return {}
+    return {
+        name: getattr(usage, name)
+        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+        if isinstance(getattr(usage, name, None), int)
+    }
+
+
+def _sum_usage(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
+    for name, value in part.items():
+        total[name] = total.get(name, 0) + value
+    return total
+
+
+def _finish_info(choice: Any) -> dict[str, Any] | None:
+    info: dict[str, Any] = {}
+    if getattr(choice, "finish_reason", None) is not None:
+        info["finish_reason"] = choice.finish_reason
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is not None:
+        info["logprobs"] = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
+    return info or None
+
+
+class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
+    """A completions model (``/v1/completions``), e.g. ``gpt-3.5-turbo-instruct``.
+
+    ``llm("Tell me a joke")`` returns the text; ``generate([...])`` returns all ``n``
+    generations of every prompt. Misses of one batch go to the provider in one request.
+    ``model_kwargs`` are sent with every request and are part of the cache key, like
+    every keyword argument given at call time.
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        model_name: str = "gpt-3.5-turbo-instruct",
+        *,
+        temperature: float | None = 0.7,
+        max_tokens: int | None = 256,
+        top_p: float | None = None,
+        n: int = 1,
+        best_of: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        logit_bias: dict[str, float] | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        client: Any = None,
+        async_client: Any = None,
+        cache: Any = None,
+    ) -> None:
+        super().__init__(cache=cache)
+        if n < 1 or (best_of is not None and best_of < n):
+            raise ConfigurationError(f"need n >= 1 and best_of >= n (got n={n}, best_of={best_of})")
+        self.model_name = model_name
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.top_p = top_p
+        self.n = n
+        self.best_of = best_of
+        self.stop = stop
+        self.seed = seed
+        self.logit_bias = logit_bias
+        self.frequency_penalty = frequency_penalty
+        self.presence_penalty = presence_penalty
+        self.model_kwargs = dict(model_kwargs or {})
+        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
+
+    def _cache_prompt(self, value: str) -> str:
+        if not isinstance(value, str):
+            raise ConfigurationError(f"OpenAI takes a prompt string, not {type(value).__name__}")
+        return value
+
+    def _request_params(self) -> dict[str, Any]:
+        params = {
+            "model": self.model_name,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "n": self.n,
+            "best_of": self.best_of,
+            "stop": self.stop,
+            "seed": self.seed,
+            "logit_bias": self.logit_bias,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            **self.model_kwargs,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"provider": self.provider, "api": "completions", **self._request_params()}
+
+    def _request(self, prompts: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**self._request_params(), **kwargs, "prompt": prompts}
+
+    def _parse(self, response: Any, count: int, n: int) -> list[list[Generation]]:
+        choices = sorted(response.choices, key=lambda c: c.index)
+        if len(choices) != count * n:
+            raise ProviderError(f"expected {count * n} choices for {count} prompts with n={n}, got {len(choices)}")
+        return [
+            [Generation(text=c.text, generation_info=_finish_info(c)) for c in choices[i * n : (i + 1) * n]]
+            for i in range(count)
+        ]
+
+    def _call_provider(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
+        request = self._request(inputs, kwargs)
+        response = self.client.completions.create(**request)
+        return self._parse(response, len(inputs), request.get("n", 1)), self._llm_output(response)
+
+    async def _acall_provider(
+        self, inputs: list[str], kwargs: dict[str, Any]
+    ) -> tuple[list[list[Generation]], dict[str, Any]]:
+        request = self._request(inputs, kwargs)
+        response = await self.async_client.completions.create(**request)
+        return self._parse(response, len(inputs), request.get("n", 1)), self._llm_output(response)
+
+    def _llm_output(self, response: Any) -> dict[str, Any]:
+        return {"token_usage": _usage_dict(response), "model_name": self.model_name}
+
+    def _stream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
+        request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
+        request.pop("best_of", None)
+        for chunk in self.client.completions.create(**request):
+            for choice in chunk.choices:
+                if choice.text:
+                    yield choice.text
+                if choice.finish_reason is not None:
+                    finish["finish_reason"] = choice.finish_reason
+
+    async def _astream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
+        request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
+        request.pop("best_of", None)
+        async for chunk in await self.async_client.completions.create(**request):
+            for choice in chunk.choices:
+                if choice.text:
+                    yield choice.text
+                if choice.finish_reason is not None:
+                    finish["finish_reason"] = choice.finish_reason
+
+
+class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
+    """A chat model (``/v1/chat/completions``).
+
+    An input is a string (one user message) or a list of messages, each a dict
+    ``{"role": ..., "content": ...}`` or a ``(role, content)`` pair. ``invoke`` returns
+    the assistant's text; ``generate`` returns :class:`~llm_cache.Generation` objects whose
+    ``message`` is the whole assistant message (tool calls included).
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        *,
+        temperature: float | None = 0.7,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        n: int = 1,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: Any = None,
+        response_format: dict[str, Any] | None = None,
+        logit_bias: dict[str, float] | None = None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        client: Any = None,
+        async_client: Any = None,
+        cache: Any = None,
+    ) -> None:
+        super().__init__(cache=cache)
+        if n < 1:
+            raise ConfigurationError(f"n must be at least 1, got {n}")
+        self.model = model
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.top_p = top_p
+        self.n = n
+        self.stop = stop
+        self.seed = seed
+        self.tools = tools
+        self.tool_choice = tool_choice
+        self.response_format = response_format
+        self.logit_bias = logit_bias
+        self.frequency_penalty = frequency_penalty
+        self.presence_penalty = presence_penalty
+        self.model_kwargs = dict(model_kwargs or {})
+        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
+
+    @staticmethod
+    def _messages(value: Any) -> list[dict[str, Any]]:
+        if isinstance(value, str):
+            return [{"role": "user", "content": value}]
+        return canonical_messages(value)
+
+    def _cache_prompt(self, value: Any) -> str:
+        return canonical_json(self._messages(value))
+
+    def _request_params(self) -> dict[str, Any]:
+        params = {
+            "model": self.model,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "n": self.n,
+            "stop": self.stop,
+            "seed": self.seed,
+            "tools": self.tools,
+            "tool_choice": self.tool_choice,
+            "response_format": self.response_format,
+            "logit_bias": self.logit_bias,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            **self.model_kwargs,
+        }
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"provider": self.provider, "api": "chat.completions", **self._request_params()}
+
+    def _request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**self._request_params(), **kwargs, "messages": self._messages(value)}
+
+    @staticmethod
+    def _parse(response: Any) -> list[Generation]:
+        generations = []
+        for choice in sorted(response.choices, key=lambda c: c.index):
+            message = choice.message.model_dump(exclude_none=True)
+            generations.append(
+                Generation(text=choice.message.content or "", generation_info=_finish_info(choice), message=message)
+            )
+        if not generations:
+            raise ProviderError("the provider returned no choices")
+        return generations
+
+    def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
+        # The chat API takes one conversation per request.
+        results, usage = [], {}
+        for value in inputs:
+            response = self.client.chat.completions.create(**self._request(value, kwargs))
+            results.append(self._parse(response))
+            _sum_usage(usage, _usage_dict(response))
+        return results, {"token_usage": usage, "model_name": self.model}
+
+    async def _acall_provider(
+        self, inputs: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[list[Generation]], dict[str, Any]]:
+        import asyncio
+
+        responses = await asyncio.gather(
+            *(self.async_client.chat.completions.create(**self._request(v, kwargs)) for v in inputs)
+        )
+        usage: dict[str, int] = {}
+        for response in responses:
+            _sum_usage(usage, _usage_dict(response))
+        return [self._parse(r) for r in responses], {"token_usage": usage, "model_name": self.model}
+
+    def invoke_message(self, value: Any, **kwargs: Any) -> dict[str, Any]:
+        """The first generation's whole assistant message (content, tool calls, ...)."""
+        generation = self.generate([value], **kwargs).generations[0][0]
+        return generation.message or {"role": "assistant", "content": generation.text}
+
+    async def ainvoke_message(self, value: Any, **kwargs: Any) -> dict[str, Any]:
+        """Async :meth:`invoke_message`."""
+        generation = (await self.agenerate([value], **kwargs)).generations[0][0]
+        return generation.message or {"role": "assistant", "content": generation.text}
+
+    def _stream_request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {**self._request(value, kwargs), "stream": True, "n": 1}
+
+    def _stream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
+        for chunk in self.client.chat.completions.create(**self._stream_request(value, kwargs)):
+            for choice in chunk.choices:
+                if choice.delta is not None and choice.delta.content:
+                    yield choice.delta.content
+                if choice.finish_reason is not None:
+                    finish["finish_reason"] = choice.finish_reason
+
+    async def _astream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
+        async for chunk in await self.async_client.chat.completions.create(**self._stream_request(value, kwargs)):
+            for choice in chunk.choices:
+                if choice.delta is not None and choice.delta.content:
+                    yield choice.delta.content
+                if choice.finish_reason is not None:
+                    finish["finish_reason"] = choice.finish_reason
+
+    def _streamed_generation(self, text: str, finish: dict[str, Any]) -> Generation:
+        return Generation(text=text, generation_info=finish or None, message={"role": "assistant", "content": text})

@@ -1,0 +1,184 @@
+"""The backend contract suite: every cache runs these tests.
+
+A backend's test module subclasses :class:`CacheContract` and provides a fixture
+``cache_factory`` returning ``factory(namespace: str = "default", ttl: float | None = None)``
+that builds a fresh, empty cache of that backend, and optionally overrides:
+
+* ``advance(cache, seconds)`` to let ``seconds`` of TTL pass (a fake clock's step for
+  backends that take one; a real sleep for servers that expire entries themselves);
+* ``corrupt(cache, prompt, llm_string)`` to overwrite a stored value with garbage;
+* ``shares_namespaces``: whether two namespaces of this backend share a store (so that
+  ``clear()`` isolation is meaningful).
+
+Load this module with ``pytest.register_assert_rewrite("llm_cache.testing.contract")``
+before importing it so that failures show the compared values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from ..caches.base import BaseCache
+from ..generation import Generation
+
+__all__ = ["CacheContract", "sample_generations"]
+
+CacheFactory = Callable[..., BaseCache]
+LLM = '{"model":"m","provider":"test","temperature":0}'
+
+
+def sample_generations(tag: str = "a", n: int = 1) -> list[Generation]:
+    return [
+        Generation(text=f"{tag} answer {i} ✓", generation_info={"finish_reason": "stop", "i": i}, message=None)
+        for i in range(n)
+    ]
+
+
+class CacheContract:
+    """The behaviour every cache backend must have. Subclass as ``TestXxxContract``."""
+
+    shares_namespaces = True
+
+    def advance(self, cache: BaseCache, seconds: float) -> None:
+        pytest.skip("this backend's test module gives no way to move time")
+
+    def corrupt(self, cache: BaseCache, prompt: str, llm_string: str) -> None:
+        pytest.skip("this backend keeps live objects; a stored value cannot be corrupted")
+
+    @pytest.fixture
+    def cache(self, cache_factory: CacheFactory) -> BaseCache:
+        return cache_factory()
+
+    # -- lookup / update -----------------------------------------------------------------
+    def test_miss_is_none(self, cache: BaseCache) -> None:
+        assert cache.lookup("never stored", LLM) is None
+        assert cache.stats.misses == 1
+
+    def test_roundtrip_keeps_every_field(self, cache: BaseCache) -> None:
+        generations = [
+            Generation("plain"),
+            Generation("info", generation_info={"finish_reason": "length", "nested": {"a": [1, 2.5, None]}}),
+            Generation("", message={"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]}),
+        ]
+        cache.update("prompt", LLM, generations)
+        assert cache.lookup("prompt", LLM) == generations
+        assert cache.stats.hits == 1
+
+    def test_update_replaces_and_leaves_nothing_stale(self, cache: BaseCache) -> None:
+        cache.update("prompt", LLM, sample_generations("old", n=3))
+        cache.update("prompt", LLM, sample_generations("new", n=1))
+        assert cache.lookup("prompt", LLM) == sample_generations("new", n=1)
+
+    def test_prompt_and_llm_string_both_matter(self, cache: BaseCache) -> None:
+        cache.update("prompt", LLM, sample_generations("x"))
+        assert cache.lookup("prompt ", LLM) is None
+        assert cache.lookup("Prompt", LLM) is None
+        assert cache.lookup("prompt", LLM.replace('"temperature":0', '"temperature":1')) is None
+        assert cache.lookup("prompt", LLM) == sample_generations("x")
+
+    def test_many_generations_keep_their_order(self, cache: BaseCache) -> None:
+        cache.update("p", LLM, sample_generations("n", n=5))
+        assert [g.text for g in cache.lookup("p", LLM) or []] == [f"n answer {i} ✓" for i in range(5)]
+
+    def test_unicode_empty_and_large_prompts(self, cache: BaseCache) -> None:
+        large = "word " * 50_000  # 250 kB
+        for prompt in ["", "日本語のプロンプト 🎉", "quote ' \" and \\ backslash\n\ttab\x00nul", large]:
+            cache.update(prompt, LLM, sample_generations(prompt[:5]))
+        for prompt in ["", "日本語のプロンプト 🎉", "quote ' \" and \\ backslash\n\ttab\x00nul", large]:
+            assert cache.lookup(prompt, LLM) == sample_generations(prompt[:5])
+
+    def test_update_rejects_what_is_not_a_generation(self, cache: BaseCache) -> None:
+        with pytest.raises(TypeError, match="Generation"):
+            cache.update("p", LLM, ["just a string"])  # type: ignore[list-item]
+
+    def test_update_with_no_generations_stores_nothing(self, cache: BaseCache) -> None:
+        cache.update("p", LLM, [])
+        assert cache.lookup("p", LLM) is None
+
+    # -- clear ------------------------------------------------------------------------------
+    def test_clear_removes_entries(self, cache: BaseCache) -> None:
+        for i in range(20):
+            cache.update(f"p{i}", LLM, sample_generations(str(i)))
+        cache.clear()
+        assert all(cache.lookup(f"p{i}", LLM) is None for i in range(20))
+        cache.update("after", LLM, sample_generations("after"))
+        assert cache.lookup("after", LLM) == sample_generations("after")
+
+    def test_clear_leaves_other_namespaces_alone(self, cache_factory: CacheFactory) -> None:
+        if not self.shares_namespaces:
+            pytest.skip("each cache object of this backend has a store of its own")
+        mine, theirs = cache_factory(namespace="mine"), cache_factory(namespace="theirs")
+        mine.update("p", LLM, sample_generations("mine"))
+        theirs.update("p", LLM, sample_generations("theirs"))
+        assert mine.lookup("p", LLM) == sample_generations("mine")
+        assert theirs.lookup("p", LLM) == sample_generations("theirs")
+        mine.clear()
+        assert mine.lookup("p", LLM) is None
+        assert theirs.lookup("p", LLM) == sample_generations("theirs")
+
+    # -- TTL and corruption ---------------------------------------------------------------------
+    def test_ttl_expires_entries(self, cache_factory: CacheFactory) -> None:
+        cache = cache_factory(ttl=0.5)
+        cache.update("p", LLM, sample_generations("ttl"))
+        assert cache.lookup("p", LLM) == sample_generations("ttl")
+        self.advance(cache, 0.8)
+        assert cache.lookup("p", LLM) is None
+
+    def test_update_restarts_ttl(self, cache_factory: CacheFactory) -> None:
+        cache = cache_factory(ttl=1.0)
+        cache.update("p", LLM, sample_generations("1"))
+        self.advance(cache, 0.6)
+        cache.update("p", LLM, sample_generations("2"))
+        self.advance(cache, 0.6)
+        assert cache.lookup("p", LLM) == sample_generations("2")
+
+    def test_corrupt_entry_is_a_miss(self, cache: BaseCache) -> None:
+        cache.update("p", LLM, sample_generations("ok"))
+        self.corrupt(cache, "p", LLM)
+        assert cache.lookup("p", LLM) is None
+        assert cache.stats.corrupt == 1
+        cache.update("p", LLM, sample_generations("again"))  # and the entry can be rewritten
+        assert cache.lookup("p", LLM) == sample_generations("again")
+
+    # -- async ----------------------------------------------------------------------------------
+    def test_async_roundtrip_and_clear(self, cache: BaseCache) -> None:
+        async def scenario() -> None:
+            assert await cache.alookup("p", LLM) is None
+            await cache.aupdate("p", LLM, sample_generations("async", n=2))
+            assert await cache.alookup("p", LLM) == sample_generations("async", n=2)
+            # sync and async views agree
+            assert cache.lookup("p", LLM) == sample_generations("async", n=2)
+            results = await asyncio.gather(*(cache.alookup("p", LLM) for _ in range(10)))
+            assert all(r == sample_generations("async", n=2) for r in results)
+            await cache.aclear()
+            assert await cache.alookup("p", LLM) is None
+
+        asyncio.run(scenario())
+
+    # -- threads --------------------------------------------------------------------------------
+    def test_concurrent_threads_lose_nothing(self, cache: BaseCache) -> None:
+        errors: list[BaseException] = []
+
+        def worker(thread: int) -> None:
+            try:
+                for i in range(25):
+                    prompt = f"t{thread}-{i}"
+                    cache.update(prompt, LLM, sample_generations(prompt))
+                    assert cache.lookup(prompt, LLM) == sample_generations(prompt)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert all(
+            cache.lookup(f"t{t}-{i}", LLM) == sample_generations(f"t{t}-{i}") for t in range(8) for i in range(25)
+        )
+        assert cache.stats.errors == 0

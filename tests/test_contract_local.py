@@ -1,0 +1,81 @@
+"""The backend contract on the embedded stores: memory and SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from llm_cache import InMemoryCache, SQLiteCache
+from llm_cache.keys import cache_key
+from llm_cache.testing.contract import CacheContract
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestInMemoryContract(CacheContract):
+    shares_namespaces = False
+
+    @pytest.fixture
+    def cache_factory(self) -> Callable[..., InMemoryCache]:
+        def factory(namespace: str = "default", ttl: float | None = None) -> InMemoryCache:
+            return InMemoryCache(ttl=ttl, clock=FakeClock())
+
+        return factory
+
+    def advance(self, cache: InMemoryCache, seconds: float) -> None:  # type: ignore[override]
+        cache._clock.now += seconds  # type: ignore[attr-defined]
+
+
+class TestSQLiteContract(CacheContract):
+    @pytest.fixture
+    def cache_factory(self, tmp_path: Path) -> Callable[..., SQLiteCache]:
+        clock = FakeClock()
+        made: list[SQLiteCache] = []
+
+        def factory(namespace: str = "default", ttl: float | None = None) -> SQLiteCache:
+            cache = SQLiteCache(tmp_path / "cache.db", ttl=ttl, namespace=namespace, clock=clock)
+            made.append(cache)
+            return cache
+
+        yield factory  # type: ignore[misc]
+        for cache in made:
+            cache.close()
+
+    def advance(self, cache: SQLiteCache, seconds: float) -> None:  # type: ignore[override]
+        cache._clock.now += seconds  # type: ignore[attr-defined]
+
+    def corrupt(self, cache: SQLiteCache, prompt: str, llm_string: str) -> None:  # type: ignore[override]
+        with sqlite3.connect(cache.database_path) as conn:
+            conn.execute(
+                "UPDATE llm_cache SET response = ? WHERE key = ?", ("{not json", cache_key(prompt, llm_string))
+            )
+
+
+class TestSQLiteInMemoryDatabaseContract(TestSQLiteContract):
+    """``database_path=":memory:"`` must behave like a file, threads included."""
+
+    @pytest.fixture
+    def cache_factory(self) -> Callable[..., SQLiteCache]:
+        clock = FakeClock()
+
+        def factory(namespace: str = "default", ttl: float | None = None) -> SQLiteCache:
+            return SQLiteCache(":memory:", ttl=ttl, namespace=namespace, clock=clock)
+
+        return factory
+
+    def test_clear_leaves_other_namespaces_alone(self) -> None:  # type: ignore[override]
+        pytest.skip("two ':memory:' caches are two databases")
+
+    def corrupt(self, cache: SQLiteCache, prompt: str, llm_string: str) -> None:  # type: ignore[override]
+        cache._conn().execute(
+            "UPDATE llm_cache SET response = ? WHERE key = ?", ('{"v":1,"g":[{"text":5}]}', cache_key(prompt, llm_string))
+        )
