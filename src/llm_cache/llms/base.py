@@ -46,6 +46,7 @@ class _Batch(Generic[InputT]):
         self.llm_string = llm_string
         self.generations: list[list[Generation] | None] = [None] * len(prompts)
         self.cached = [False] * len(prompts)
+        self.epoch = COALESCER.completions  # read before the lookups: see _still_missing
 
     def record_lookups(self, hits: Sequence[list[Generation] | None]) -> dict[str, list[int]]:
         """Store the hits; return each missing prompt with the positions it fills."""
@@ -207,15 +208,10 @@ class BaseLLM(ABC, Generic[InputT]):
     def _fetch_owned(
         self, batch: _Batch[InputT], prompts: list[str], missing: dict[str, list[int]], kwargs: dict[str, Any]
     ) -> dict[str, Any] | None:
-        # Between our lookup and our claim another caller may have finished this very
-        # request; one more lookup now saves a second provider call.
-        to_fetch = []
-        for prompt in prompts:
-            hit = batch.cache.lookup(prompt, batch.llm_string)
-            if hit is None:
-                to_fetch.append(prompt)
-            else:
-                self._publish(batch, prompt, missing[prompt], hit, cached=True)
+        to_fetch = prompts
+        if COALESCER.completions != batch.epoch:
+            hits = [batch.cache.lookup(p, batch.llm_string) for p in prompts]
+            to_fetch = self._still_missing(batch, prompts, hits, missing)
         if not to_fetch:
             return None
         generations, usage = self._call_provider([batch.inputs[missing[p][0]] for p in to_fetch], kwargs)
@@ -227,13 +223,10 @@ class BaseLLM(ABC, Generic[InputT]):
     async def _afetch_owned(
         self, batch: _Batch[InputT], prompts: list[str], missing: dict[str, list[int]], kwargs: dict[str, Any]
     ) -> dict[str, Any] | None:
-        to_fetch = []
-        for prompt in prompts:
-            hit = await batch.cache.alookup(prompt, batch.llm_string)
-            if hit is None:
-                to_fetch.append(prompt)
-            else:
-                self._publish(batch, prompt, missing[prompt], hit, cached=True)
+        to_fetch = prompts
+        if COALESCER.completions != batch.epoch:
+            hits = [await batch.cache.alookup(p, batch.llm_string) for p in prompts]
+            to_fetch = self._still_missing(batch, prompts, hits, missing)
         if not to_fetch:
             return None
         generations, usage = await self._acall_provider([batch.inputs[missing[p][0]] for p in to_fetch], kwargs)
@@ -241,6 +234,20 @@ class BaseLLM(ABC, Generic[InputT]):
             await batch.cache.aupdate(prompt, batch.llm_string, gens)
             self._publish(batch, prompt, missing[prompt], gens, cached=False)
         return usage
+
+    def _still_missing(
+        self, batch: _Batch[InputT], prompts: list[str], hits: list[list[Generation] | None],
+        missing: dict[str, list[int]],
+    ) -> list[str]:
+        """Between our lookup and our claim another caller finished some request, maybe
+        this one: take what the second lookup found, return what still must be fetched."""
+        to_fetch = []
+        for prompt, hit in zip(prompts, hits):
+            if hit is None:
+                to_fetch.append(prompt)
+            else:
+                self._publish(batch, prompt, missing[prompt], hit, cached=True)
+        return to_fetch
 
     @staticmethod
     def _publish(

@@ -26,6 +26,10 @@ class Coalescer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._inflight: dict[Key, Future[list[Generation]]] = {}
+        # Bumped on every resolve. A caller that read it before its cache lookup knows,
+        # when it is unchanged at claim time, that no answer can have been stored in
+        # between, and so can skip a second lookup.
+        self.completions = 0
 
     def claim(self, keys: Iterable[Key]) -> tuple[list[Key], dict[Key, Future[list[Generation]]]]:
         """Split ``keys`` into those this caller now owns and those already in flight."""
@@ -45,6 +49,7 @@ class Coalescer:
         """Publish the answer for an owned key (after it was written to the cache)."""
         with self._lock:
             future = self._inflight.pop(key, None)
+            self.completions += 1
         if future is not None:
             future.set_result(generations)
 

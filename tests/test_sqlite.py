@@ -1,0 +1,125 @@
+"""SQLiteCache beyond the contract: processes, schema, statistics."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from llm_cache import ConfigurationError, Generation, SQLiteCache
+
+LLM = '{"model":"m"}'
+
+
+def _hammer(path: str, process: int, threads: int, per_thread: int) -> int:
+    """Write and read back entries from several threads; return the number of store errors."""
+    cache = SQLiteCache(path, strict=True)
+    failures: list[BaseException] = []
+
+    def work(thread: int) -> None:
+        try:
+            for i in range(per_thread):
+                prompt = f"p{process}-t{thread}-{i}"
+                cache.update(prompt, LLM, [Generation(prompt)])
+                cache.update("shared", LLM, [Generation(f"from {prompt}")])  # contended row
+                assert cache.lookup(prompt, LLM) == [Generation(prompt)]
+                assert cache.lookup("shared", LLM) is not None
+        except BaseException as exc:
+            failures.append(exc)
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    cache.close()
+    return len(failures)
+
+
+@pytest.mark.slow
+def test_many_threads_in_many_processes_on_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    SQLiteCache(path).close()  # create the schema once, as an application would
+    processes, threads, per_thread = 4, 8, 30
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        failures = pool.starmap(_hammer, [(path, p, threads, per_thread) for p in range(processes)])
+    assert failures == [0] * processes
+    cache = SQLiteCache(path)
+    missing = [
+        (p, t, i)
+        for p in range(processes)
+        for t in range(threads)
+        for i in range(per_thread)
+        if cache.lookup(f"p{p}-t{t}-{i}", LLM) != [Generation(f"p{p}-t{t}-{i}")]
+    ]
+    assert missing == []
+    assert cache.count() == processes * threads * per_thread + 1
+
+
+def test_new_file_from_several_processes_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "fresh.db")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        assert pool.starmap(_hammer, [(path, p, 2, 5) for p in range(4)]) == [0, 0, 0, 0]
+
+
+def test_schema_version_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    SQLiteCache(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE llm_cache_meta SET value = '99' WHERE name = 'schema_version'")
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        SQLiteCache(path)
+
+
+def test_hit_counts_and_entries(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.db")
+    cache.update("popular", LLM, [Generation("a")])
+    cache.update("rare", LLM, [Generation("b")])
+    for _ in range(5):
+        cache.lookup("popular", LLM)
+    cache.lookup("rare", LLM)
+    entries = list(cache.entries())
+    assert [(e.prompt, e.hit_count) for e in entries] == [("popular", 5), ("rare", 1)]
+    assert entries[0].last_hit_at is not None
+    cache.close()
+    reopened = SQLiteCache(tmp_path / "c.db")
+    assert [e.hit_count for e in reopened.entries()] == [5, 1]
+
+
+def test_hit_counts_are_flushed_in_batches(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.db")
+    cache.update("p", LLM, [Generation("a")])
+    for _ in range(200):
+        cache.lookup("p", LLM)
+    with sqlite3.connect(tmp_path / "c.db") as conn:
+        (stored,) = conn.execute("SELECT hit_count FROM llm_cache").fetchone()
+    assert 128 <= stored <= 200  # written without an explicit flush, in batches
+
+
+def test_purge_expired_and_count(tmp_path: Path) -> None:
+    now = [1000.0]
+    cache = SQLiteCache(tmp_path / "c.db", ttl=10, clock=lambda: now[0])
+    cache.update("a", LLM, [Generation("a")])
+    now[0] += 5
+    cache.update("b", LLM, [Generation("b")])
+    now[0] += 6
+    assert cache.count() == 1
+    assert cache.purge_expired() == 1
+    assert cache.lookup("b", LLM) == [Generation("b")]
+
+
+def test_closed_cache_says_so(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.db")
+    cache.close()
+    with pytest.raises(ConfigurationError, match="closed"):  # a usage error, not a silent miss
+        cache.lookup("x", LLM)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="ttl"):
+        SQLiteCache(tmp_path / "c.db", ttl=-1)
+    with pytest.raises(ConfigurationError, match="namespace"):
+        SQLiteCache(tmp_path / "c.db", namespace="")
