@@ -1,0 +1,1 @@
+"""Test helpers for llm-cache: a fake OpenAI-compatible server and backend contract checks."""
