@@ -6,6 +6,9 @@ from typing import Iterator
 
 import pytest
 
+# Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures.
+pytest_plugins = ["servers_fixtures"]
+
 pytest.register_assert_rewrite("llm_cache.testing.contract")
 
 from llm_cache import set_llm_cache  # noqa: E402

@@ -84,7 +84,8 @@ def test_chat_prompt_is_canonical() -> None:
     as_pairs = [("system", "be brief"), ("user", "hi")]
     assert messages_prompt(as_dicts) == messages_prompt(as_pairs)
     chat = ChatOpenAI(api_key=SECRET)
-    assert chat._cache_prompt("hi") == messages_prompt([("user", "hi")])
+    for text in ["hi", "", "quote \" é ✓ \n", "\u2028"]:
+        assert chat._cache_prompt(text) == messages_prompt([("user", text)])
     assert messages_prompt([("user", "hi")]) != messages_prompt([("user", "hi"), ("assistant", "hello")])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any, AsyncIterator, Iterator, Sequence
@@ -288,6 +289,11 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         return canonical_messages(value)
 
     def _cache_prompt(self, value: Any) -> str:
+        if isinstance(value, str):
+            # The canonical JSON of [{"role": "user", "content": value}], built directly:
+            # the common single-message case then costs one string dump, not a sorted dump
+            # of a list of dicts (keys.canonical_json gives the same bytes; a test checks it).
+            return '[{"content":' + json.dumps(value, ensure_ascii=False) + ',"role":"user"}]'
         return canonical_json(self._messages(value))
 
     def _request_params(self) -> dict[str, Any]:
