@@ -1,40 +1,30 @@
-"""The ``llm-cache`` command."""
+"""The ``llm-cache`` command: a thin dispatcher over :mod:`llm_cache.commands`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
 from typing import Sequence
 
-from . import __version__
+from . import __version__, commands
 from .errors import LLMCacheError
 
 __all__ = ["main", "build_parser"]
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(database_path=args.database, latency=args.latency)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command module's sub-command registered."""
     parser = argparse.ArgumentParser(
         prog="llm-cache", description="Cache LLM calls: exact and semantic caches, a caching proxy and tools."
     )
     parser.add_argument("--version", action="version", version=f"llm-cache {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log cache events to stderr")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    demo = commands.add_parser("demo", help="walk through caching LLM calls (miss, hit, cache=False)")
-    demo.add_argument("--database", default=".llm_cache.db", help="SQLite file for the SQLite part (default: %(default)s)")
-    demo.add_argument(
-        "--latency", type=float, default=1.0,
-        help="simulated latency in seconds of the built-in server (default: %(default)s)",
-    )
-    demo.set_defaults(handler=_cmd_demo)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(subparsers)
     return parser
 
 
