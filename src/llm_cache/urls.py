@@ -1,0 +1,85 @@
+"""Build a cache from a URL, for the CLI and the proxy (``--cache URL``).
+
+====================================  =========================================
+URL                                   cache
+====================================  =========================================
+``memory://``                         :class:`InMemoryCache`
+``sqlite:///relative/path.db``        :class:`SQLiteCache` (``sqlite:////abs/path.db``)
+``redis://host:port/db``              :class:`RedisCache` (``rediss://`` for TLS)
+``postgresql://user:pw@host/db``      :class:`SQLAlchemyCache` (also ``mysql://``)
+====================================  =========================================
+
+Query parameters common to all: ``ttl`` (seconds) and ``namespace``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .caches.base import BaseCache
+from .errors import ConfigurationError
+
+__all__ = ["cache_from_url", "redact_url"]
+
+_EXAMPLES = "memory://, sqlite:///llm_cache.db, redis://localhost:6379/0, postgresql://user:pass@localhost/db"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _options(query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, values in parse_qs(query).items():
+        if name == "ttl":
+            try:
+                options["ttl"] = float(values[-1])
+            except ValueError:
+                raise ConfigurationError(f"ttl must be a number of seconds, got {values[-1]!r}") from None
+        elif name == "namespace":
+            options["namespace"] = values[-1]
+        else:
+            raise ConfigurationError(f"unknown cache URL option {name!r}: use ttl= and namespace=")
+    return options
+
+
+def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None = None) -> BaseCache:
+    """Create the cache a URL names. ``namespace``/``ttl`` arguments override the URL's."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"not a cache URL: {url!r}; examples: {_EXAMPLES}")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    options = _options(parts.query)
+    if namespace is not None:
+        options["namespace"] = namespace
+    if ttl is not None:
+        options["ttl"] = ttl
+    bare = urlunsplit(parts._replace(query=""))
+
+    if scheme == "memory":
+        options.pop("namespace", None)  # one process, one dict: nothing to separate
+        from .caches.memory import InMemoryCache
+
+        return InMemoryCache(**options)
+    if scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if not path:
+            raise ConfigurationError("sqlite URL without a file: use sqlite:///llm_cache.db")
+        from .caches.sqlite import SQLiteCache
+
+        return SQLiteCache(path, **options)
+    if scheme in ("redis", "rediss", "unix"):
+        from .caches.redis import RedisCache
+
+        return RedisCache(redis_url=bare, **options)
+    if scheme.startswith(("postgresql", "postgres", "mysql", "mariadb")):
+        from .caches.sql import SQLAlchemyCache
+
+        return SQLAlchemyCache.from_url(bare, **options)  # type: ignore[attr-defined]
+    raise ConfigurationError(f"unknown cache URL scheme {parts.scheme!r} in {redact_url(url)!r}; examples: {_EXAMPLES}")
