@@ -26,6 +26,14 @@ def test_import_is_light() -> None:
     assert out.strip() == "[]"
 
 
+def test_lazy_backend_export_resolves() -> None:
+    from llm_cache import MomentoCache
+    from llm_cache.caches.momento import MomentoCache as Defined
+
+    assert MomentoCache is Defined
+    assert "MomentoCache" in dir(llm_cache)
+
+
 def test_unknown_attribute() -> None:
     with pytest.raises(AttributeError):
         llm_cache.NoSuchThing  # noqa: B018

@@ -15,6 +15,7 @@ are imported on first access; a missing extra raises an error with the pip line.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .caches.base import BaseCache, CacheStats
@@ -81,9 +82,11 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'llm_cache' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later accesses skip this function
+    # Cache it so later accesses skip this function. (The builtin globals() is shadowed
+    # here by the llm_cache.globals submodule, hence the module's __dict__.)
+    sys.modules[__name__].__dict__[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(sys.modules[__name__].__dict__) | set(__all__))
