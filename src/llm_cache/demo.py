@@ -107,4 +107,8 @@ def run_demo(database_path: str = ".llm_cache.db", latency: float = 1.0, out: Te
                 _show(f"call {attempt} (no cache)", seconds, text, out)
         finally:
             set_llm_cache(None)
+
+        from .demo_summary import run_summary_demo
+
+        run_summary_demo(base_url, api_key, model, database_path, out)
     print("\nDone: hits come from the cache in microseconds; cache=False always asks the provider.", file=out)

@@ -150,7 +150,12 @@ def _pick(options: tuple[str, ...], seed_hex: str, offset: int = 0) -> str:
 
 
 def _summary_source(prompt: str) -> str:
-    """Return the text to summarise: what follows the instruction containing "summar"."""
+    """Return the text to summarise: what follows the instruction containing "summar".
+
+    A trailing cue line such as ``CONCISE SUMMARY:``, quotes wrapped around the text and
+    lead-ins of earlier summaries (when summaries are summarised) are dropped, so the
+    answer reads like a summary of the text itself.
+    """
     at = prompt.lower().find("summar")
     rest = prompt[at:]
     # "Summarize this: <text>" or "Summarise the following\n<text>"
@@ -159,13 +164,28 @@ def _summary_source(prompt: str) -> str:
         # "Please summarise. <text>": skip the instruction's own sentence.
         match = re.search(r"[.!?](\s|$)", rest)
     source = rest[match.end() :].strip() if match else ""
+    lines = source.rstrip().splitlines()
+    if len(lines) > 1 and lines[-1].rstrip().endswith(":"):
+        source = "\n".join(lines[:-1]).strip()
+    source = source.strip().strip('"').strip()
     return source or prompt.strip()
 
 
+def _strip_lead(text: str) -> str:
+    for lead in SUMMARY_LEADS:
+        if text.startswith(lead):
+            return text[len(lead) :].lstrip()
+    return text
+
+
 def _summary(prompt: str, request_hex: str, index: int) -> str:
+    """A lead-in plus the first sentence of each of the first paragraphs, at most 40 words."""
     lead = _pick(SUMMARY_LEADS, request_hex, index)
-    sentences = re.split(r"(?<=[.!?])\s+", _summary_source(prompt))
-    words = _words(" ".join(sentences[:2]))
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", _summary_source(prompt)) if p.strip()]
+    firsts = [_strip_lead(re.split(r"(?<=[.!?])\s+", p)[0]) for p in paragraphs[:3]]
+    if len(firsts) == 1:  # one paragraph: its first two sentences
+        firsts = [_strip_lead(s) for s in re.split(r"(?<=[.!?])\s+", paragraphs[0])[:2]]
+    words = _words(" ".join(firsts))
     if not words:
         return f"{lead} there is nothing to summarise."
     return f"{lead} {' '.join(words[:_SUMMARY_WORDS])}"
