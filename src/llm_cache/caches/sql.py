@@ -1,0 +1,712 @@
+"""SQLAlchemyCache: exact LLM caching in any SQLAlchemy 2 database (SQLite, PostgreSQL, MariaDB/MySQL).
+
+Usage, as in LangChain's notebook::
+
+    from sqlalchemy import create_engine
+    from llm_cache import set_llm_cache
+    from llm_cache.caches.sql import SQLAlchemyCache
+
+    engine = create_engine("postgresql+psycopg://user:password@localhost:5432/db")
+    set_llm_cache(SQLAlchemyCache(engine))                    # our FullLLMCache table
+    set_llm_cache(SQLAlchemyCache(engine, FulltextLLMCache))  # or your own declarative model
+
+Any model with LangChain's columns ``prompt``, ``llm``, ``idx``, ``response`` works as
+``cache_schema`` (see :mod:`llm_cache.caches.sql_schema` for how each kind is used).
+
+Searching cached prompts by full text (PostgreSQL, a schema with a tsvector column such as the
+notebook's ``FulltextLLMCache``): :meth:`SQLAlchemyCache.search`, or the query it runs::
+
+    from sqlalchemy import cast, desc, func, select
+    from sqlalchemy.dialects.postgresql import REGCONFIG
+
+    q = func.websearch_to_tsquery(cast("english", REGCONFIG), "weather forecast")
+    stmt = (
+        select(FulltextLLMCache.prompt, FulltextLLMCache.llm, func.ts_rank(FulltextLLMCache.prompt_llm_idx, q))
+        .where(FulltextLLMCache.prompt_llm_idx.op("@@")(q), FulltextLLMCache.idx == 0)
+        .order_by(desc(func.ts_rank(FulltextLLMCache.prompt_llm_idx, q)))
+        .limit(10)
+    )
+
+The GIN index on the tsvector column serves the ``@@`` match.
+
+Why it is fast (measured in benchmarks/bench_sql.py): on our own table the hit path does not
+go through a SQLAlchemy ``Connection`` (whose per-call overhead about doubles a point query's
+time, and whose implicit BEGIN/ROLLBACK adds two round trips). It checks a connection out of
+the engine's own pool and runs one statement, compiled once by SQLAlchemy for the engine's
+dialect, on the driver connection; with psycopg the read runs in autocommit (a client-side
+switch, no round trip). Consequences: engine events such as ``before_cursor_execute`` do not
+see these statements, and pooled connections are still yours (the engine's settings, its pool).
+User schemas go through SQLAlchemy Core as usual, so their column defaults, sequences and
+types behave as they do in the application.
+
+Concurrency: an update replaces all rows of one entry in one transaction and is race-free:
+
+* our table: a dialect-native upsert of rows ``0..n-1`` (``INSERT ... ON CONFLICT DO UPDATE``
+  on PostgreSQL and SQLite, ``ON DUPLICATE KEY UPDATE`` on MySQL), then ``DELETE ... idx >= n``
+  for the rows an older, longer entry left. Every writer of an entry locks its row 0 first,
+  so concurrent writers of one entry take turns (PostgreSQL, READ COMMITTED: the DELETE runs
+  after the lock is held and sees everything committed before it); a deadlock or
+  serialisation failure (MySQL gap locks, REPEATABLE READ) is retried.
+* user schemas (no key column to conflict on): a lock per entry, then DELETE and INSERT:
+  ``pg_advisory_xact_lock`` on PostgreSQL (released at commit), ``GET_LOCK`` on MySQL
+  (released after commit), SQLite's single writer lock.
+
+PostgreSQL cannot store NUL characters in text: a prompt or llm_string containing one is
+stored escaped (prefixed with U+E000 ``llmc:``), reversibly, and compared in that form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from .._imports import require
+from .._ttl import expires_at, validate_ttl
+from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
+from ..generation import Generation
+from ..keys import cache_key
+from .base import BaseCache, logger
+from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema, lock_ids
+
+require("sqlalchemy", "sql", "SQLAlchemyCache")
+
+from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text  # noqa: E402
+from sqlalchemy.engine import URL, Connection, Engine  # noqa: E402
+
+__all__ = ["SQLAlchemyCache", "FullLLMCache", "SearchHit"]
+
+T = TypeVar("T")
+
+_RETRIES = 3  # attempts of a write that hit a deadlock or a serialisation failure
+_MYSQL_LOCK_TIMEOUT = 10  # seconds a writer of a user schema waits for another writer of the same entry
+# PostgreSQL: 40001 serialization_failure, 40P01 deadlock_detected; MySQL: 1213 deadlock, 1205 lock wait.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+_TRANSIENT_MYSQL = frozenset({1213, 1205})
+
+_NUL_MARK = "\ue000llmc:"
+_UNESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _pg_text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: escape such a value (and any that looks escaped)."""
+    if "\x00" not in value and not value.startswith(_NUL_MARK):
+        return value
+    return _NUL_MARK + value.replace("\\", "\\\\").replace("\x00", "\\0")
+
+
+def _pg_untext(value: str) -> str:
+    if not value.startswith(_NUL_MARK):
+        return value
+    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "0" else m.group(1), value[len(_NUL_MARK) :])
+
+
+def _same(value: str) -> str:
+    return value
+
+
+def _decode_generation(raw: Any) -> Generation:
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        raw = bytes(raw).decode("utf-8", "replace")
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"stored response is not JSON: {exc}") from exc
+    return Generation.from_dict(data)
+
+
+def _encode_generation(generation: Generation) -> str:
+    return json.dumps(generation.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] in _TRANSIENT_MYSQL
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One cached entry found by :meth:`SQLAlchemyCache.search`."""
+
+    prompt: str
+    llm_string: str
+    rank: float
+    generations: list[Generation] | None  # None if it expired or vanished since the match
+
+
+class _Sql:
+    """One statement compiled for one dialect: SQL text plus how to lay out its parameters."""
+
+    __slots__ = ("sql", "order")
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.order = tuple(compiled.positiontup) if compiled.positional else None
+
+    def params(self, values: dict[str, Any]) -> Any:
+        return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+class _KeyedStatements:
+    """The statements of the keyed path (our FullLLMCache), compiled once per dialect."""
+
+    _UPDATED = ("prompt", "llm", "response", "created_at", "expires_at")
+
+    def __init__(self, table: Any, dialect: Any) -> None:
+        t = table
+        self.table = table
+        self.dialect = dialect
+        where = (t.c.namespace == bindparam("ns"), t.c.key_hash == bindparam("kh"))
+        self.select = _Sql(
+            select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, t.c.expires_at).where(*where).order_by(t.c.idx),
+            dialect,
+        )
+        self.delete_from = _Sql(delete(t).where(*where, t.c.idx >= bindparam("n")), dialect)
+        self.clear = _Sql(delete(t).where(t.c.namespace == bindparam("ns")), dialect)
+        self.native_upsert = dialect.name in ("postgresql", "sqlite", "mysql", "mariadb")
+        self._upserts: dict[int, _Sql] = {}
+
+    def upsert(self, n: int) -> _Sql:
+        """INSERT of rows 0..n-1 that replaces existing ones (plain INSERT without native upsert)."""
+        found = self._upserts.get(n)
+        if found is None:
+            found = self._upserts[n] = _Sql(self._build_upsert(n), self.dialect)
+        return found
+
+    def _build_upsert(self, n: int) -> Any:
+        t = self.table
+        shared = {
+            "namespace": bindparam("ns"),
+            "key_hash": bindparam("kh"),
+            "prompt": bindparam("prompt"),
+            "llm": bindparam("llm"),
+            "created_at": bindparam("created_at"),
+            "expires_at": bindparam("expires_at"),
+        }
+        # Rows in idx order: every writer locks row 0 first, which is what serialises them.
+        rows = [{**shared, "idx": literal_column(str(i)), "response": bindparam(f"r{i}")} for i in range(n)]
+        name = self.dialect.name
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(t).values(rows)
+            return stmt.on_conflict_do_update(
+                index_elements=[t.c.namespace, t.c.key_hash, t.c.idx],
+                set_={c: stmt.excluded[c] for c in self._UPDATED},
+            )
+        if name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(t).values(rows)
+            return stmt.on_conflict_do_update(
+                index_elements=[t.c.namespace, t.c.key_hash, t.c.idx],
+                set_={c: stmt.excluded[c] for c in self._UPDATED},
+            )
+        if name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            stmt = mysql_insert(t).values(rows)
+            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in self._UPDATED})
+        return insert(t).values(rows)
+
+
+class SQLAlchemyCache(BaseCache):
+    """Cache generations in a SQL database through a SQLAlchemy 2 engine.
+
+    Args:
+        engine: a sync :class:`sqlalchemy.engine.Engine` (SQLite, PostgreSQL with psycopg 3,
+            MariaDB/MySQL with pymysql are tested). Its pool is used as is.
+        cache_schema: a declarative model with at least ``prompt``, ``llm``, ``idx``,
+            ``response`` (LangChain's ``FullLLMCache`` shape); default :class:`FullLLMCache`.
+            Its table is created if missing (``create_all(checkfirst=True)``, this table only).
+        ttl: seconds an entry lives (``None``: until cleared). Needs an ``expires_at`` column.
+        namespace: entries are partitioned by namespace and ``clear()`` deletes only this one;
+            default ``"default"``. Needs a ``namespace`` column (a user schema without one
+            must leave it ``None``; ``clear()`` then empties that table).
+        async_engine: a :class:`sqlalchemy.ext.asyncio.AsyncEngine` for ``alookup`` & co.
+            When omitted, one is derived from ``engine.url`` if the dialect has an async driver
+            installed (psycopg, aiosqlite for file databases, aiomysql), one per event loop;
+            otherwise async calls run the sync ones in a worker thread. A derived engine takes
+            settings from the URL (e.g. ``?connect_timeout=2``), not from ``connect_args``.
+        strict: raise store errors instead of treating them as misses.
+        clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        cache_schema: Any = FullLLMCache,
+        *,
+        ttl: float | None = None,
+        namespace: str | None = None,
+        async_engine: Any = None,
+        strict: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(strict=strict)
+        if not isinstance(engine, Engine):
+            hint = " (pass it as async_engine=, with a sync engine first)" if hasattr(engine, "sync_engine") else ""
+            raise ConfigurationError(f"engine must be a sqlalchemy Engine, not {type(engine).__name__}{hint}")
+        if async_engine is not None and not hasattr(async_engine, "sync_engine"):
+            raise ConfigurationError("async_engine must be a sqlalchemy.ext.asyncio.AsyncEngine")
+        self.engine = engine
+        self.info: SchemaInfo = inspect_schema(cache_schema)
+        self.cache_schema = cache_schema
+        self.ttl = validate_ttl(ttl)
+        if self.ttl is not None and not self.info.has_expiry:
+            raise ConfigurationError(
+                f"ttl needs an expires_at column and {self.info.name!r} has none: add "
+                "`expires_at = Column(Double, nullable=True)` to the model, or use the default FullLLMCache"
+            )
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigurationError("namespace must be a non-empty string or None")
+        if namespace is not None and not self.info.has_namespace:
+            raise ConfigurationError(
+                f"namespace={namespace!r} needs a namespace column and {self.info.name!r} has none: add "
+                "`namespace = Column(String(128), nullable=False)` to the model, or use one table per cache"
+            )
+        self.namespace = namespace if namespace is not None else ("default" if self.info.has_namespace else None)
+        self._clock = clock
+        self._dialect = engine.dialect.name
+        is_pg = self._dialect == "postgresql"
+        self._to_db = _pg_text if is_pg else _same
+        self._from_db = _pg_untext if is_pg else _same
+        # psycopg: reads run in autocommit (a client-side flag, no round trip) instead of
+        # paying BEGIN and ROLLBACK round trips around every SELECT.
+        self._read_engine = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.driver == "psycopg" else engine
+        )
+        self._user_async_engine = async_engine
+        self._async_url = None if async_engine is not None else _derive_async_url(engine.url)
+        # loop -> (AsyncEngine, its finaliser): weak on the loop, so a finished loop's engine goes.
+        self._async_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]]" = (
+            weakref.WeakKeyDictionary()
+        )
+        self._statements: dict[int, Any] = {}
+        self._md5_index = False
+        self._schema_ready = False
+        try:
+            self._ensure_schema()
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            if strict:
+                raise CacheBackendError(f"SQLAlchemyCache could not prepare {self.info.name!r}: {exc}") from exc
+            # Fail open from the start: the cache works (by missing) while the database is down,
+            # and creates its table on the first call that reaches the database.
+            logger.warning("llm-cache: SQLAlchemyCache could not reach the database yet: %s: %s", type(exc).__name__, exc)
+
+    def __repr__(self) -> str:
+        return (
+            f"SQLAlchemyCache(url={self.engine.url.render_as_string(hide_password=True)!r}, "
+            f"table={self.info.name!r}, namespace={self.namespace!r})"
+        )
+
+    # -- schema and statements ------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            self._md5_index = ensure_schema(self.engine, self.info)
+            self._schema_ready = True
+
+    def _keyed(self, dialect: Any) -> _KeyedStatements:
+        found = self._statements.get(id(dialect))
+        if found is None:
+            found = self._statements[id(dialect)] = _KeyedStatements(self.info.table, dialect)
+        return found
+
+    # -- running operations: sync ------------------------------------------------------------------
+    def _raw(self, op: Callable[..., T], *args: Any) -> T:
+        """Run ``op(dbapi_connection, statements, *args)`` on a connection from the engine's pool."""
+        if not self._schema_ready:
+            self._ensure_schema()
+        fairy = self.engine.raw_connection()
+        try:
+            return op(fairy.dbapi_connection, self._keyed(self.engine.dialect), *args)
+        except CorruptEntryError:
+            raise
+        except BaseException as exc:
+            # The connection's state is unknown (broken socket, autocommit left on): never
+            # hand it back to the pool. A reconnect costs far less than a poisoned pool.
+            fairy.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+        finally:
+            fairy.close()
+
+    def _core(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
+        """Run ``op(connection, *args)`` through SQLAlchemy Core (user schemas)."""
+        if not self._schema_ready:
+            self._ensure_schema()
+        engine = self._read_engine if read else self.engine
+        with engine.connect() as conn:
+            return op(conn, *args)
+
+    # -- running operations: async ---------------------------------------------------------------
+    def _async_engine(self) -> Any:
+        """The async engine for the running loop (None: no async driver, use a worker thread)."""
+        if self._user_async_engine is not None:
+            return self._user_async_engine
+        if self._async_url is None:
+            return None
+        found = self._async_engines.get(asyncio.get_running_loop())
+        return None if found is None else found[0]
+
+    async def _aengine(self) -> Any:
+        engine = self._async_engine()
+        if engine is not None or self._async_url is None:
+            return engine
+        # Async drivers' connections belong to the event loop that opened them: one engine per
+        # loop, disposed while that loop still runs (see _dispose_with_loop).
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(self._async_url)
+        finaliser = _dispose_with_loop(engine)
+        await finaliser.__anext__()
+        self._async_engines[asyncio.get_running_loop()] = (engine, finaliser)
+        return engine
+
+    async def _araw(self, op: Callable[..., T], *args: Any) -> T:
+        engine = await self._aengine()
+        if engine is None:
+            return await asyncio.to_thread(self._raw, op, *args)
+        if not self._schema_ready:
+            await asyncio.to_thread(self._ensure_schema)
+        statements = self._keyed(engine.sync_engine.dialect)
+
+        def run(sync_conn: Connection) -> T:
+            # run_sync: the sync-style DBAPI adapter works here (SQLAlchemy's greenlet bridge).
+            try:
+                return op(sync_conn.connection.dbapi_connection, statements, *args)
+            except CorruptEntryError:
+                raise
+            except Exception as exc:
+                sync_conn.invalidate(exc)
+                raise
+
+        async with engine.connect() as conn:
+            return await conn.run_sync(run)
+
+    async def _acore(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
+        engine = await self._aengine()
+        if engine is None:
+            return await asyncio.to_thread(self._core, op, *args, read=read)
+        if not self._schema_ready:
+            await asyncio.to_thread(self._ensure_schema)
+        if read and engine.sync_engine.dialect.driver == "psycopg":  # see _read_engine
+            engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with engine.connect() as conn:
+            return await conn.run_sync(op, *args)
+
+    # -- the contract ---------------------------------------------------------------------------------
+    def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        if self.info.keyed:
+            return self._raw(self._keyed_lookup, prompt, llm_string)
+        return self._core(self._plain_lookup, prompt, llm_string, read=True)
+
+    async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        if self.info.keyed:
+            return await self._araw(self._keyed_lookup, prompt, llm_string)
+        return await self._acore(self._plain_lookup, prompt, llm_string, read=True)
+
+    def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        if self.info.keyed:
+            self._raw(self._keyed_update, prompt, llm_string, generations)
+        else:
+            self._core(self._plain_update, prompt, llm_string, generations)
+
+    async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        if self.info.keyed:
+            await self._araw(self._keyed_update, prompt, llm_string, generations)
+        else:
+            await self._acore(self._plain_update, prompt, llm_string, generations)
+
+    def _clear(self) -> None:
+        if self.info.keyed:
+            self._raw(self._keyed_clear)
+        else:
+            self._core(self._plain_clear)
+
+    async def _aclear(self) -> None:
+        if self.info.keyed:
+            await self._araw(self._keyed_clear)
+        else:
+            await self._acore(self._plain_clear)
+
+    # -- the keyed path (FullLLMCache): raw DBAPI on pooled connections --------------------------------
+    def _keyed_lookup(self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str) -> list[Generation] | None:
+        values = {"ns": self.namespace, "kh": cache_key(prompt, llm_string).hex()}
+        # psycopg (sync, or SQLAlchemy's adapter of its async connection): autocommit is a
+        # client-side switch. If the SELECT fails, the caller invalidates this connection, so
+        # it cannot go back to the pool with autocommit left on.
+        toggle = st.dialect.driver == "psycopg"
+        if toggle:
+            dbapi.autocommit = True
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(st.select.sql, st.select.params(values))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if toggle:
+            dbapi.autocommit = False
+        if not rows:
+            return None
+        stored_prompt, stored_llm = self._to_db(prompt), self._to_db(llm_string)
+        now = self._clock()
+        generations = []
+        for position, (idx, row_prompt, row_llm, response, expiry) in enumerate(rows):
+            if row_prompt != stored_prompt or row_llm != stored_llm:
+                return None  # a hash collision: a miss, never another prompt's answer
+            if expiry is not None and now >= expiry:
+                return None
+            if idx != position:
+                raise CorruptEntryError(f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}")
+            generations.append(_decode_generation(response))
+        return generations
+
+    def _keyed_update(
+        self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str, generations: list[Generation]
+    ) -> None:
+        now = self._clock()
+        values: dict[str, Any] = {
+            "ns": self.namespace,
+            "kh": cache_key(prompt, llm_string).hex(),
+            "prompt": self._to_db(prompt),
+            "llm": self._to_db(llm_string),
+            "created_at": now,
+            "expires_at": expires_at(now, self.ttl),
+            "n": len(generations),
+        }
+        for i, generation in enumerate(generations):
+            values[f"r{i}"] = _encode_generation(generation)
+        upsert = st.upsert(len(generations))
+        for attempt in range(1, _RETRIES + 1):
+            cursor = dbapi.cursor()
+            try:
+                if not st.native_upsert:  # no native upsert: delete, then insert (IntegrityError retried)
+                    cursor.execute(st.delete_from.sql, st.delete_from.params({**values, "n": 0}))
+                cursor.execute(upsert.sql, upsert.params(values))
+                cursor.execute(st.delete_from.sql, st.delete_from.params(values))
+                dbapi.commit()
+                return
+            except Exception as exc:
+                _rollback(dbapi)
+                transient = _is_transient(exc) or (not st.native_upsert and "integrity" in type(exc).__name__.lower())
+                if attempt == _RETRIES or not transient:
+                    raise
+            finally:
+                cursor.close()
+
+    def _keyed_clear(self, dbapi: Any, st: _KeyedStatements) -> None:
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(st.clear.sql, st.clear.params({"ns": self.namespace}))
+            dbapi.commit()
+        except Exception:
+            _rollback(dbapi)
+            raise
+        finally:
+            cursor.close()
+
+    # -- the plain path (user schemas): SQLAlchemy Core --------------------------------------------------
+    def _where_entry(self, prompt: str, llm_string: str) -> tuple[list[Any], dict[str, Any]]:
+        t = self.info.table
+        clauses = [t.c.prompt == bindparam("p", type_=t.c.prompt.type), t.c.llm == bindparam("l", type_=t.c.llm.type)]
+        values: dict[str, Any] = {"p": self._to_db(prompt), "l": self._to_db(llm_string)}
+        if self._md5_index:
+            # The same expression as the index, so PostgreSQL uses it; md5 of the parameter is
+            # computed by the server, in the database's encoding, once per statement.
+            clauses.append(func.md5(t.c.prompt) == func.md5(bindparam("p", type_=t.c.prompt.type)))
+        if self.info.has_namespace:
+            clauses.append(t.c.namespace == bindparam("ns"))
+            values["ns"] = self.namespace
+        return clauses, values
+
+    def _plain_lookup(self, conn: Connection, prompt: str, llm_string: str) -> list[Generation] | None:
+        t = self.info.table
+        clauses, values = self._where_entry(prompt, llm_string)
+        expiry = t.c.expires_at if self.info.has_expiry else literal_column("NULL")
+        stmt = select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, expiry).where(*clauses).order_by(t.c.idx)
+        rows = conn.execute(stmt, values).all()
+        if not rows:
+            return None
+        stored_prompt, stored_llm = values["p"], values["l"]
+        now = self._clock()
+        generations = []
+        for position, (idx, row_prompt, row_llm, response, row_expiry) in enumerate(rows):
+            # Compared again here: a case-insensitive or space-padding collation may match more.
+            if row_prompt != stored_prompt or row_llm != stored_llm:
+                return None
+            if row_expiry is not None and now >= row_expiry:
+                return None
+            if idx != position:
+                raise CorruptEntryError(f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}")
+            generations.append(_decode_generation(response))
+        return generations
+
+    def _plain_update(self, conn: Connection, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        t = self.info.table
+        clauses, values = self._where_entry(prompt, llm_string)
+        now = self._clock()
+        base: dict[str, Any] = {"prompt": values["p"], "llm": values["l"]}
+        if self.info.has_namespace:
+            base["namespace"] = self.namespace
+        if self.info.has_expiry:
+            base["expires_at"] = expires_at(now, self.ttl)
+        if self.info.has_created_at:
+            base["created_at"] = now
+        rows = [{**base, "idx": i, "response": _encode_generation(g)} for i, g in enumerate(generations)]
+        pg_lock_class, pg_lock_id, mysql_lock = lock_ids(self.info.name, cache_key(prompt, llm_string))
+        dialect = conn.dialect.name
+        for attempt in range(1, _RETRIES + 1):
+            mysql_locked = False
+            try:
+                with conn.begin():
+                    if dialect == "postgresql":
+                        conn.execute(select(func.pg_advisory_xact_lock(pg_lock_class, pg_lock_id)))
+                    elif dialect in ("mysql", "mariadb"):
+                        got = conn.execute(
+                            text("SELECT GET_LOCK(:name, :timeout)"), {"name": mysql_lock, "timeout": _MYSQL_LOCK_TIMEOUT}
+                        ).scalar()
+                        if got != 1:
+                            raise CacheBackendError(f"another writer held this entry's lock for {_MYSQL_LOCK_TIMEOUT}s")
+                        mysql_locked = True
+                    # SQLite: the DELETE takes the database's single write lock for the transaction.
+                    conn.execute(delete(t).where(*clauses), values)
+                    conn.execute(insert(t), rows)
+                return
+            except Exception as exc:
+                if attempt == _RETRIES or not _is_transient(exc):
+                    raise
+            finally:
+                if mysql_locked:
+                    # GET_LOCK outlives transactions: release it after the commit (or rollback).
+                    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock})
+                    conn.commit()
+
+    def _plain_clear(self, conn: Connection) -> None:
+        t = self.info.table
+        stmt = delete(t)
+        if self.info.has_namespace:
+            stmt = stmt.where(t.c.namespace == self.namespace)
+        with conn.begin():
+            conn.execute(stmt)
+
+    # -- inspection and search --------------------------------------------------------------------------
+    def count(self) -> int:
+        """Number of live (unexpired) entries of this cache."""
+        t = self.info.table
+        stmt = select(func.count()).select_from(t).where(t.c.idx == 0)
+        if self.info.has_namespace:
+            stmt = stmt.where(t.c.namespace == self.namespace)
+        if self.info.has_expiry:
+            stmt = stmt.where((t.c.expires_at.is_(None)) | (t.c.expires_at > self._clock()))
+        return int(self._core(lambda conn: conn.execute(stmt).scalar_one(), read=True))
+
+    def purge_expired(self) -> int:
+        """Delete this cache's expired rows; returns how many rows were removed (0 without TTL)."""
+        if not self.info.has_expiry:
+            return 0
+        t = self.info.table
+        stmt = delete(t).where(t.c.expires_at <= self._clock())
+        if self.info.has_namespace:
+            stmt = stmt.where(t.c.namespace == self.namespace)
+
+        def run(conn: Connection) -> int:
+            with conn.begin():
+                return int(conn.execute(stmt).rowcount)
+
+        return self._core(run)
+
+    def search(self, query: str, *, limit: int = 10, config: str = "english") -> list[SearchHit]:
+        """Cached entries whose text matches ``query``, best first (PostgreSQL full-text search).
+
+        Needs a tsvector column in the schema (like the notebook's ``FulltextLLMCache``:
+        ``to_tsvector('english', llm || ' ' || prompt)`` with a GIN index). ``query`` uses
+        ``websearch_to_tsquery`` syntax: words, ``"quoted phrases"``, ``or``, ``-excluded``.
+        ``config`` must be the text search configuration the column was built with.
+        """
+        if self._dialect != "postgresql" or self.info.tsvector_column is None:
+            raise ConfigurationError(
+                "search() needs PostgreSQL and a cache_schema with a tsvector column, e.g. "
+                "Column(TSVectorType(), Computed(\"to_tsvector('english', llm || ' ' || prompt)\", persisted=True)) "
+                "with a GIN index"
+            )
+        from sqlalchemy.dialects.postgresql import REGCONFIG
+
+        t = self.info.table
+        vector = t.c[self.info.tsvector_column]
+        tsquery = func.websearch_to_tsquery(cast(config, REGCONFIG), query)
+        rank = func.ts_rank(vector, tsquery).label("rank")
+        stmt = select(t.c.prompt, t.c.llm, rank).where(vector.op("@@")(tsquery), t.c.idx == 0)
+        if self.info.has_namespace:
+            stmt = stmt.where(t.c.namespace == self.namespace)
+        stmt = stmt.order_by(desc("rank")).limit(limit)
+        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True)
+        hits = []
+        for stored_prompt, stored_llm, score in rows:
+            prompt, llm_string = self._from_db(stored_prompt), self._from_db(stored_llm)
+            hits.append(SearchHit(prompt, llm_string, float(score), self._lookup(prompt, llm_string)))
+        return hits
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Dispose of the async engine this cache derived for the running loop (not the user's)."""
+        found = self._async_engines.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].dispose()
+            await found[1].aclose()
+
+    def close(self) -> None:
+        """Forget derived async engines. The sync ``engine`` is the caller's: it is not disposed."""
+        self._async_engines = weakref.WeakKeyDictionary()
+
+
+async def _dispose_with_loop(engine: Any) -> Any:
+    """An async generator whose ``finally`` disposes ``engine`` when its event loop shuts down.
+
+    ``asyncio.run`` (and any loop owner calling ``loop.shutdown_asyncgens()``) closes the
+    async generators still suspended in the loop before closing it, so the pool's connections
+    are closed while their loop can still run the close. Without this, they would be closed
+    by the garbage collector after the loop is gone ("Event loop is closed" from aiomysql).
+    """
+    try:
+        yield
+    finally:
+        try:
+            await engine.dispose()
+        except Exception:  # noqa: BLE001 - the loop is shutting down; nothing left to tell
+            pass
+
+
+def _rollback(dbapi: Any) -> None:
+    try:
+        dbapi.rollback()
+    except Exception:  # noqa: BLE001 - the original error is the one to report; the pool drops this connection
+        pass
+
+
+def _derive_async_url(url: URL) -> URL | None:
+    """The URL of an async twin of a sync engine, or None when the dialect has no async driver here."""
+    if importlib.util.find_spec("greenlet") is None:
+        return None  # SQLAlchemy's asyncio extension needs greenlet
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return url.set(drivername="postgresql+psycopg") if importlib.util.find_spec("psycopg") else None
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in str(url):
+            return None  # another connection would open another, empty, database
+        return url.set(drivername="sqlite+aiosqlite") if importlib.util.find_spec("aiosqlite") else None
+    if backend in ("mysql", "mariadb"):
+        return url.set(drivername=f"{backend}+aiomysql") if importlib.util.find_spec("aiomysql") else None
+    return None
+
