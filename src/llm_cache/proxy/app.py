@@ -1,0 +1,676 @@
+"""The caching proxy: an OpenAI-compatible ASGI app (Starlette) in front of any upstream.
+
+Routes:
+
+=============================  ============================================================
+``POST /v1/chat/completions``  cached (streaming included)
+``POST /v1/completions``       cached (streaming included)
+``POST /v1/embeddings``        cached (the whole request is one entry)
+``GET /v1/models``             passed through, kept in memory ``models_ttl`` seconds per tenant
+``/v1/...`` (anything else)    passed through untouched (``X-Cache: BYPASS``)
+``GET /metrics``               Prometheus text format
+``GET /healthz``               JSON; ``"status": "degraded"`` while the cache is unreachable
+=============================  ============================================================
+
+A request's way through :meth:`CachingProxy.cached_endpoint`:
+
+1. ``Cache-Control: no-store`` (or a body the proxy cannot key) -> straight upstream, nothing
+   stored, ``X-Cache: BYPASS``.
+2. An identical request already in flight -> join it (see :mod:`.flights`): ``X-Cache: HIT``
+   with ``X-Cache-Coalesced: true``; no upstream call of its own.
+3. Cache lookup (skipped for ``no-cache``; entries older than ``max-age`` do not count) ->
+   ``X-Cache: HIT`` (or ``SEMANTIC-HIT`` with ``X-Cache-Similarity``) and ``Age``; a
+   streaming request gets the entry replayed as server-sent events.
+4. Otherwise start a flight: one upstream call, its answer forwarded (streams live),
+   stored when it completes with status 200, ``X-Cache: MISS``.
+
+The cache is fail-open (:class:`~llm_cache.caches.base.BaseCache`): with the store down a
+lookup is a miss and a write is dropped, so the proxy degrades to a pass-through. An
+unreachable upstream gives 502 (504 on a timeout) with an OpenAI-style error body; an
+upstream 4xx/5xx is passed through unchanged and never cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+
+from .._imports import require
+from ..caches.base import BaseCache
+from ..errors import ConfigurationError, CorruptEntryError
+from ..urls import cache_from_url, redact_url
+from .codec import CachedResponse, generations_to_response, response_to_generations
+from .flights import Flight
+from .keys import (
+    ENDPOINTS,
+    CacheDirectives,
+    RequestKey,
+    api_key_of,
+    key_namespace,
+    parse_cache_control,
+    request_key,
+    valid_namespace,
+)
+from .metrics import Metrics, PriceTable
+from .sse import DONE_EVENT, SSEParser, StreamAssembler, format_event, replay_sse
+from .upstream import Upstream, UpstreamError, UpstreamResponse, error_body
+
+__all__ = ["create_app", "CachingProxy", "DEFAULT_CACHE_URL", "DEFAULT_UPSTREAM", "DEFAULT_NAMESPACE_HEADER"]
+
+logger = logging.getLogger("llm_cache.proxy")
+
+DEFAULT_CACHE_URL = "sqlite:///.llm_cache_proxy.db"
+DEFAULT_UPSTREAM = "https://api.openai.com/v1"
+DEFAULT_NAMESPACE_HEADER = "X-LLM-Cache-Namespace"
+
+_JSON = "application/json"
+_SSE = "text/event-stream; charset=utf-8"
+_MAX_MODELS_ENTRIES = 1024
+
+# A semantic cache reports how close a hit was. The proxy looks for this method on the
+# cache object; ``None`` is a miss, similarity 1.0 an exact hit.
+SimilarityLookup = Callable[[str, str], Awaitable["tuple[list[Any], float] | None"]]
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _semantic_lookup(cache: Any) -> SimilarityLookup | None:
+    lookup = getattr(cache, "alookup_with_similarity", None)
+    return lookup if callable(lookup) else None
+
+
+class CachingProxy:
+    """State and handlers of one proxy app (use :func:`create_app`)."""
+
+    def __init__(
+        self,
+        *,
+        upstream: Upstream,
+        cache: BaseCache,
+        owns_cache: bool,
+        share_across_keys: bool,
+        namespace_header: str,
+        ttl: float | None,
+        semantic: bool,
+        prices: PriceTable,
+        stream_usage: bool,
+        models_ttl: float,
+    ) -> None:
+        self.upstream = upstream
+        self.cache = cache
+        self._owns_cache = owns_cache
+        self.share_across_keys = share_across_keys
+        self.namespace_header = namespace_header.lower()
+        self.ttl = ttl
+        self.semantic = semantic
+        self._similarity_lookup = _semantic_lookup(cache) if semantic else None
+        self.metrics = Metrics(prices)
+        self.stream_usage = stream_usage
+        self.models_ttl = models_ttl
+        self._flights: dict[Any, Flight] = {}
+        # Bumped whenever a flight ends. A request that saw it unchanged across its lookup
+        # knows no answer was stored meanwhile and can start a flight without a 2nd lookup.
+        self._completions = 0
+        self._models: dict[str, tuple[float, bytes, list[tuple[str, str]]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- helpers -------------------------------------------------------------------------
+    def namespace(self, headers: Mapping[str, str]) -> str | None:
+        """The tenant partition of a request; ``None`` if the namespace header is invalid."""
+        parts = []
+        if not self.share_across_keys:
+            parts.append(key_namespace(api_key_of(headers)))
+        named = headers.get(self.namespace_header)
+        if named is not None:
+            if not valid_namespace(named):
+                return None
+            parts.append("n:" + named)
+        return "/".join(parts) if parts else "shared"
+
+    @staticmethod
+    def _response(
+        body: bytes,
+        status: int = 200,
+        *,
+        media_type: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> Any:
+        from starlette.responses import Response
+
+        response = Response(body, status_code=status, media_type=media_type)
+        _add_headers(response, headers, extra)
+        return response
+
+    def _error(self, status: int, body: dict[str, Any], x_cache: str) -> Any:
+        return self._response(_dumps(body), status, media_type=_JSON, extra={"x-cache": x_cache})
+
+    async def _lookup(self, key: RequestKey, max_age: float | None) -> CachedResponse | None:
+        similarity: float | None = None
+        try:
+            if self._similarity_lookup is not None:
+                found = await self._similarity_lookup(key.prompt, key.llm_string)
+                generations, similarity = found if found is not None else (None, None)
+            else:
+                generations = await self.cache.alookup(key.prompt, key.llm_string)
+        except Exception as exc:  # a cache that raises (strict mode, a bug) must not fail the request
+            logger.warning("llm-cache proxy: cache lookup failed, answering from upstream: %s: %s",
+                           type(exc).__name__, exc)
+            return None
+        if not generations:
+            return None
+        try:
+            cached = generations_to_response(generations)
+        except CorruptEntryError as exc:
+            logger.warning("llm-cache proxy: unusable cache entry treated as a miss: %s", exc)
+            return None
+        age = time.time() - cached.created_at
+        if (max_age is not None and age > max_age) or (self.ttl is not None and age > self.ttl):
+            return None
+        cached.similarity = similarity
+        return cached
+
+    async def _store(self, key: RequestKey, body: dict[str, Any]) -> None:
+        try:
+            await self.cache.aupdate(key.prompt, key.llm_string, response_to_generations(key.endpoint, body))
+        except Exception as exc:  # fail-open: the answer was already given
+            logger.warning("llm-cache proxy: cache write failed: %s: %s", type(exc).__name__, exc)
+
+    # -- the cached endpoints --------------------------------------------------------------
+    async def cached_endpoint(self, request: Any) -> Any:
+        started = time.perf_counter()
+        path = request.url.path[len("/v1"):]
+        endpoint = ENDPOINTS[path]
+        raw = await request.body()
+        headers = request.headers
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or request.url.query:
+            return await self._passthrough(request, endpoint, raw, started)
+        directives = parse_cache_control(headers.get("cache-control"))
+        namespace = self.namespace(headers)
+        if namespace is None:
+            return self._error(400, error_body(
+                f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
+                "invalid_namespace", "invalid_request_error"), "BYPASS")
+        if directives.no_store:
+            return await self._passthrough(request, endpoint, raw, started)
+        try:
+            key = request_key(endpoint, body, namespace)
+        except (ValueError, TypeError):
+            key = None  # e.g. NaN or a malformed message: let the upstream judge it
+        if key is None:
+            return await self._passthrough(request, endpoint, raw, started)
+
+        stream = body.get("stream") is True and endpoint != "embeddings"
+        options = body.get("stream_options")
+        include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+
+        flight = None if directives.no_cache else self._flights.get(key.flight_key)
+        if flight is None and not directives.no_cache:
+            seen = self._completions
+            cached = await self._lookup(key, directives.max_age)
+            if cached is None and self._completions != seen:
+                cached = await self._lookup(key, directives.max_age)  # a flight stored it meanwhile
+            if cached is not None:
+                return self._hit(endpoint, cached, stream, include_usage, started)
+            flight = self._flights.get(key.flight_key)  # started while we looked up?
+        if directives.only_if_cached and flight is None:
+            self.metrics.request(endpoint, "miss", time.perf_counter() - started)
+            return self._error(504, error_body("no cached answer for this request (only-if-cached)",
+                                               "only_if_cached", "cache_miss"), "MISS")
+        if flight is not None:
+            return await self._answer(flight, endpoint, stream, include_usage, leader=False, started=started)
+        flight = self._start_flight(request, key, body, raw, stream, include_usage,
+                                    register=key.flight_key not in self._flights)
+        return await self._answer(flight, endpoint, stream, include_usage, leader=True, started=started)
+
+    def _hit(self, endpoint: str, cached: CachedResponse, stream: bool, include_usage: bool, started: float) -> Any:
+        semantic = cached.similarity is not None and cached.similarity < 1.0
+        extra = {"x-cache": "SEMANTIC-HIT" if semantic else "HIT",
+                 "age": str(max(0, int(time.time() - cached.created_at)))}
+        if cached.similarity is not None:
+            extra["x-cache-similarity"] = f"{cached.similarity:.4f}"
+        if stream:
+            content, media = replay_sse(endpoint, cached.body, include_usage), _SSE
+        else:
+            content, media = _dumps(cached.body), _JSON
+        self.metrics.saved(cached.usage, cached.body.get("model"))
+        self.metrics.request(endpoint, "semantic_hit" if semantic else "hit", time.perf_counter() - started)
+        return self._response(content, media_type=media, extra=extra)
+
+    # -- flights ---------------------------------------------------------------------------
+    def _start_flight(self, request: Any, key: RequestKey, body: dict[str, Any], raw: bytes,
+                      stream: bool, include_usage: bool, *, register: bool) -> Flight:
+        injected = False
+        content = raw
+        if stream and self.stream_usage and not include_usage:
+            # Ask for the usage chunk even if this client did not, so that the stored answer
+            # has usage (for tokens-saved metrics and for non-streamed hits); it is removed
+            # again from what this client receives.
+            content = _dumps({**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}})
+            injected = True
+        flight = Flight(key.flight_key, stream=stream, injected_usage=injected)
+        if register:
+            self._flights[key.flight_key] = flight
+        path = request.url.path[len("/v1"):]
+        task = asyncio.get_running_loop().create_task(
+            self._fly(flight, key, path, dict(request.headers), content)
+        )
+        flight.task = task
+        return flight
+
+    async def _fly(self, flight: Flight, key: RequestKey, path: str, headers: dict[str, str], content: bytes) -> None:
+        endpoint = key.endpoint
+        metrics = self.metrics
+        metrics.inflight += 1
+        up: UpstreamResponse | None = None
+        try:
+            try:
+                up = await self.upstream.send("POST", path, headers=headers, content=content)
+            except UpstreamError as exc:
+                metrics.upstream_error(endpoint, exc.kind)
+                logger.warning("llm-cache proxy: %s", exc.message)
+                flight.fail(exc)
+                return
+            if up.status == 200 and up.content_type.startswith("text/event-stream"):
+                flight.set_head(200, up.headers, sse=True)
+                await self._read_stream(flight, up, endpoint)
+            else:
+                try:
+                    data = await up.read()
+                except Exception as exc:
+                    error = self.upstream.read_error(exc)
+                    metrics.upstream_error(endpoint, error.kind)
+                    flight.fail(error)
+                    return
+                flight.body = data
+                if up.status == 200:
+                    try:
+                        parsed = json.loads(data)
+                    except (ValueError, UnicodeDecodeError):
+                        parsed = None
+                    flight.result = parsed if isinstance(parsed, dict) else None
+                else:
+                    metrics.upstream_error(endpoint, "status")
+                flight.set_head(up.status, up.headers, sse=False)
+                flight.finish()
+            metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
+            if flight.result is not None:
+                await self._store(key, flight.result)
+        except asyncio.CancelledError:
+            if not flight.finished:
+                flight.fail(UpstreamError("cancelled", 502, "every client of this stream disconnected"))
+            raise
+        except Exception as exc:  # a bug here must not leave followers waiting forever
+            logger.exception("llm-cache proxy: upstream call failed unexpectedly")
+            if not flight.finished:
+                flight.fail(UpstreamError("proxy_error", 502, f"proxy error: {type(exc).__name__}"))
+        finally:
+            if up is not None and flight.sse:
+                await up.response.aclose()
+            metrics.inflight -= 1
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            self._completions += 1
+
+    async def _read_stream(self, flight: Flight, up: UpstreamResponse, endpoint: str) -> None:
+        parser = SSEParser()
+        assembler = StreamAssembler(endpoint)
+        loads = json.loads
+
+        def accept(events: list[str]) -> None:
+            for data in events:
+                if data.strip() == "[DONE]":
+                    flight.saw_done = True
+                    continue
+                try:
+                    parsed = loads(data)
+                except ValueError:
+                    parsed = None
+                assembler.add(parsed)
+                flight.push(data, parsed)
+
+        try:
+            async for chunk in up.response.aiter_bytes():
+                accept(parser.feed(chunk))
+            accept(parser.close())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            flight.error = self.upstream.read_error(exc)
+            self.metrics.upstream_error(endpoint, "stream")
+        if flight.error is None:
+            if flight.saw_done and assembler.complete:
+                flight.result = assembler.response()
+            else:
+                self.metrics.upstream_error(endpoint, "stream")
+        flight.finish()
+
+    def _release(self, flight: Flight) -> None:
+        if flight.release():
+            # The last reader of an unfinished stream left: stop paying for it.
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            if flight.task is not None:
+                flight.task.cancel()
+
+    async def _answer(self, flight: Flight, endpoint: str, stream: bool, include_usage: bool,
+                      *, leader: bool, started: float) -> Any:
+        label = "miss" if leader else "coalesced"
+        extra = {"x-cache": "MISS"} if leader else {"x-cache": "HIT", "x-cache-coalesced": "true"}
+        flight.interest += 1
+        handed_off = False
+        try:
+            await flight.head.wait()
+            if flight.sse and stream:
+                from starlette.responses import StreamingResponse
+
+                strip_usage = flight.injected_usage and not include_usage
+                handed_off = True
+                response = StreamingResponse(self._subscribe(flight, strip_usage, leader), status_code=200)
+                _add_headers(response, flight.headers if leader else [("content-type", _SSE)], extra)
+                self.metrics.request(endpoint, label, time.perf_counter() - started)
+                return response
+            await flight.wait_finished()
+            self.metrics.request(endpoint, label, time.perf_counter() - started)
+            if flight.result is None:
+                if flight.error is not None:
+                    return self._error(flight.error.status, flight.error.body(), extra["x-cache"])
+                if flight.body is not None:  # an upstream error answer: passed through unchanged
+                    return self._response(flight.body, flight.status, headers=flight.headers, extra=extra)
+                return self._error(502, error_body("the upstream stream ended before the answer was complete",
+                                                   "upstream_incomplete_stream"), extra["x-cache"])
+            if not leader:
+                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+            if stream:
+                return self._response(replay_sse(endpoint, flight.result, include_usage), media_type=_SSE, extra=extra)
+            if flight.body is not None:  # the upstream's own bytes
+                return self._response(flight.body, headers=flight.headers if leader else None,
+                                      media_type=None if leader else _JSON, extra=extra)
+            return self._response(_dumps(flight.result), media_type=_JSON, extra=extra)
+        finally:
+            if not handed_off:
+                self._release(flight)
+
+    async def _subscribe(self, flight: Flight, strip_usage: bool, leader: bool) -> AsyncIterator[bytes]:
+        """Stream a flight's events to one client: those so far, then each new one."""
+        position = 0
+        try:
+            while True:
+                events = flight.events
+                if position < len(events):
+                    end = len(events)
+                    out = b"".join(_render(data, parsed, strip_usage) for data, parsed in events[position:end])
+                    position = end
+                    if out:
+                        yield out
+                    continue
+                if flight.finished:
+                    break
+                await flight.changed()
+            if flight.error is not None:
+                yield format_event(_dumps(flight.error.body()))
+            elif flight.saw_done:
+                yield DONE_EVENT
+            if not leader and flight.result is not None:
+                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+        finally:
+            self._release(flight)
+
+    # -- pass-through ------------------------------------------------------------------------
+    async def _passthrough(self, request: Any, endpoint: str, content: bytes | None, started: float) -> Any:
+        from starlette.responses import StreamingResponse
+
+        try:
+            up = await self.upstream.send(request.method, request.url.path[len("/v1"):], headers=request.headers,
+                                          content=content, params=request.url.query or None)
+        except UpstreamError as exc:
+            self.metrics.upstream_error(endpoint, exc.kind)
+            self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
+            logger.warning("llm-cache proxy: %s", exc.message)
+            return self._error(exc.status, exc.body(), "BYPASS")
+        if up.status >= 400:
+            self.metrics.upstream_error(endpoint, "status")
+        metrics = self.metrics
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in up.response.aiter_bytes():
+                    yield chunk
+            except Exception as exc:  # headers are sent: all we can do is end the body
+                error = self.upstream.read_error(exc)
+                metrics.upstream_error(endpoint, "stream")
+                logger.warning("llm-cache proxy: %s", error.message)
+            finally:
+                await up.response.aclose()
+                metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
+
+        response = StreamingResponse(relay(), status_code=up.status)
+        _add_headers(response, up.headers, {"x-cache": "BYPASS"})
+        self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
+        return response
+
+    async def passthrough_endpoint(self, request: Any) -> Any:
+        started = time.perf_counter()
+        body = await request.body()
+        return await self._passthrough(request, "other", body or None, started)
+
+    async def models_endpoint(self, request: Any) -> Any:
+        """``GET /v1/models``: passed through, and kept briefly per tenant (lists rarely change)."""
+        started = time.perf_counter()
+        namespace = self.namespace(request.headers) or "invalid"
+        now = time.monotonic()
+        entry = self._models.get(namespace)
+        if entry is not None and entry[0] > now and "no-cache" not in (request.headers.get("cache-control") or ""):
+            self.metrics.request("models", "hit", time.perf_counter() - started)
+            return self._response(entry[1], headers=entry[2], extra={"x-cache": "HIT"})
+        try:
+            up = await self.upstream.send("GET", "/models", headers=request.headers)
+            data = await up.read()
+        except UpstreamError as exc:
+            self.metrics.upstream_error("models", exc.kind)
+            return self._error(exc.status, exc.body(), "MISS")
+        except Exception as exc:
+            error = self.upstream.read_error(exc)
+            self.metrics.upstream_error("models", error.kind)
+            return self._error(error.status, error.body(), "MISS")
+        self.metrics.upstream("models", up.status, time.perf_counter() - up.started)
+        if up.status == 200 and self.models_ttl > 0:
+            if len(self._models) >= _MAX_MODELS_ENTRIES:
+                self._models.clear()
+            self._models[namespace] = (now + self.models_ttl, data, up.headers)
+        elif up.status >= 400:
+            self.metrics.upstream_error("models", "status")
+        self.metrics.request("models", "miss", time.perf_counter() - started)
+        return self._response(data, up.status, headers=up.headers, extra={"x-cache": "MISS"})
+
+    # -- operations ----------------------------------------------------------------------------
+    async def metrics_endpoint(self, request: Any) -> Any:
+        stats = getattr(self.cache, "stats", None)
+        breaker = getattr(self.cache, "breaker", None)
+        text = self.metrics.render(
+            stats.as_dict() if stats is not None else None,
+            breaker.is_open if breaker is not None else None,
+        )
+        return self._response(text.encode(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def healthz_endpoint(self, request: Any) -> Any:
+        reachable, problem = await self.probe_cache()
+        breaker = getattr(self.cache, "breaker", None)
+        body = {
+            "status": "ok" if reachable else "degraded",
+            "cache": {
+                "backend": type(self.cache).__name__,
+                "reachable": reachable,
+                "breaker_open": bool(breaker.is_open) if breaker is not None else None,
+                "error": problem,
+            },
+            "upstream": self.upstream.redacted_url,
+            "inflight": self.metrics.inflight,
+        }
+        # 200 even when degraded: the proxy still answers (as a pass-through), which is what
+        # a load balancer should know; "status" says whether answers come from the cache.
+        return self._response(_dumps(body), media_type=_JSON)
+
+    async def probe_cache(self, timeout: float = 2.0) -> tuple[bool, str | None]:
+        """Whether the cache's store answers right now (a lookup that matches nothing)."""
+        probe = getattr(self.cache, "_probe", None)
+        if probe is None:
+            return True, None
+        try:
+            await asyncio.wait_for(asyncio.to_thread(probe), timeout)
+        except asyncio.TimeoutError:
+            return False, f"no answer within {timeout:g}s"
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"[:300]
+        return True, None
+
+    async def aclose(self) -> None:
+        """Close the upstream client, and the cache if the proxy created it."""
+        for flight in list(self._flights.values()):
+            if flight.task is not None:
+                flight.task.cancel()
+        await self.upstream.aclose()
+        if self._owns_cache:
+            await asyncio.to_thread(self.cache.close)
+
+
+def _render(data: str, parsed: Any, strip_usage: bool) -> bytes:
+    """One upstream event as this client gets it."""
+    if strip_usage and isinstance(parsed, dict) and "usage" in parsed:
+        if parsed.get("choices") == [] and parsed.get("usage") is not None:
+            return b""  # the usage chunk the proxy asked for, not the client
+        return format_event(_dumps({k: v for k, v in parsed.items() if k != "usage"}))
+    return format_event(data)
+
+
+def _add_headers(response: Any, headers: list[tuple[str, str]] | None, extra: Mapping[str, str] | None) -> None:
+    raw = response.raw_headers
+    if headers:
+        have = {name for name, _ in raw}
+        for name, value in headers:
+            lname = name.lower().encode("latin-1")
+            if lname in have and lname in (b"content-type", b"content-length"):
+                continue
+            raw.append((lname, value.encode("latin-1")))
+    if extra:
+        for name, value in extra.items():
+            raw.append((name.encode("latin-1"), value.encode("latin-1")))
+
+
+def create_app(
+    upstream: str = DEFAULT_UPSTREAM,
+    cache: BaseCache | str = DEFAULT_CACHE_URL,
+    *,
+    upstream_api_key: str | None = None,
+    share_across_keys: bool = False,
+    namespace_header: str = DEFAULT_NAMESPACE_HEADER,
+    ttl: float | None = None,
+    semantic: bool = False,
+    prices: PriceTable | Mapping[str, tuple[float, float]] | None = None,
+    stream_usage: bool = True,
+    models_ttl: float = 60.0,
+    timeout: float = 600.0,
+    connect_timeout: float = 10.0,
+    transport: Any = None,
+) -> Any:
+    """Build the caching proxy as a Starlette ASGI app.
+
+    Args:
+        upstream: base URL of the OpenAI-compatible API, as the SDK's ``base_url``
+            (``https://api.openai.com/v1``).
+        cache: a cache object, or a URL for :func:`llm_cache.urls.cache_from_url`
+            (``memory://``, ``sqlite:///path.db``, ``redis://...``, ``postgresql://...``).
+            A cache built from a URL is closed with the app; an object stays the caller's.
+        upstream_api_key: a fixed key for every upstream call; by default each client's
+            own ``Authorization`` is passed through. Never stored or logged.
+        share_across_keys: one set of entries for all API keys (default: isolated per key
+            by a sha256 of the key).
+        namespace_header: request header naming an extra partition.
+        ttl: seconds an entry may be served (also given to a cache built from a URL).
+        semantic: answer near-identical prompts from the cache (needs a cache with
+            ``alookup_with_similarity``, i.e. the semantic cache).
+        prices: model -> USD per 1M (input, output) tokens for the cost-saved metric.
+        stream_usage: on a streamed miss, ask upstream for the usage chunk (and hide it
+            from clients that did not ask); turn off for upstreams that reject ``stream_options``.
+        models_ttl: seconds ``GET /v1/models`` is kept per tenant (0: never).
+        timeout, connect_timeout: upstream read and connect timeouts in seconds.
+        transport: an ``httpx`` transport for the upstream client (tests).
+
+    The app's ``state.proxy`` is the :class:`CachingProxy` (metrics, cache, flights).
+    """
+    require("starlette", "proxy", "the llm-cache proxy")
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    if not isinstance(namespace_header, str) or not namespace_header.strip():
+        raise ConfigurationError("namespace_header must be a header name such as X-LLM-Cache-Namespace")
+    if not upstream.startswith(("http://", "https://")):
+        raise ConfigurationError(f"upstream must be an http(s) URL like https://api.openai.com/v1, not {redact_url(upstream)!r}")
+    if ttl is not None and (ttl <= 0):
+        raise ConfigurationError("ttl must be a positive number of seconds")
+
+    owns_cache = isinstance(cache, str)
+    cache_obj = cache_from_url(cache, ttl=ttl) if isinstance(cache, str) else cache
+    if not isinstance(cache_obj, BaseCache) and not callable(getattr(cache_obj, "alookup", None)):
+        raise ConfigurationError(f"cache must be a cache URL or an llm_cache cache, not {type(cache).__name__}")
+    if semantic and _semantic_lookup(cache_obj) is None:
+        if owns_cache:
+            cache_obj.close()
+        raise ConfigurationError(
+            "--semantic needs a semantic cache (llm_cache.semantic.cache.SemanticCache, whose lookups "
+            f"report a similarity); {type(cache_obj).__name__} only matches exactly. Run without --semantic."
+        )
+    price_table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+
+    proxy = CachingProxy(
+        upstream=Upstream(upstream, api_key=upstream_api_key, timeout=timeout,
+                          connect_timeout=connect_timeout, transport=transport),
+        cache=cache_obj,
+        owns_cache=owns_cache,
+        share_across_keys=share_across_keys,
+        namespace_header=namespace_header,
+        ttl=ttl,
+        semantic=semantic,
+        prices=price_table,
+        stream_usage=stream_usage,
+        models_ttl=models_ttl,
+    )
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        logger.exception("llm-cache proxy: internal error on %s %s", request.method, request.url.path)
+        return Response(_dumps(error_body(f"llm-cache proxy error: {type(exc).__name__}", "proxy_error",
+                                          "proxy_error")), status_code=500, media_type=_JSON)
+
+    async def not_found(request: Request) -> Response:
+        return Response(_dumps(error_body(f"unknown path {request.url.path}; the proxy serves /v1/...",
+                                          "not_found", "invalid_request_error")), status_code=404, media_type=_JSON)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        await proxy.aclose()
+
+    routes = [Route(f"/v1{path}", proxy.cached_endpoint, methods=["POST"]) for path in ENDPOINTS]
+    routes += [
+        Route("/v1/models", proxy.models_endpoint, methods=["GET"]),
+        Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
+        Route("/healthz", proxy.healthz_endpoint, methods=["GET"]),
+        Route("/v1/{rest:path}", proxy.passthrough_endpoint,
+              methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error})
+    app.state.proxy = proxy
+    return app

@@ -1,0 +1,175 @@
+"""What identifies a proxied request in the cache, and the per-request cache controls.
+
+No I/O here. The proxy reuses :mod:`llm_cache.keys` for the canonical forms:
+
+* ``prompt``: for chat, :func:`~llm_cache.keys.messages_prompt` of ``messages``; for
+  completions the ``prompt`` string (a list of prompts as canonical JSON); for embeddings
+  the ``input`` string (a list as canonical JSON).
+* ``llm_string``: canonical JSON ``{"endpoint": ..., "ns": ..., "params": ...}`` where
+  ``params`` is :func:`~llm_cache.keys.make_llm_string` of every other request field. That
+  drops ``stream``, ``stream_options``, ``user`` and transport fields, so a streamed and a
+  non-streamed request share one entry; everything else (``model``, ``temperature``,
+  ``n``, ``tools``, ``response_format``, ``seed``, unknown fields...) is part of the key,
+  because a field we do not know may change the answer.
+* ``ns`` isolates tenants. By default it starts with a hash of the client's API key
+  (``sha256``, never the key itself), so two keys never see each other's entries;
+  ``share_across_keys`` drops that part. A namespace request header adds a caller-chosen
+  partition on top.
+
+Putting the namespace inside the llm_string (rather than opening one cache object per
+tenant) works the same for every backend, the semantic cache included (it partitions on
+the llm_string), and costs one cache connection pool whatever the number of keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..keys import canonical_json, make_llm_string, messages_prompt
+
+__all__ = [
+    "CacheDirectives",
+    "RequestKey",
+    "ENDPOINTS",
+    "api_key_of",
+    "key_namespace",
+    "parse_cache_control",
+    "request_key",
+    "valid_namespace",
+]
+
+#: Cacheable endpoints: path after ``/v1`` -> short name used in keys and metrics.
+ENDPOINTS: dict[str, str] = {
+    "/chat/completions": "chat.completions",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+}
+
+# The request field that carries the prompt, per endpoint; it becomes ``prompt``, not params.
+_PROMPT_FIELD = {"chat.completions": "messages", "completions": "prompt", "embeddings": "input"}
+
+_MAX_NAMESPACE = 128
+_NAMESPACE_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """The cache identity of one request."""
+
+    endpoint: str
+    prompt: str
+    llm_string: str
+
+    @property
+    def flight_key(self) -> tuple[str, str]:
+        """Key of the in-flight map (the namespace is inside ``llm_string``)."""
+        return (self.prompt, self.llm_string)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirectives:
+    """What the client's ``Cache-Control`` asks for.
+
+    * ``no_store``: neither look up nor store (the response says ``X-Cache: BYPASS``);
+    * ``no_cache``: do not answer from the cache, call upstream and store the answer;
+    * ``max_age``: accept a cached entry only if it is at most this many seconds old;
+    * ``only_if_cached``: answer from the cache or fail with 504, never call upstream.
+    """
+
+    no_store: bool = False
+    no_cache: bool = False
+    max_age: float | None = None
+    only_if_cached: bool = False
+
+
+_DEFAULT_DIRECTIVES = CacheDirectives()
+
+
+def parse_cache_control(value: str | None) -> CacheDirectives:
+    """Parse a request ``Cache-Control`` header; unknown or malformed directives are ignored."""
+    if not value:
+        return _DEFAULT_DIRECTIVES
+    no_store = no_cache = only_if_cached = False
+    max_age: float | None = None
+    for part in value.split(","):
+        name, _, arg = part.strip().partition("=")
+        name = name.strip().lower()
+        if name == "no-store":
+            no_store = True
+        elif name == "no-cache":
+            no_cache = True
+        elif name == "only-if-cached":
+            only_if_cached = True
+        elif name == "max-age":
+            try:
+                seconds = int(arg.strip().strip('"'))
+            except ValueError:
+                continue  # RFC 9111: an invalid max-age is ignored, not an error
+            if seconds >= 0:
+                max_age = float(seconds) if max_age is None else min(max_age, float(seconds))
+    if max_age == 0:
+        no_cache = True  # max-age=0 accepts nothing cached: a refresh
+    return CacheDirectives(no_store=no_store, no_cache=no_cache, max_age=max_age, only_if_cached=only_if_cached)
+
+
+def api_key_of(headers: Mapping[str, str]) -> str | None:
+    """The client's API key: ``Authorization: Bearer``, or Azure's ``api-key`` header."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return auth.strip() or None
+    return headers.get("api-key") or None
+
+
+def key_namespace(api_key: str | None) -> str:
+    """A stable, non-reversible tenant id for an API key (128 bits of sha256)."""
+    if api_key is None:
+        return "anon"
+    digest = hashlib.sha256(b"llm-cache-proxy-key\x00" + api_key.encode("utf-8", "surrogatepass"))
+    return "k" + digest.hexdigest()[:32]
+
+
+def valid_namespace(value: str) -> bool:
+    """Whether a namespace header value is acceptable (printable ASCII, at most 128 chars)."""
+    return 0 < len(value) <= _MAX_NAMESPACE and _NAMESPACE_RE.match(value) is not None
+
+
+def _prompt_text(endpoint: str, value: Any) -> str | None:
+    if endpoint == "chat.completions":
+        if not isinstance(value, list):
+            return None
+        return messages_prompt(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        return canonical_json(value)
+    return None
+
+
+def request_key(endpoint: str, body: Mapping[str, Any], namespace: str) -> RequestKey | None:
+    """The cache key of a parsed request body, or ``None`` if it cannot be cached.
+
+    ``None`` (the request is passed through uncached) when the prompt field is missing or
+    malformed; the upstream then answers with its own validation error. Raises
+    :class:`~llm_cache.errors.ConfigurationError` or ``ValueError`` for values that have
+    no canonical JSON form (the caller treats that as uncacheable too).
+    """
+    field = _PROMPT_FIELD[endpoint]
+    prompt = _prompt_text(endpoint, body.get(field))
+    if prompt is None:
+        return None
+    params = {name: value for name, value in body.items() if name != field}
+    # Built by hand to avoid re-serialising params; equal to canonical_json of the dict
+    # (keys in sorted order, no whitespace).
+    llm_string = (
+        '{"endpoint":' + json.dumps(endpoint)
+        + ',"ns":' + json.dumps(namespace, ensure_ascii=False)
+        + ',"params":' + make_llm_string(params) + "}"
+    )
+    return RequestKey(endpoint, prompt, llm_string)
