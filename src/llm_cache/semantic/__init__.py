@@ -1,0 +1,1 @@
+"""Semantic caching: embeddings, similarity guards and vector stores."""
