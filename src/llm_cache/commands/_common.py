@@ -1,0 +1,238 @@
+"""What the cache sub-commands share: the ``--cache URL`` argument, opening a cache with
+readable errors, a progress bar, and text helpers. Standard library only (this module is
+imported by every ``llm-cache`` invocation)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as _dt
+import json
+import os
+import sqlite3
+import sys
+import time
+from typing import IO, TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlsplit
+
+from ..errors import CacheBackendError, ConfigurationError, LLMCacheError
+
+if TYPE_CHECKING:
+    from ..caches.base import BaseCache
+
+__all__ = [
+    "DEFAULT_CACHE_URL",
+    "add_cache_argument",
+    "add_progress_argument",
+    "add_limit_argument",
+    "open_cache",
+    "Progress",
+    "one_line",
+    "prompt_text",
+    "format_time",
+    "format_bytes",
+]
+
+DEFAULT_CACHE_URL = "sqlite:///.llm_cache.db"  # SQLiteCache's and the demo's default file
+_ENV = "LLM_CACHE_URL"
+
+# Exceptions of store drivers (by module) that mean "the store failed", shown as one line
+# rather than a traceback; any other exception is a bug and keeps its traceback.
+_DRIVER_MODULES = ("redis", "sqlalchemy", "psycopg", "pymysql", "momento")
+
+
+def register(subparsers: Any) -> None:
+    """Not a command: the dispatcher imports every module of this package and calls its
+    ``register``, so this helper module has one that adds nothing."""
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """``--cache URL`` (default: $LLM_CACHE_URL, else the SQLite file ``.llm_cache.db``) and
+    ``--namespace NS``."""
+    parser.add_argument(
+        "--cache",
+        metavar="URL",
+        default=os.environ.get(_ENV) or DEFAULT_CACHE_URL,
+        help=(
+            "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory:// "
+            f"(options ?namespace=NS&ttl=SECONDS; default: ${_ENV} or %(default)s)"
+        ),
+    )
+    parser.add_argument("--namespace", metavar="NS", help="the cache namespace (overrides the URL's ?namespace=)")
+
+
+def _store_error(url: str, exc: BaseException) -> CacheBackendError:
+    from ..urls import redact_url
+
+    return CacheBackendError(f"cache {redact_url(url)}: {type(exc).__name__}: {exc}")
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, sqlite3.Error)):
+        return True
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in _DRIVER_MODULES
+
+
+@contextlib.contextmanager
+def open_cache(url: str, *, namespace: str | None = None, must_exist: bool = True) -> Iterator["BaseCache"]:
+    """The cache ``url`` names, closed on exit. Store errors raised inside the block come
+    out as one-line :class:`CacheBackendError`; the cache is strict, so a failed write is an
+    error here instead of the library's logged miss.
+
+    ``must_exist``: an SQLite URL must name an existing file (reading commands must not
+    create an empty database because of a typo).
+    """
+    from ..urls import cache_from_url, redact_url
+
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if must_exist and parts is not None and parts.scheme.lower() == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path  # as urls.py reads it
+        if path and path != ":memory:" and not os.path.exists(path):
+            raise ConfigurationError(f"no cache database at {path!r} ({redact_url(url)}): check the path")
+    try:
+        cache = cache_from_url(url, namespace=namespace)
+    except LLMCacheError:
+        raise
+    except Exception as exc:
+        if _is_store_error(exc):
+            raise _store_error(url, exc) from exc
+        raise
+    cache.strict = True
+    try:
+        yield cache
+    except LLMCacheError:
+        raise
+    except Exception as exc:
+        if _is_store_error(exc):
+            raise _store_error(url, exc) from exc
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            cache.close()
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second.
+
+    Shown only when ``enabled`` (the commands enable it for ``--progress`` or when stderr is
+    a terminal), so pipes and logs get no control characters.
+    """
+
+    def __init__(
+        self, label: str, total: int | None, *, enabled: bool, unit: str = "", stream: IO[str] | None = None
+    ) -> None:
+        self.label = label
+        self.total = total
+        self.enabled = enabled
+        self.unit = unit
+        self.done = 0
+        self.count = 0
+        self._stream = stream or sys.stderr
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    @staticmethod
+    def wanted(flag: bool) -> bool:
+        """Whether to show a bar: asked for, or stderr is a terminal."""
+        return flag or sys.stderr.isatty()
+
+    def advance(self, amount: int = 1, *, items: int = 1) -> None:
+        self.done += amount
+        self.count += items
+        if self.enabled:
+            now = time.monotonic()
+            if now - self._last >= 0.1:
+                self._last = now
+                self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        if self.total:
+            fraction = min(1.0, self.done / self.total)
+            width = 30
+            filled = int(fraction * width)
+            bar = "#" * filled + "-" * (width - filled)
+            text = f"\r{self.label} [{bar}] {fraction:4.0%} {self.count} {self.unit}".rstrip()
+        else:
+            text = f"\r{self.label} {self.count} {self.unit}".rstrip()
+        if final:
+            text += f" ({time.monotonic() - self._started:.1f}s)\n"
+        self._stream.write(text)
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            if self.total:
+                self.done = max(self.done, self.total)
+            self._draw(final=True)
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--progress``: show the bar even when stderr is not a terminal."""
+    parser.add_argument(
+        "--progress", action="store_true", help="show a progress bar on stderr even when it is not a terminal"
+    )
+
+
+def add_limit_argument(parser: argparse.ArgumentParser) -> None:
+    """``--limit N`` (0: no limit)."""
+    parser.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="show at most N entries; 0 for all (default: %(default)s)"
+    )
+
+
+def one_line(text: Any, width: int) -> str:
+    """``text`` on one line (newlines and tabs shown as spaces), cut to ``width`` with '…'."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
+
+
+def prompt_text(prompt: str) -> str:
+    """What a person would call the prompt: for a chat prompt stored as JSON messages
+    (llm-cache's ``[{"role", "content"}]`` or LangChain's serialised messages), the message
+    contents joined by `` | ``; any other prompt as it is."""
+    if not prompt.startswith("["):
+        return prompt
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return prompt
+    if not isinstance(messages, list):
+        return prompt
+    parts = []
+    for message in messages:
+        if not isinstance(message, dict):
+            return prompt
+        content = message.get("content")
+        if content is None and isinstance(message.get("kwargs"), dict):  # LangChain's lc form
+            content = message["kwargs"].get("content")
+        if isinstance(content, list):  # content parts: keep their text
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if not isinstance(content, str):
+            return prompt
+        parts.append(content)
+    return " | ".join(parts) if parts else prompt
+
+
+def format_time(timestamp: float | None) -> str:
+    """Local time ``YYYY-MM-DD HH:MM``, or ``-``."""
+    if timestamp is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def format_bytes(size: int | None) -> str:
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover

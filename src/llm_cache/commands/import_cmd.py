@@ -1,0 +1,79 @@
+"""``llm-cache import``: load entries from a JSONL file (named import_cmd because
+``import`` is a keyword)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from ._common import add_cache_argument, add_progress_argument
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser(
+        "import",
+        help="load entries from a JSONL file (as written by export)",
+        description=(
+            "Load entries from FILE (one JSON object per line, as llm-cache export writes) into "
+            "the cache's namespace, replacing entries with the same prompt and llm_string. Each "
+            "line is validated; bad lines are reported by number and skipped, and the exit status "
+            "is 1 if there were any. Entries get the target cache's creation time and TTL; "
+            "entries already expired are skipped. FILE \"-\" is standard input."
+        ),
+    )
+    add_cache_argument(parser)
+    parser.add_argument("file", metavar="FILE.jsonl", help='the file to read ("-" for standard input)')
+    add_progress_argument(parser)
+    parser.set_defaults(handler=_run)
+
+
+_MAX_REPORTED = 50  # bad lines listed one by one; beyond this only counted
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigurationError
+    from ..inspection import import_entry, parse_entry_line
+    from ._common import Progress, open_cache
+
+    from_stdin = args.file == "-"
+    if not from_stdin and not os.path.isfile(args.file):
+        raise ConfigurationError(f"no such file: {args.file}")
+    imported = expired = bad = 0
+    with contextlib.ExitStack() as stack:
+        # Read as bytes so that a line that is not UTF-8 is one bad line, not the end of the import.
+        source = sys.stdin.buffer if from_stdin else stack.enter_context(open(args.file, "rb"))
+        total = None if from_stdin else os.path.getsize(args.file)
+        # The cache may be a new SQLite file: import is the one command that may create it.
+        cache = stack.enter_context(open_cache(args.cache, namespace=args.namespace, must_exist=False))
+        progress = stack.enter_context(
+            Progress("import", total, enabled=Progress.wanted(args.progress), unit="entries")
+        )
+        for number, raw in enumerate(source, start=1):
+            if not raw.strip():
+                progress.advance(len(raw), items=0)
+                continue
+            try:
+                entry = parse_entry_line(raw.decode("utf-8"))
+            except (ConfigurationError, UnicodeDecodeError) as exc:
+                bad += 1
+                if bad <= _MAX_REPORTED:
+                    reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                    print(f"line {number}: {reason}", file=sys.stderr)
+                progress.advance(len(raw), items=0)
+                continue
+            if import_entry(cache, entry):
+                imported += 1
+            else:
+                expired += 1
+            progress.advance(len(raw))
+    if bad > _MAX_REPORTED:
+        print(f"... and {bad - _MAX_REPORTED} more bad lines", file=sys.stderr)
+    summary = f"imported {imported} entries"
+    if expired:
+        summary += f", skipped {expired} expired"
+    if bad:
+        summary += f", {bad} bad line{'s' if bad != 1 else ''} skipped"
+    print(summary, file=sys.stderr)
+    return 1 if bad else 0
