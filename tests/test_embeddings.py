@@ -65,7 +65,7 @@ def test_import_does_not_load_the_model_stack() -> None:
 def test_bundled_files_are_found_through_their_packages() -> None:
     assert default_model_path().name == "model.onnx"
     assert default_model_path().is_file()
-    assert default_tokenizer_path().name == "tokenizer.json"
+    assert default_tokenizer_path().name == "minilm_tokenizer.json"
     assert default_tokenizer_path().is_file()
 
 

