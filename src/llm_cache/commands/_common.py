@@ -41,11 +41,6 @@ _ENV = "LLM_CACHE_URL"
 _DRIVER_MODULES = ("redis", "sqlalchemy", "psycopg", "pymysql", "momento")
 
 
-def register(subparsers: Any) -> None:
-    """Not a command: the dispatcher imports every module of this package and calls its
-    ``register``, so this helper module has one that adds nothing."""
-
-
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
     """``--cache URL`` (default: $LLM_CACHE_URL, else the SQLite file ``.llm_cache.db``) and
     ``--namespace NS``."""
