@@ -645,3 +645,41 @@ def test_nul_characters_survive_postgres(postgres_url: str) -> None:
     assert cache.stats.errors == 0
     cache.clear()
     engine.dispose()
+
+
+def test_own_pool_holds_connections_but_not_with_nullpool(postgres_url: str) -> None:
+    from sqlalchemy.pool import NullPool
+
+    pooled = create_engine(postgres_url)
+    cache = SQLAlchemyCache(pooled, namespace=unique())
+    cache.update("p", LLM, sample_generations("x"))
+    assert cache.lookup("p", LLM) == sample_generations("x")
+    assert len(cache._connections._idle) == 1  # reused by the next call, no checkout
+    assert pooled.pool.checkedout() == 0  # the application's pool is left alone
+    cache.clear()
+    cache.close()
+    assert len(cache._connections._idle) == 0
+
+    unpooled = create_engine(postgres_url, poolclass=NullPool)
+    cache = SQLAlchemyCache(unpooled, namespace=unique())
+    cache.update("p", LLM, sample_generations("y"))
+    assert cache.lookup("p", LLM) == sample_generations("y")
+    assert len(cache._connections._idle) == 0  # NullPool: nothing kept open
+    cache.clear()
+    pooled.dispose()
+
+
+def test_stale_idle_connection_is_replaced_without_an_error(postgres_server: Any) -> None:
+    """A pooled connection the server killed (restart, idle timeout) costs a retry, not a miss."""
+    import psycopg
+
+    engine = create_engine(postgres_server.url)
+    cache = SQLAlchemyCache(engine, namespace=unique())
+    cache.update("p", LLM, sample_generations("s"))
+    pid = cache._raw(lambda dbapi, st: dbapi.info.backend_pid)
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert cache.lookup("p", LLM) == sample_generations("s")
+    assert cache.stats.errors == 0
+    cache.clear()
+    engine.dispose()

@@ -29,15 +29,16 @@ notebook's ``FulltextLLMCache``): :meth:`SQLAlchemyCache.search`, or the query i
 
 The GIN index on the tsvector column serves the ``@@`` match.
 
-Why it is fast (measured in benchmarks/bench_sql.py): on our own table the hit path does not
-go through a SQLAlchemy ``Connection`` (whose per-call overhead about doubles a point query's
-time, and whose implicit BEGIN/ROLLBACK adds two round trips). It checks a connection out of
-the engine's own pool and runs one statement, compiled once by SQLAlchemy for the engine's
-dialect, on the driver connection; with psycopg the read runs in autocommit (a client-side
-switch, no round trip). Consequences: engine events such as ``before_cursor_execute`` do not
-see these statements, and pooled connections are still yours (the engine's settings, its pool).
-User schemas go through SQLAlchemy Core as usual, so their column defaults, sequences and
-types behave as they do in the application.
+Why it is fast (profiled and measured in benchmarks/bench_sql.py): on our own table the hit
+path does not go through a SQLAlchemy ``Connection``, whose per-call overhead about doubled a
+point query's time, and whose implicit BEGIN/ROLLBACK add two round trips. It runs one
+statement, compiled once by SQLAlchemy for the engine's dialect, on an autocommit driver
+connection from a pool of the cache's own, cloned from the engine's (``pool.recreate()``: same
+connect arguments and pool events), kept checked out between calls (see ``_RawConnections``).
+Consequences: engine-level events such as ``before_cursor_execute`` do not see these
+statements, and the cache holds up to one connection per thread using it at once, beside
+the application's. User schemas go through SQLAlchemy Core on the engine itself, so their
+column defaults, sequences and types behave as they do in the application.
 
 Concurrency: an update replaces all rows of one entry in one transaction and is race-free:
 
@@ -60,9 +61,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import re
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -173,6 +176,8 @@ class _KeyedStatements:
         self.delete_from = _Sql(delete(t).where(*where, t.c.idx >= bindparam("n")), dialect)
         self.clear = _Sql(delete(t).where(t.c.namespace == bindparam("ns")), dialect)
         self.native_upsert = dialect.name in ("postgresql", "sqlite", "mysql", "mariadb")
+        # SQLite: take the write lock up front, so two writers never deadlock upgrading read locks.
+        self.begin = "BEGIN IMMEDIATE" if dialect.name == "sqlite" else "BEGIN"
         self._upserts: dict[int, _Sql] = {}
 
     def upsert(self, n: int) -> _Sql:
@@ -217,6 +222,100 @@ class _KeyedStatements:
             stmt = mysql_insert(t).values(rows)
             return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in self._UPDATED})
         return insert(t).values(rows)
+
+
+class _RawConnections:
+    """Autocommit driver connections for the keyed hot path, reused without a pool checkout per call.
+
+    Measured on PostgreSQL (benchmarks/bench_sql.py): a point SELECT through a SQLAlchemy
+    ``Connection`` costs about twice the raw driver's time, and even ``engine.raw_connection()``
+    per call adds 40-60 µs (checkout, reset-on-return, autocommit switches). So the cache has a
+    pool of its own, ``engine.pool.recreate()`` (same creator, settings and pool events as the
+    user's engine, none of its connections), whose connections are put in autocommit mode once
+    and kept checked out in a LIFO list between calls. The list never grows past the number of
+    threads using the cache at once, which the pool's own size limits.
+
+    A connection that fails is invalidated; if it had been idle in the list and the failure is a
+    disconnect (a database restart, MySQL's wait_timeout), the call is retried once on a fresh one.
+    Pools that must not be duplicated or held are used as they are, one checkout per call:
+    SQLite in-memory databases (``StaticPool``, ``SingletonThreadPool``: a new pool would open a
+    new, empty database) and ``NullPool`` (the user asked for no pooling, e.g. behind PgBouncer).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect
+        pool_kind = type(engine.pool).__name__
+        self._shared = pool_kind in ("StaticPool", "SingletonThreadPool", "AssertionPool", "NullPool")
+        self._source = engine.pool
+        self._pool = engine.pool if self._shared else engine.pool.recreate()
+        self._idle: deque[Any] = deque()
+        self._pid = os.getpid()
+
+    def run(self, op: Callable[..., T], *args: Any) -> T:
+        if self._shared:
+            return self._run_shared(op, *args)
+        if self._pid != os.getpid():
+            self._after_fork()
+        try:
+            fairy, reused = self._idle.pop(), True
+        except IndexError:
+            fairy, reused = self._checkout(), False
+        try:
+            result = op(fairy.dbapi_connection, *args)
+        except CorruptEntryError:
+            self._idle.append(fairy)
+            raise
+        except Exception as exc:
+            stale = reused and self.dialect.is_disconnect(exc, fairy.dbapi_connection, None)
+            fairy.invalidate(exc)
+            fairy.close()
+            if not stale:
+                raise
+            return self.run(op, *args)  # the list may hold more dead ones: each is dropped in turn
+        self._idle.append(fairy)
+        return result
+
+    def _checkout(self) -> Any:
+        fairy = self._pool.connect()
+        try:
+            self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
+        except BaseException:
+            fairy.invalidate()
+            fairy.close()
+            raise
+        return fairy
+
+    def _run_shared(self, op: Callable[..., T], *args: Any) -> T:
+        fairy = self._pool.connect()
+        try:
+            self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
+            result = op(fairy.dbapi_connection, *args)
+            self.dialect.reset_isolation_level(fairy.dbapi_connection)
+            return result
+        except CorruptEntryError:
+            self.dialect.reset_isolation_level(fairy.dbapi_connection)
+            raise
+        except BaseException as exc:
+            fairy.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+        finally:
+            fairy.close()
+
+    def _after_fork(self) -> None:
+        # The parent's sockets must not be used (nor closed) by the child.
+        self._idle = deque()
+        self._pool = self._source.recreate()
+        self._pid = os.getpid()
+
+    def close(self) -> None:
+        while True:
+            try:
+                fairy = self._idle.pop()
+            except IndexError:
+                break
+            fairy.close()
+        if not self._shared:
+            self._pool.dispose()
 
 
 class SQLAlchemyCache(BaseCache):
@@ -292,6 +391,7 @@ class SQLAlchemyCache(BaseCache):
             weakref.WeakKeyDictionary()
         )
         self._statements: dict[int, Any] = {}
+        self._connections = _RawConnections(engine)
         self._md5_index = False
         self._schema_ready = False
         try:
@@ -325,21 +425,10 @@ class SQLAlchemyCache(BaseCache):
 
     # -- running operations: sync ------------------------------------------------------------------
     def _raw(self, op: Callable[..., T], *args: Any) -> T:
-        """Run ``op(dbapi_connection, statements, *args)`` on a connection from the engine's pool."""
+        """Run ``op(dbapi_connection, statements, *args)`` on an autocommit driver connection."""
         if not self._schema_ready:
             self._ensure_schema()
-        fairy = self.engine.raw_connection()
-        try:
-            return op(fairy.dbapi_connection, self._keyed(self.engine.dialect), *args)
-        except CorruptEntryError:
-            raise
-        except BaseException as exc:
-            # The connection's state is unknown (broken socket, autocommit left on): never
-            # hand it back to the pool. A reconnect costs far less than a poisoned pool.
-            fairy.invalidate(exc if isinstance(exc, Exception) else None)
-            raise
-        finally:
-            fairy.close()
+        return self._connections.run(op, self._keyed(self.engine.dialect), *args)
 
     def _core(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
         """Run ``op(connection, *args)`` through SQLAlchemy Core (user schemas)."""
@@ -380,6 +469,9 @@ class SQLAlchemyCache(BaseCache):
         if not self._schema_ready:
             await asyncio.to_thread(self._ensure_schema)
         statements = self._keyed(engine.sync_engine.dialect)
+        # The keyed operations expect an autocommit connection (they BEGIN/COMMIT themselves);
+        # SQLAlchemy switches it on at checkout and back at return.
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
         def run(sync_conn: Connection) -> T:
             # run_sync: the sync-style DBAPI adapter works here (SQLAlchemy's greenlet bridge).
@@ -443,20 +535,12 @@ class SQLAlchemyCache(BaseCache):
     # -- the keyed path (FullLLMCache): raw DBAPI on pooled connections --------------------------------
     def _keyed_lookup(self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str) -> list[Generation] | None:
         values = {"ns": self.namespace, "kh": cache_key(prompt, llm_string).hex()}
-        # psycopg (sync, or SQLAlchemy's adapter of its async connection): autocommit is a
-        # client-side switch. If the SELECT fails, the caller invalidates this connection, so
-        # it cannot go back to the pool with autocommit left on.
-        toggle = st.dialect.driver == "psycopg"
-        if toggle:
-            dbapi.autocommit = True
-        cursor = dbapi.cursor()
+        cursor = dbapi.cursor()  # an autocommit connection: one statement, no BEGIN/ROLLBACK round trips
         try:
             cursor.execute(st.select.sql, st.select.params(values))
             rows = cursor.fetchall()
         finally:
             cursor.close()
-        if toggle:
-            dbapi.autocommit = False
         if not rows:
             return None
         stored_prompt, stored_llm = self._to_db(prompt), self._to_db(llm_string)
@@ -491,14 +575,15 @@ class SQLAlchemyCache(BaseCache):
         for attempt in range(1, _RETRIES + 1):
             cursor = dbapi.cursor()
             try:
+                cursor.execute(st.begin)
                 if not st.native_upsert:  # no native upsert: delete, then insert (IntegrityError retried)
                     cursor.execute(st.delete_from.sql, st.delete_from.params({**values, "n": 0}))
                 cursor.execute(upsert.sql, upsert.params(values))
                 cursor.execute(st.delete_from.sql, st.delete_from.params(values))
-                dbapi.commit()
+                cursor.execute("COMMIT")
                 return
             except Exception as exc:
-                _rollback(dbapi)
+                _rollback(cursor)
                 transient = _is_transient(exc) or (not st.native_upsert and "integrity" in type(exc).__name__.lower())
                 if attempt == _RETRIES or not transient:
                     raise
@@ -508,11 +593,7 @@ class SQLAlchemyCache(BaseCache):
     def _keyed_clear(self, dbapi: Any, st: _KeyedStatements) -> None:
         cursor = dbapi.cursor()
         try:
-            cursor.execute(st.clear.sql, st.clear.params({"ns": self.namespace}))
-            dbapi.commit()
-        except Exception:
-            _rollback(dbapi)
-            raise
+            cursor.execute(st.clear.sql, st.clear.params({"ns": self.namespace}))  # autocommit: atomic alone
         finally:
             cursor.close()
 
@@ -568,6 +649,7 @@ class SQLAlchemyCache(BaseCache):
         dialect = conn.dialect.name
         for attempt in range(1, _RETRIES + 1):
             mysql_locked = False
+            failed = True
             try:
                 with conn.begin():
                     if dialect == "postgresql":
@@ -582,6 +664,7 @@ class SQLAlchemyCache(BaseCache):
                     # SQLite: the DELETE takes the database's single write lock for the transaction.
                     conn.execute(delete(t).where(*clauses), values)
                     conn.execute(insert(t), rows)
+                failed = False
                 return
             except Exception as exc:
                 if attempt == _RETRIES or not _is_transient(exc):
@@ -589,8 +672,14 @@ class SQLAlchemyCache(BaseCache):
             finally:
                 if mysql_locked:
                     # GET_LOCK outlives transactions: release it after the commit (or rollback).
-                    conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock})
-                    conn.commit()
+                    # After a failure the connection may be gone, and the lock with it: the
+                    # original error is the one to report.
+                    try:
+                        conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": mysql_lock})
+                        conn.commit()
+                    except Exception:
+                        if not failed:
+                            raise
 
     def _plain_clear(self, conn: Connection) -> None:
         t = self.info.table
@@ -666,7 +755,11 @@ class SQLAlchemyCache(BaseCache):
             await found[1].aclose()
 
     def close(self) -> None:
-        """Forget derived async engines. The sync ``engine`` is the caller's: it is not disposed."""
+        """Close this cache's own connections and forget derived async engines.
+
+        The ``engine`` (and an ``async_engine`` you passed) are yours: they are not disposed.
+        """
+        self._connections.close()
         self._async_engines = weakref.WeakKeyDictionary()
 
 
@@ -687,10 +780,10 @@ async def _dispose_with_loop(engine: Any) -> Any:
             pass
 
 
-def _rollback(dbapi: Any) -> None:
+def _rollback(cursor: Any) -> None:
     try:
-        dbapi.rollback()
-    except Exception:  # noqa: BLE001 - the original error is the one to report; the pool drops this connection
+        cursor.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is the one to report; a broken connection is dropped
         pass
 
 
