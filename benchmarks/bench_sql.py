@@ -24,9 +24,13 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-PROMPT = "Summarise the following paragraph in one sentence, keeping the key figures: item {i} " + "lorem " * 12
+PROMPT = (
+    "Summarise the following paragraph in one sentence, keeping the key figures: item {i} "
+    + "lorem " * 12
+)
 LLM = (
     '{"best_of":1,"frequency_penalty":0,"max_tokens":256,"model":"gpt-3.5-turbo-instruct",'
     '"n":1,"presence_penalty":0,"provider":"openai","temperature":0.7,"top_p":1}'
@@ -73,11 +77,21 @@ def throughput(make_fn: Callable[[], Callable[[int], Any]], threads: int, per_th
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("POSTGRES_URL"), help="SQLAlchemy URL (postgresql+psycopg://...)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("POSTGRES_URL"),
+        help="SQLAlchemy URL (postgresql+psycopg://...)",
+    )
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--lookups", type=int, default=400, help="lookups per implementation per round and measure")
-    parser.add_argument("--updates", type=int, default=150, help="updates per implementation per round")
+    parser.add_argument(
+        "--lookups", type=int, default=400, help="lookups per implementation per round and measure"
+    )
+    parser.add_argument(
+        "--updates", type=int, default=150, help="updates per implementation per round"
+    )
     args = parser.parse_args()
 
     warnings.simplefilter("ignore")  # langchain-community's sunset notice
@@ -108,8 +122,14 @@ def main() -> None:
         theirs = LangChainSQLAlchemyCache(lc_engine)
         theirs.clear()
         for i in range(ENTRIES):
-            ours.update(PROMPT.format(i=i), LLM, [Generation(f"answer {i}", {"finish_reason": "stop"})])
-            theirs.update(PROMPT.format(i=i), LLM, [LCGeneration(text=f"answer {i}", generation_info={"finish_reason": "stop"})])
+            ours.update(
+                PROMPT.format(i=i), LLM, [Generation(f"answer {i}", {"finish_reason": "stop"})]
+            )
+            theirs.update(
+                PROMPT.format(i=i),
+                LLM,
+                [LCGeneration(text=f"answer {i}", generation_info={"finish_reason": "stop"})],
+            )
 
         select_sql = ours._keyed(ours.engine.dialect).select.sql  # the statement our hit path sends
         keys = [cache_key_hex(PROMPT.format(i=i), LLM) for i in range(ENTRIES)]
@@ -140,7 +160,11 @@ def main() -> None:
 
             return lookup
 
-        makers = {"raw psycopg SELECT (floor)": raw_fn, "llm-cache SQLAlchemyCache": ours_fn, "LangChain SQLAlchemyCache": theirs_fn}
+        makers = {
+            "raw psycopg SELECT (floor)": raw_fn,
+            "llm-cache SQLAlchemyCache": ours_fn,
+            "LangChain SQLAlchemyCache": theirs_fn,
+        }
         single = {name: make() for name, make in makers.items()}
         for fn in single.values():  # warm: pools filled, statements prepared
             timed_loop(fn, 200)
@@ -148,20 +172,36 @@ def main() -> None:
         lookup_p50: dict[str, list[float]] = {name: [] for name in makers}
         tput1: dict[str, list[float]] = {name: [] for name in makers}
         tput8: dict[str, list[float]] = {name: [] for name in makers}
-        upd_p50: dict[str, list[float]] = {"llm-cache SQLAlchemyCache": [], "LangChain SQLAlchemyCache": []}
+        upd_p50: dict[str, list[float]] = {
+            "llm-cache SQLAlchemyCache": [],
+            "LangChain SQLAlchemyCache": [],
+        }
         counter = [0]
 
         def ours_update(i: int) -> None:
             counter[0] += 1
-            ours.update(PROMPT.format(i=i), LLM, [Generation(f"answer {i} v{counter[0]}", {"finish_reason": "stop"})])
+            ours.update(
+                PROMPT.format(i=i),
+                LLM,
+                [Generation(f"answer {i} v{counter[0]}", {"finish_reason": "stop"})],
+            )
 
         def theirs_update(i: int) -> None:
             counter[0] += 1
             theirs.update(
-                PROMPT.format(i=i), LLM, [LCGeneration(text=f"answer {i} v{counter[0]}", generation_info={"finish_reason": "stop"})]
+                PROMPT.format(i=i),
+                LLM,
+                [
+                    LCGeneration(
+                        text=f"answer {i} v{counter[0]}", generation_info={"finish_reason": "stop"}
+                    )
+                ],
             )
 
-        updaters = {"llm-cache SQLAlchemyCache": ours_update, "LangChain SQLAlchemyCache": theirs_update}
+        updaters = {
+            "llm-cache SQLAlchemyCache": ours_update,
+            "LangChain SQLAlchemyCache": theirs_update,
+        }
         for name, fn in updaters.items():
             timed_loop(fn, 50)
 
@@ -178,9 +218,13 @@ def main() -> None:
         floor = p50(lookup_p50["raw psycopg SELECT (floor)"])
         lc = p50(lookup_p50["LangChain SQLAlchemyCache"])
         print()
-        print(f"PostgreSQL {version} on loopback, {ENTRIES} entries, medians of {args.rounds} rounds")
+        print(
+            f"PostgreSQL {version} on loopback, {ENTRIES} entries, medians of {args.rounds} rounds"
+        )
         print()
-        print("| hit lookup | p50 (1 thread) | vs floor | lookups/s, 1 thread | lookups/s, 8 threads |")
+        print(
+            "| hit lookup | p50 (1 thread) | vs floor | lookups/s, 1 thread | lookups/s, 8 threads |"
+        )
         print("|---|---:|---:|---:|---:|")
         for name in makers:
             value = p50(lookup_p50[name])

@@ -17,7 +17,19 @@ import contextlib
 import os
 import time
 
-from sqlalchemy import Column, Computed, Index, Integer, Sequence, String, cast, create_engine, desc, func, select
+from sqlalchemy import (
+    Column,
+    Computed,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    cast,
+    create_engine,
+    desc,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import REGCONFIG
 from sqlalchemy.orm import declarative_base
 from sqlalchemy_utils import TSVectorType
@@ -49,8 +61,12 @@ class FulltextLLMCache(Base):  # type: ignore[misc, valid-type]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("url", help="SQLAlchemy URL of a PostgreSQL database, e.g. postgresql+psycopg://...")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "url", help="SQLAlchemy URL of a PostgreSQL database, e.g. postgresql+psycopg://..."
+    )
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -59,23 +75,38 @@ def main() -> None:
         else:
             from llm_cache.testing.fake_openai import FakeOpenAIServer
 
-            server = stack.enter_context(FakeOpenAIServer(latency=0.5))  # a provider's typical delay
-            llm = OpenAI(model_name="gpt-3.5-turbo-instruct", n=2, best_of=2, base_url=server.base_url, api_key="sk-fake")
+            # Half a second per call, a provider's typical delay.
+            server = stack.enter_context(FakeOpenAIServer(latency=0.5))
+            llm = OpenAI(
+                model_name="gpt-3.5-turbo-instruct",
+                n=2,
+                best_of=2,
+                base_url=server.base_url,
+                api_key="sk-fake",
+            )
 
         engine = create_engine(args.url)
         cache = SQLAlchemyCache(engine, FulltextLLMCache)
         set_llm_cache(cache)
 
-        for prompt in ["Tell me a joke", "What is the weather forecast for Paris?", "Tell me a joke"]:
+        for prompt in [
+            "Tell me a joke",
+            "What is the weather forecast for Paris?",
+            "Tell me a joke",
+        ]:
             start = time.perf_counter()
             result = llm.generate([prompt])
             took = time.perf_counter() - start
             source = "cache" if result.cached[0] else "provider"
-            print(f"{prompt!r}: {took * 1e3:.1f} ms from the {source}: {result.generations[0][0].text!r}")
+            print(
+                f"{prompt!r}: {took * 1e3:.1f} ms from the {source}: {result.generations[0][0].text!r}"
+            )
 
         # 1. The helper: websearch_to_tsquery syntax, best matches first.
         for hit in cache.search("joke"):
-            print(f"search('joke') -> {hit.prompt!r} (rank {hit.rank:.3f}), {len(hit.generations or [])} generations")
+            print(
+                f"search('joke') -> {hit.prompt!r} (rank {hit.rank:.3f}), {len(hit.generations or [])} generations"
+            )
 
         # 2. The same with plain SQLAlchemy, for queries of your own (the GIN index serves @@).
         query = func.websearch_to_tsquery(cast("english", REGCONFIG), "weather forecast")

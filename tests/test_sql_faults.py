@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
@@ -84,7 +85,8 @@ def test_postgres_outage_during_1000_cached_calls(pg: PostgresServer, upstream: 
             no_cache.generate([PROMPTS[i % len(PROMPTS)]])
             baseline.append(time.perf_counter() - start)
 
-    expected = {p: no_cache.invoke(p) for p in PROMPTS}  # the fake provider is deterministic; also warms up
+    # The fake provider is deterministic: these are the right answers (and this warms up).
+    expected = {p: no_cache.invoke(p) for p in PROMPTS}
     measure_provider_alone()
     upstream.reset()
 
@@ -110,7 +112,8 @@ def test_postgres_outage_during_1000_cached_calls(pg: PostgresServer, upstream: 
         call(i, "down")
     errors_while_down = cache.stats.errors
     assert errors_while_down >= 1  # counted, not raised
-    assert cache.stats.skipped > 0 and cache.breaker.is_open  # the breaker stopped the calls to the store
+    # The breaker stopped the calls to the store.
+    assert cache.stats.skipped > 0 and cache.breaker.is_open
     assert not any(cached["down"])
     assert upstream.request_count == 50 + 300  # every call while down went to the provider
     measure_provider_alone()  # again, right beside the outage: the machine's load drifts
@@ -170,7 +173,9 @@ def test_postgres_outage_async(pg: PostgresServer, upstream: Any) -> None:
             await asyncio.sleep(0.05)
         back = await calls(100)
         assert all(back)
-        print(f"\nasync, PostgreSQL down: 100 calls in {down_seconds * 1e3:.0f} ms; errors {cache.stats.errors}")
+        print(
+            f"\nasync, PostgreSQL down: 100 calls in {down_seconds * 1e3:.0f} ms; errors {cache.stats.errors}"
+        )
         await cache.aclear()
         await cache.aclose()
 

@@ -14,14 +14,30 @@ import string
 import threading
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Computed, Double, Index, Integer, Sequence, String, create_engine, select, text, update
+from sqlalchemy import (
+    Column,
+    Computed,
+    Double,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    create_engine,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.mysql import LONGTEXT
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import declarative_base as orm_declarative_base
+
+# --- the seed's custom schema, exactly as LangChain's notebook writes it -------------------------
+from sqlalchemy_utils import TSVectorType
 
 from llm_cache import Generation, set_llm_cache
 from llm_cache.caches.sql import FullLLMCache, SQLAlchemyCache
@@ -30,11 +46,9 @@ from llm_cache.keys import cache_key_hex
 from llm_cache.llms import OpenAI
 from llm_cache.testing.contract import LLM, CacheContract, sample_generations
 
-# --- the seed's custom schema, exactly as LangChain's notebook writes it -------------------------
-from sqlalchemy_utils import TSVectorType  # noqa: E402
-
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # ext.declarative's declarative_base is deprecated (MovedIn20Warning)
+    # ext.declarative's declarative_base is deprecated (MovedIn20Warning), but it is the seed's.
+    warnings.simplefilter("ignore")
     from sqlalchemy.ext.declarative import declarative_base
 
     Base = declarative_base()
@@ -102,20 +116,26 @@ class _SQLContract(CacheContract):
         t = cache.info.table
         stmt = update(t).values(response="{not json")
         if cache.info.keyed:
-            stmt = stmt.where(t.c.namespace == cache.namespace, t.c.key_hash == cache_key_hex(prompt, llm_string))
+            stmt = stmt.where(
+                t.c.namespace == cache.namespace, t.c.key_hash == cache_key_hex(prompt, llm_string)
+            )
         else:
             stmt = stmt.where(t.c.prompt == prompt, t.c.llm == llm_string)
         with cache.engine.begin() as conn:
             assert conn.execute(stmt).rowcount >= 1
 
     @staticmethod
-    def make_factory(engine: Engine, schema: Any = FullLLMCache, **extra: Any) -> tuple[Callable[..., SQLAlchemyCache], list]:
+    def make_factory(
+        engine: Engine, schema: Any = FullLLMCache, **extra: Any
+    ) -> tuple[Callable[..., SQLAlchemyCache], list]:
         base = unique()
         clock = FakeClock()
         made: list[SQLAlchemyCache] = []
 
         def factory(namespace: str = "default", ttl: float | None = None) -> SQLAlchemyCache:
-            cache = SQLAlchemyCache(engine, schema, namespace=f"{base}:{namespace}", ttl=ttl, clock=clock, **extra)
+            cache = SQLAlchemyCache(
+                engine, schema, namespace=f"{base}:{namespace}", ttl=ttl, clock=clock, **extra
+            )
             made.append(cache)
             return cache
 
@@ -172,7 +192,10 @@ class TestPostgresContract(_SQLContract):
             await cache.aupdate("p", LLM, sample_generations("a", n=2))
             assert await cache.alookup("p", LLM) == sample_generations("a", n=2)
             engine = cache._async_engine()
-            assert engine.sync_engine.dialect.is_async and engine.sync_engine.dialect.driver == "psycopg"
+            assert (
+                engine.sync_engine.dialect.is_async
+                and engine.sync_engine.dialect.driver == "psycopg"
+            )
             await cache.aclose()
 
         asyncio.run(scenario())
@@ -186,7 +209,9 @@ class TestPostgresUserAsyncEngineContract(_SQLContract):
         from sqlalchemy.ext.asyncio import create_async_engine
 
         engine = create_engine(postgres_url)
-        async_engine = create_async_engine(postgres_url, poolclass=__import__("sqlalchemy").pool.NullPool)
+        async_engine = create_async_engine(
+            postgres_url, poolclass=__import__("sqlalchemy").pool.NullPool
+        )
         factory, made = self.make_factory(engine, async_engine=async_engine)
         yield factory
         _finish(made, engine)
@@ -266,7 +291,9 @@ def fulltext(postgres_url: str) -> Iterator[SQLAlchemyCache]:
     engine.dispose()
 
 
-def test_fulltext_schema_with_a_model_exactly_as_the_notebook(postgres_url: str, upstream: Any) -> None:
+def test_fulltext_schema_with_a_model_exactly_as_the_notebook(
+    postgres_url: str, upstream: Any
+) -> None:
     engine = create_engine(postgres_url)
     with _fulltext_lock:
         set_llm_cache(SQLAlchemyCache(engine, FulltextLLMCache))
@@ -277,7 +304,9 @@ def test_fulltext_schema_with_a_model_exactly_as_the_notebook(postgres_url: str,
         assert upstream.request_count == 1
         with engine.connect() as conn:
             rows = conn.execute(
-                text("SELECT idx, response, prompt_llm_idx::text FROM llm_cache_fulltext WHERE prompt = :p ORDER BY idx"),
+                text(
+                    "SELECT idx, response, prompt_llm_idx::text FROM llm_cache_fulltext WHERE prompt = :p ORDER BY idx"
+                ),
                 {"p": "Tell me a joke about databases"},
             ).all()
         # One row per generation, each response one generation's JSON (never a pickle).
@@ -297,19 +326,30 @@ def explain(conn: Any, stmt: Any, values: dict[str, Any] | None = None) -> str:
 
 def test_fulltext_search(fulltext: SQLAlchemyCache) -> None:
     fulltext.update("What is the weather forecast for Paris tomorrow?", LLM, [Generation("Sunny.")])
-    fulltext.update("Summarise the state of the union address", LLM, [Generation("A speech."), Generation("Two.")])
+    fulltext.update(
+        "Summarise the state of the union address",
+        LLM,
+        [Generation("A speech."), Generation("Two.")],
+    )
     fulltext.update("Tell me a joke about the weather", LLM, [Generation("Cloudy humour.")])
 
     hits = fulltext.search("weather forecast")
     assert [h.prompt for h in hits] == ["What is the weather forecast for Paris tomorrow?"]
-    assert hits[0].generations == [Generation("Sunny.")] and hits[0].llm_string == LLM and hits[0].rank > 0
+    assert (
+        hits[0].generations == [Generation("Sunny.")]
+        and hits[0].llm_string == LLM
+        and hits[0].rank > 0
+    )
 
     weather = fulltext.search("weather")
     assert {h.prompt for h in weather} == {
         "What is the weather forecast for Paris tomorrow?",
         "Tell me a joke about the weather",
     }
-    assert fulltext.search('"state of the union"')[0].generations == [Generation("A speech."), Generation("Two.")]
+    assert fulltext.search('"state of the union"')[0].generations == [
+        Generation("A speech."),
+        Generation("Two."),
+    ]
     assert fulltext.search("weather -joke")[0].prompt.startswith("What is the weather")
     assert fulltext.search("nothing matches this") == []
 
@@ -322,7 +362,11 @@ def test_fulltext_documented_query_uses_the_gin_index(fulltext: SQLAlchemyCache)
     fulltext.update("What is the weather forecast for Paris tomorrow?", LLM, [Generation("Sunny.")])
     q = func.websearch_to_tsquery(cast("english", REGCONFIG), "weather forecast")
     stmt = (
-        select(FulltextLLMCache.prompt, FulltextLLMCache.llm, func.ts_rank(FulltextLLMCache.prompt_llm_idx, q))
+        select(
+            FulltextLLMCache.prompt,
+            FulltextLLMCache.llm,
+            func.ts_rank(FulltextLLMCache.prompt_llm_idx, q),
+        )
         .where(FulltextLLMCache.prompt_llm_idx.op("@@")(q), FulltextLLMCache.idx == 0)
         .order_by(desc(func.ts_rank(FulltextLLMCache.prompt_llm_idx, q)))
         .limit(10)
@@ -337,7 +381,13 @@ def test_fulltext_documented_query_uses_the_gin_index(fulltext: SQLAlchemyCache)
 def test_plain_schema_lookup_uses_an_md5_index_not_the_text(fulltext: SQLAlchemyCache) -> None:
     assert fulltext._md5_index
     with fulltext.engine.connect() as conn:
-        indexes = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'llm_cache_fulltext'")).all())
+        indexes = dict(
+            conn.execute(
+                text(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'llm_cache_fulltext'"
+                )
+            ).all()
+        )
         assert "md5((prompt)::text)" in indexes["ix_llm_cache_fulltext_llm_cache_md5"]
         assert not any("(prompt)" in d and "md5" not in d for d in indexes.values())
         conn.execute(text("SET enable_seqscan = off"))
@@ -352,7 +402,12 @@ def test_fulltext_replace_with_fewer_generations_leaves_no_rows(fulltext: SQLAlc
     fulltext.update("p", LLM, sample_generations("old", n=4))
     fulltext.update("p", LLM, sample_generations("new", n=1))
     with fulltext.engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM llm_cache_fulltext WHERE prompt = 'p'")).scalar() == 1
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM llm_cache_fulltext WHERE prompt = 'p'")
+            ).scalar()
+            == 1
+        )
 
 
 def test_fulltext_user_schema_refuses_namespace(postgres_url: str) -> None:
@@ -437,7 +492,9 @@ def _assert_whole(generations: list[Generation] | None) -> None:
 def _assert_no_duplicate_rows(engine: Engine, table: str) -> None:
     with engine.connect() as conn:
         dupes = conn.execute(
-            text(f"SELECT prompt, llm, idx, count(*) FROM {table} GROUP BY prompt, llm, idx HAVING count(*) > 1")
+            text(
+                f"SELECT prompt, llm, idx, count(*) FROM {table} GROUP BY prompt, llm, idx HAVING count(*) > 1"
+            )
         ).all()
     assert dupes == []
 
@@ -448,7 +505,9 @@ def test_concurrent_upserts_postgres(postgres_url: str) -> None:
     engine.dispose()
 
 
-def test_concurrent_upserts_postgres_fulltext_schema(postgres_url: str, fulltext: SQLAlchemyCache) -> None:
+def test_concurrent_upserts_postgres_fulltext_schema(
+    postgres_url: str, fulltext: SQLAlchemyCache
+) -> None:
     engine = create_engine(postgres_url, pool_size=8)
     cache = SQLAlchemyCache(engine, FulltextLLMCache)
     _hammer(cache, [f"shared {i}" for i in range(3)])
@@ -474,7 +533,9 @@ def test_concurrent_async_upserts_postgres(postgres_url: str) -> None:
         async def writer(w: int) -> None:
             for r in range(10):
                 n = 1 + (w + r) % 4
-                await cache.aupdate("shared", LLM, [Generation(f"w{w}r{r} {i}/{n}") for i in range(n)])
+                await cache.aupdate(
+                    "shared", LLM, [Generation(f"w{w}r{r} {i}/{n}") for i in range(n)]
+                )
                 _assert_whole(await cache.alookup("shared", LLM))
 
         await asyncio.gather(*(writer(w) for w in range(8)))
@@ -576,7 +637,9 @@ def test_schema_without_required_columns_is_refused(tmp_path: Path) -> None:
 def test_existing_table_of_another_shape_is_refused(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:  # what LangChain would have made under our table's name
-        conn.exec_driver_sql("CREATE TABLE llm_cache_full (prompt TEXT, llm TEXT, idx INT, response TEXT)")
+        conn.exec_driver_sql(
+            "CREATE TABLE llm_cache_full (prompt TEXT, llm TEXT, idx INT, response TEXT)"
+        )
     with pytest.raises(ConfigurationError, match="key_hash"):
         SQLAlchemyCache(engine)
 
@@ -598,7 +661,9 @@ def test_async_engine_as_engine_is_refused(tmp_path: Path) -> None:
 def test_memory_sqlite_async_falls_back_to_a_thread() -> None:
     from sqlalchemy.pool import StaticPool
 
-    engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
     cache = SQLAlchemyCache(engine)
     assert cache._async_engine() is None
 
@@ -611,7 +676,10 @@ def test_memory_sqlite_async_falls_back_to_a_thread() -> None:
 
 def test_clear_never_touches_other_namespaces_or_tables(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
-    mine, theirs = SQLAlchemyCache(engine, namespace=unique()), SQLAlchemyCache(engine, namespace=unique())
+    mine, theirs = (
+        SQLAlchemyCache(engine, namespace=unique()),
+        SQLAlchemyCache(engine, namespace=unique()),
+    )
     mine.update("p", LLM, sample_generations("m"))
     theirs.update("p", LLM, sample_generations("t"))
     mine.clear()

@@ -59,6 +59,7 @@ stored escaped (prefixed with U+E000 ``llmc:``), reversibly, and compared in tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -66,8 +67,9 @@ import re
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
@@ -79,21 +81,22 @@ from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema,
 
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
-from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text  # noqa: E402
-from sqlalchemy.engine import URL, Connection, Engine  # noqa: E402
+from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text
+from sqlalchemy.engine import URL, Connection, Engine
 
-__all__ = ["SQLAlchemyCache", "FullLLMCache", "SearchHit"]
+__all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
 
 T = TypeVar("T")
 
 _RETRIES = 3  # attempts of a write that hit a deadlock or a serialisation failure
-_MYSQL_LOCK_TIMEOUT = 10  # seconds a writer of a user schema waits for another writer of the same entry
+# Seconds a writer of a user schema (MySQL) waits for another writer of the same entry.
+_MYSQL_LOCK_TIMEOUT = 10
 # PostgreSQL: 40001 serialization_failure, 40P01 deadlock_detected; MySQL: 1213 deadlock, 1205 lock wait.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 _TRANSIENT_MYSQL = frozenset({1213, 1205})
 
 _NUL_MARK = "\ue000llmc:"
-_UNESCAPE = re.compile(r"\\(.)", re.S)
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _pg_text(value: str) -> str:
@@ -106,7 +109,9 @@ def _pg_text(value: str) -> str:
 def _pg_untext(value: str) -> str:
     if not value.startswith(_NUL_MARK):
         return value
-    return _UNESCAPE.sub(lambda m: "\x00" if m.group(1) == "0" else m.group(1), value[len(_NUL_MARK) :])
+    return _UNESCAPE.sub(
+        lambda m: "\x00" if m.group(1) == "0" else m.group(1), value[len(_NUL_MARK) :]
+    )
 
 
 def _same(value: str) -> str:
@@ -131,7 +136,7 @@ def _is_transient(exc: BaseException) -> bool:
     orig = getattr(exc, "orig", None) or exc
     if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
         return True
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] in _TRANSIENT_MYSQL
 
 
@@ -148,7 +153,7 @@ class SearchHit:
 class _Sql:
     """One statement compiled for one dialect: SQL text plus how to lay out its parameters."""
 
-    __slots__ = ("sql", "order")
+    __slots__ = ("order", "sql")
 
     def __init__(self, statement: Any, dialect: Any) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -170,7 +175,9 @@ class _KeyedStatements:
         self.dialect = dialect
         where = (t.c.namespace == bindparam("ns"), t.c.key_hash == bindparam("kh"))
         self.select = _Sql(
-            select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, t.c.expires_at).where(*where).order_by(t.c.idx),
+            select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, t.c.expires_at)
+            .where(*where)
+            .order_by(t.c.idx),
             dialect,
         )
         self.delete_from = _Sql(delete(t).where(*where, t.c.idx >= bindparam("n")), dialect)
@@ -189,7 +196,7 @@ class _KeyedStatements:
 
     def _build_upsert(self, n: int) -> Any:
         t = self.table
-        shared = {
+        shared: dict[str, Any] = {
             "namespace": bindparam("ns"),
             "key_hash": bindparam("kh"),
             "prompt": bindparam("prompt"),
@@ -198,29 +205,34 @@ class _KeyedStatements:
             "expires_at": bindparam("expires_at"),
         }
         # Rows in idx order: every writer locks row 0 first, which is what serialises them.
-        rows = [{**shared, "idx": literal_column(str(i)), "response": bindparam(f"r{i}")} for i in range(n)]
+        rows = [
+            {**shared, "idx": literal_column(str(i)), "response": bindparam(f"r{i}")}
+            for i in range(n)
+        ]
         name = self.dialect.name
         if name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            stmt = pg_insert(t).values(rows)
-            return stmt.on_conflict_do_update(
+            pg_stmt = pg_insert(t).values(rows)
+            return pg_stmt.on_conflict_do_update(
                 index_elements=[t.c.namespace, t.c.key_hash, t.c.idx],
-                set_={c: stmt.excluded[c] for c in self._UPDATED},
+                set_={c: pg_stmt.excluded[c] for c in self._UPDATED},
             )
         if name == "sqlite":
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            stmt = sqlite_insert(t).values(rows)
-            return stmt.on_conflict_do_update(
+            sqlite_stmt = sqlite_insert(t).values(rows)
+            return sqlite_stmt.on_conflict_do_update(
                 index_elements=[t.c.namespace, t.c.key_hash, t.c.idx],
-                set_={c: stmt.excluded[c] for c in self._UPDATED},
+                set_={c: sqlite_stmt.excluded[c] for c in self._UPDATED},
             )
         if name in ("mysql", "mariadb"):
             from sqlalchemy.dialects.mysql import insert as mysql_insert
 
-            stmt = mysql_insert(t).values(rows)
-            return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in self._UPDATED})
+            mysql_stmt = mysql_insert(t).values(rows)
+            return mysql_stmt.on_duplicate_key_update(
+                {c: mysql_stmt.inserted[c] for c in self._UPDATED}
+            )
         return insert(t).values(rows)
 
 
@@ -243,9 +255,14 @@ class _RawConnections:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.dialect = engine.dialect
+        self.dialect: Any = engine.dialect  # DBAPI-level calls: typed loosely on purpose
         pool_kind = type(engine.pool).__name__
-        self._shared = pool_kind in ("StaticPool", "SingletonThreadPool", "AssertionPool", "NullPool")
+        self._shared = pool_kind in (
+            "StaticPool",
+            "SingletonThreadPool",
+            "AssertionPool",
+            "NullPool",
+        )
         self._source = engine.pool
         self._pool = engine.pool if self._shared else engine.pool.recreate()
         self._idle: deque[Any] = deque()
@@ -353,8 +370,14 @@ class SQLAlchemyCache(BaseCache):
     ) -> None:
         super().__init__(strict=strict)
         if not isinstance(engine, Engine):
-            hint = " (pass it as async_engine=, with a sync engine first)" if hasattr(engine, "sync_engine") else ""
-            raise ConfigurationError(f"engine must be a sqlalchemy Engine, not {type(engine).__name__}{hint}")
+            hint = (
+                " (pass it as async_engine=, with a sync engine first)"
+                if hasattr(engine, "sync_engine")
+                else ""
+            )
+            raise ConfigurationError(
+                f"engine must be a sqlalchemy Engine, not {type(engine).__name__}{hint}"
+            )
         if async_engine is not None and not hasattr(async_engine, "sync_engine"):
             raise ConfigurationError("async_engine must be a sqlalchemy.ext.asyncio.AsyncEngine")
         self.engine = engine
@@ -373,7 +396,9 @@ class SQLAlchemyCache(BaseCache):
                 f"namespace={namespace!r} needs a namespace column and {self.info.name!r} has none: add "
                 "`namespace = Column(String(128), nullable=False)` to the model, or use one table per cache"
             )
-        self.namespace = namespace if namespace is not None else ("default" if self.info.has_namespace else None)
+        self.namespace = (
+            namespace if namespace is not None else ("default" if self.info.has_namespace else None)
+        )
         self._clock = clock
         self._dialect = engine.dialect.name
         is_pg = self._dialect == "postgresql"
@@ -382,14 +407,16 @@ class SQLAlchemyCache(BaseCache):
         # psycopg: reads run in autocommit (a client-side flag, no round trip) instead of
         # paying BEGIN and ROLLBACK round trips around every SELECT.
         self._read_engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.driver == "psycopg" else engine
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.driver == "psycopg"
+            else engine
         )
         self._user_async_engine = async_engine
         self._async_url = None if async_engine is not None else _derive_async_url(engine.url)
         # loop -> (AsyncEngine, its finaliser): weak on the loop, so a finished loop's engine goes.
-        self._async_engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]]" = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, Any]
+        ] = weakref.WeakKeyDictionary()
         self._statements: dict[int, Any] = {}
         self._connections = _RawConnections(engine)
         self._md5_index = False
@@ -400,10 +427,16 @@ class SQLAlchemyCache(BaseCache):
             raise
         except Exception as exc:
             if strict:
-                raise CacheBackendError(f"SQLAlchemyCache could not prepare {self.info.name!r}: {exc}") from exc
+                raise CacheBackendError(
+                    f"SQLAlchemyCache could not prepare {self.info.name!r}: {exc}"
+                ) from exc
             # Fail open from the start: the cache works (by missing) while the database is down,
             # and creates its table on the first call that reaches the database.
-            logger.warning("llm-cache: SQLAlchemyCache could not reach the database yet: %s: %s", type(exc).__name__, exc)
+            logger.warning(
+                "llm-cache: SQLAlchemyCache could not reach the database yet: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
 
     def __repr__(self) -> str:
         return (
@@ -533,9 +566,13 @@ class SQLAlchemyCache(BaseCache):
             await self._acore(self._plain_clear)
 
     # -- the keyed path (FullLLMCache): raw DBAPI on pooled connections --------------------------------
-    def _keyed_lookup(self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str) -> list[Generation] | None:
+    def _keyed_lookup(
+        self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str
+    ) -> list[Generation] | None:
         values = {"ns": self.namespace, "kh": cache_key(prompt, llm_string).hex()}
-        cursor = dbapi.cursor()  # an autocommit connection: one statement, no BEGIN/ROLLBACK round trips
+        cursor = (
+            dbapi.cursor()
+        )  # an autocommit connection: one statement, no BEGIN/ROLLBACK round trips
         try:
             cursor.execute(st.select.sql, st.select.params(values))
             rows = cursor.fetchall()
@@ -552,12 +589,19 @@ class SQLAlchemyCache(BaseCache):
             if expiry is not None and now >= expiry:
                 return None
             if idx != position:
-                raise CorruptEntryError(f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}")
+                raise CorruptEntryError(
+                    f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}"
+                )
             generations.append(_decode_generation(response))
         return generations
 
     def _keyed_update(
-        self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str, generations: list[Generation]
+        self,
+        dbapi: Any,
+        st: _KeyedStatements,
+        prompt: str,
+        llm_string: str,
+        generations: list[Generation],
     ) -> None:
         now = self._clock()
         values: dict[str, Any] = {
@@ -576,7 +620,9 @@ class SQLAlchemyCache(BaseCache):
             cursor = dbapi.cursor()
             try:
                 cursor.execute(st.begin)
-                if not st.native_upsert:  # no native upsert: delete, then insert (IntegrityError retried)
+                if (
+                    not st.native_upsert
+                ):  # no native upsert: delete, then insert (IntegrityError retried)
                     cursor.execute(st.delete_from.sql, st.delete_from.params({**values, "n": 0}))
                 cursor.execute(upsert.sql, upsert.params(values))
                 cursor.execute(st.delete_from.sql, st.delete_from.params(values))
@@ -584,7 +630,9 @@ class SQLAlchemyCache(BaseCache):
                 return
             except Exception as exc:
                 _rollback(cursor)
-                transient = _is_transient(exc) or (not st.native_upsert and "integrity" in type(exc).__name__.lower())
+                transient = _is_transient(exc) or (
+                    not st.native_upsert and "integrity" in type(exc).__name__.lower()
+                )
                 if attempt == _RETRIES or not transient:
                     raise
             finally:
@@ -593,14 +641,19 @@ class SQLAlchemyCache(BaseCache):
     def _keyed_clear(self, dbapi: Any, st: _KeyedStatements) -> None:
         cursor = dbapi.cursor()
         try:
-            cursor.execute(st.clear.sql, st.clear.params({"ns": self.namespace}))  # autocommit: atomic alone
+            cursor.execute(
+                st.clear.sql, st.clear.params({"ns": self.namespace})
+            )  # autocommit: atomic alone
         finally:
             cursor.close()
 
     # -- the plain path (user schemas): SQLAlchemy Core --------------------------------------------------
     def _where_entry(self, prompt: str, llm_string: str) -> tuple[list[Any], dict[str, Any]]:
         t = self.info.table
-        clauses = [t.c.prompt == bindparam("p", type_=t.c.prompt.type), t.c.llm == bindparam("l", type_=t.c.llm.type)]
+        clauses = [
+            t.c.prompt == bindparam("p", type_=t.c.prompt.type),
+            t.c.llm == bindparam("l", type_=t.c.llm.type),
+        ]
         values: dict[str, Any] = {"p": self._to_db(prompt), "l": self._to_db(llm_string)}
         if self._md5_index:
             # The same expression as the index, so PostgreSQL uses it; md5 of the parameter is
@@ -611,11 +664,17 @@ class SQLAlchemyCache(BaseCache):
             values["ns"] = self.namespace
         return clauses, values
 
-    def _plain_lookup(self, conn: Connection, prompt: str, llm_string: str) -> list[Generation] | None:
+    def _plain_lookup(
+        self, conn: Connection, prompt: str, llm_string: str
+    ) -> list[Generation] | None:
         t = self.info.table
         clauses, values = self._where_entry(prompt, llm_string)
         expiry = t.c.expires_at if self.info.has_expiry else literal_column("NULL")
-        stmt = select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, expiry).where(*clauses).order_by(t.c.idx)
+        stmt = (
+            select(t.c.idx, t.c.prompt, t.c.llm, t.c.response, expiry)
+            .where(*clauses)
+            .order_by(t.c.idx)
+        )
         rows = conn.execute(stmt, values).all()
         if not rows:
             return None
@@ -629,11 +688,15 @@ class SQLAlchemyCache(BaseCache):
             if row_expiry is not None and now >= row_expiry:
                 return None
             if idx != position:
-                raise CorruptEntryError(f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}")
+                raise CorruptEntryError(
+                    f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}"
+                )
             generations.append(_decode_generation(response))
         return generations
 
-    def _plain_update(self, conn: Connection, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+    def _plain_update(
+        self, conn: Connection, prompt: str, llm_string: str, generations: list[Generation]
+    ) -> None:
         t = self.info.table
         clauses, values = self._where_entry(prompt, llm_string)
         now = self._clock()
@@ -644,8 +707,12 @@ class SQLAlchemyCache(BaseCache):
             base["expires_at"] = expires_at(now, self.ttl)
         if self.info.has_created_at:
             base["created_at"] = now
-        rows = [{**base, "idx": i, "response": _encode_generation(g)} for i, g in enumerate(generations)]
-        pg_lock_class, pg_lock_id, mysql_lock = lock_ids(self.info.name, cache_key(prompt, llm_string))
+        rows = [
+            {**base, "idx": i, "response": _encode_generation(g)} for i, g in enumerate(generations)
+        ]
+        pg_lock_class, pg_lock_id, mysql_lock = lock_ids(
+            self.info.name, cache_key(prompt, llm_string)
+        )
         dialect = conn.dialect.name
         for attempt in range(1, _RETRIES + 1):
             mysql_locked = False
@@ -656,10 +723,13 @@ class SQLAlchemyCache(BaseCache):
                         conn.execute(select(func.pg_advisory_xact_lock(pg_lock_class, pg_lock_id)))
                     elif dialect in ("mysql", "mariadb"):
                         got = conn.execute(
-                            text("SELECT GET_LOCK(:name, :timeout)"), {"name": mysql_lock, "timeout": _MYSQL_LOCK_TIMEOUT}
+                            text("SELECT GET_LOCK(:name, :timeout)"),
+                            {"name": mysql_lock, "timeout": _MYSQL_LOCK_TIMEOUT},
                         ).scalar()
                         if got != 1:
-                            raise CacheBackendError(f"another writer held this entry's lock for {_MYSQL_LOCK_TIMEOUT}s")
+                            raise CacheBackendError(
+                                f"another writer held this entry's lock for {_MYSQL_LOCK_TIMEOUT}s"
+                            )
                         mysql_locked = True
                     # SQLite: the DELETE takes the database's single write lock for the transaction.
                     conn.execute(delete(t).where(*clauses), values)
@@ -743,7 +813,9 @@ class SQLAlchemyCache(BaseCache):
         hits = []
         for stored_prompt, stored_llm, score in rows:
             prompt, llm_string = self._from_db(stored_prompt), self._from_db(stored_llm)
-            hits.append(SearchHit(prompt, llm_string, float(score), self._lookup(prompt, llm_string)))
+            hits.append(
+                SearchHit(prompt, llm_string, float(score), self._lookup(prompt, llm_string))
+            )
         return hits
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -774,17 +846,15 @@ async def _dispose_with_loop(engine: Any) -> Any:
     try:
         yield
     finally:
-        try:
+        # The loop is shutting down: a failure here has nobody left to tell.
+        with contextlib.suppress(Exception):
             await engine.dispose()
-        except Exception:  # noqa: BLE001 - the loop is shutting down; nothing left to tell
-            pass
 
 
 def _rollback(cursor: Any) -> None:
-    try:
+    # The original error is the one to report; a connection too broken to roll back is dropped.
+    with contextlib.suppress(Exception):
         cursor.execute("ROLLBACK")
-    except Exception:  # noqa: BLE001 - the original error is the one to report; a broken connection is dropped
-        pass
 
 
 def _derive_async_url(url: URL) -> URL | None:
@@ -793,13 +863,24 @@ def _derive_async_url(url: URL) -> URL | None:
         return None  # SQLAlchemy's asyncio extension needs greenlet
     backend = url.get_backend_name()
     if backend == "postgresql":
-        return url.set(drivername="postgresql+psycopg") if importlib.util.find_spec("psycopg") else None
+        return (
+            url.set(drivername="postgresql+psycopg")
+            if importlib.util.find_spec("psycopg")
+            else None
+        )
     if backend == "sqlite":
         database = url.database or ""
         if database in ("", ":memory:") or "mode=memory" in str(url):
             return None  # another connection would open another, empty, database
-        return url.set(drivername="sqlite+aiosqlite") if importlib.util.find_spec("aiosqlite") else None
+        return (
+            url.set(drivername="sqlite+aiosqlite")
+            if importlib.util.find_spec("aiosqlite")
+            else None
+        )
     if backend in ("mysql", "mariadb"):
-        return url.set(drivername=f"{backend}+aiomysql") if importlib.util.find_spec("aiomysql") else None
+        return (
+            url.set(drivername=f"{backend}+aiomysql")
+            if importlib.util.find_spec("aiomysql")
+            else None
+        )
     return None
-

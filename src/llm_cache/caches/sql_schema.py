@@ -32,21 +32,40 @@ from ..errors import ConfigurationError
 
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
-from sqlalchemy import Column, Double, Integer, MetaData, String, Table, Text, func, inspect, select, text  # noqa: E402
-from sqlalchemy.dialects import mysql  # noqa: E402
-from sqlalchemy.engine import Connection, Engine  # noqa: E402
-from sqlalchemy.orm import DeclarativeBase  # noqa: E402
+from sqlalchemy import (
+    Column,
+    Double,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["FullLLMCache", "LONG_TEXT", "SchemaInfo", "inspect_schema", "ensure_schema", "lock_ids"]
+__all__ = ["LONG_TEXT", "FullLLMCache", "SchemaInfo", "ensure_schema", "inspect_schema", "lock_ids"]
 
 logger = logging.getLogger("llm_cache")
 
 #: Text of any length on every dialect: MySQL's TEXT stops at 64 kB, so LONGTEXT there, with a
 #: binary collation so that comparisons are exact (the default ``_ci`` collations would make
 #: 'A' equal 'a' and ignore trailing spaces).
-LONG_TEXT = Text().with_variant(mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
-_NAMESPACE = String(128).with_variant(mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb")
-_KEY_HASH = String(64).with_variant(mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+LONG_TEXT = Text().with_variant(
+    mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+_NAMESPACE = String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+_KEY_HASH = String(64).with_variant(
+    mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
 
 # First half of every PostgreSQL advisory lock we take (pg_advisory_xact_lock(int4, int4)):
 # b"llmc" as a big-endian int4, so our locks do not collide with an application's own.
@@ -69,7 +88,7 @@ class FullLLMCache(_Base):
     """
 
     __tablename__ = "llm_cache_full"
-    __table_args__ = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
 
     namespace = Column(_NAMESPACE, primary_key=True)
     key_hash = Column(_KEY_HASH, primary_key=True)
@@ -133,7 +152,10 @@ def inspect_schema(cache_schema: Any) -> SchemaInfo:
     for column in table.columns:
         type_ = column.type
         impl = getattr(type_, "impl", type_)
-        if type(impl).__name__ == "TSVECTOR" or type(type_).__name__ in ("TSVECTOR", "TSVectorType"):
+        if type(impl).__name__ == "TSVECTOR" or type(type_).__name__ in (
+            "TSVECTOR",
+            "TSVectorType",
+        ):
             tsvector = column.name
             break
     return SchemaInfo(
@@ -165,15 +187,22 @@ def ensure_schema(engine: Engine, info: SchemaInfo) -> bool:
     if dialect == "postgresql":
         with engine.begin() as conn:
             # Transaction-scoped: released at commit, even if this process dies mid-way.
-            conn.execute(select(func.pg_advisory_xact_lock(PG_LOCK_CLASS, lock_ids(info.name, b"schema")[1])))
+            conn.execute(
+                select(func.pg_advisory_xact_lock(PG_LOCK_CLASS, lock_ids(info.name, b"schema")[1]))
+            )
             _create(conn, info)
             return _pg_md5_index(conn, info)
     if dialect in ("mysql", "mariadb"):
         name = lock_ids(info.name, b"schema")[2]
         with engine.connect() as conn:
-            got = conn.execute(text("SELECT GET_LOCK(:name, :timeout)"), {"name": name, "timeout": _SCHEMA_LOCK_TIMEOUT})
+            got = conn.execute(
+                text("SELECT GET_LOCK(:name, :timeout)"),
+                {"name": name, "timeout": _SCHEMA_LOCK_TIMEOUT},
+            )
             if got.scalar() != 1:
-                raise ConfigurationError(f"could not get the schema lock {name!r} within {_SCHEMA_LOCK_TIMEOUT}s")
+                raise ConfigurationError(
+                    f"could not get the schema lock {name!r} within {_SCHEMA_LOCK_TIMEOUT}s"
+                )
             try:
                 _create(conn, info)
                 conn.commit()
@@ -186,7 +215,7 @@ def ensure_schema(engine: Engine, info: SchemaInfo) -> bool:
     try:
         with engine.begin() as conn:
             _create(conn, info)
-    except Exception:
+    except DBAPIError:
         with engine.begin() as conn:
             _create(conn, info)
     return False
@@ -194,7 +223,9 @@ def ensure_schema(engine: Engine, info: SchemaInfo) -> bool:
 
 def _create(conn: Connection, info: SchemaInfo) -> None:
     info.table.metadata.create_all(conn, tables=[info.table], checkfirst=True)
-    found = {c["name"] for c in inspect(conn).get_columns(info.table.name, schema=info.table.schema)}
+    found = {
+        c["name"] for c in inspect(conn).get_columns(info.table.name, schema=info.table.schema)
+    }
     expected = set(_KEYED) if info.keyed else set(_REQUIRED)
     missing = sorted(expected - found)
     if missing:
@@ -210,7 +241,9 @@ def _pg_md5_index(conn: Connection, info: SchemaInfo) -> bool:
     if info.keyed:
         return False
     table = info.table
-    leading = [list(index.columns)[:1] for index in table.indexes] + [list(table.primary_key.columns)[:1]]
+    leading = [list(index.columns)[:1] for index in table.indexes] + [
+        list(table.primary_key.columns)[:1]
+    ]
     if any(cols and cols[0].name == "prompt" for cols in leading):
         return False  # e.g. LangChain's own shape: PRIMARY KEY (prompt, llm, idx) serves lookups
     preparer = conn.dialect.identifier_preparer
@@ -223,6 +256,10 @@ def _pg_md5_index(conn: Connection, info: SchemaInfo) -> bool:
                 f"ON {preparer.format_table(table)} (md5({preparer.quote(table.c.prompt.name)}))"
             )
     except Exception as exc:  # noqa: BLE001 - an optimisation we can live without; said in the log
-        logger.warning("llm-cache: could not index md5(prompt) on %s (%s); lookups will scan the table", info.name, exc)
+        logger.warning(
+            "llm-cache: could not index md5(prompt) on %s (%s); lookups will scan the table",
+            info.name,
+            exc,
+        )
         return False
     return True
