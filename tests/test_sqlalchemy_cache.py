@@ -179,6 +179,7 @@ class TestSQLiteUserSchemaContract(_SQLContract):
         _finish(made, engine)
 
 
+@pytest.mark.postgres
 class TestPostgresContract(_SQLContract):
     @pytest.fixture
     def cache_factory(self, postgres_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
@@ -201,6 +202,7 @@ class TestPostgresContract(_SQLContract):
         asyncio.run(scenario())
 
 
+@pytest.mark.postgres
 class TestPostgresUserAsyncEngineContract(_SQLContract):
     """An AsyncEngine the user made, passed as async_engine= (one event loop per test)."""
 
@@ -218,6 +220,7 @@ class TestPostgresUserAsyncEngineContract(_SQLContract):
         asyncio.run(async_engine.dispose())
 
 
+@pytest.mark.postgres
 class TestPostgresFulltextContract(_SQLContract):
     """The seed's FulltextLLMCache, as written: no namespace or TTL columns."""
 
@@ -250,6 +253,7 @@ class TestPostgresFulltextContract(_SQLContract):
 _fulltext_lock = threading.Lock()
 
 
+@pytest.mark.mysql
 class TestMariaDBContract(_SQLContract):
     @pytest.fixture
     def cache_factory(self, mysql_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
@@ -268,6 +272,7 @@ class TestMariaDBContract(_SQLContract):
         asyncio.run(scenario())
 
 
+@pytest.mark.mysql
 class TestMariaDBUserSchemaContract(_SQLContract):
     """A LangChain-shaped user schema on MariaDB: the GET_LOCK + DELETE + INSERT path."""
 
@@ -291,6 +296,7 @@ def fulltext(postgres_url: str) -> Iterator[SQLAlchemyCache]:
     engine.dispose()
 
 
+@pytest.mark.postgres
 def test_fulltext_schema_with_a_model_exactly_as_the_notebook(
     postgres_url: str, upstream: Any
 ) -> None:
@@ -324,6 +330,7 @@ def explain(conn: Any, stmt: Any, values: dict[str, Any] | None = None) -> str:
     return "\n".join(r[0] for r in rows)
 
 
+@pytest.mark.postgres
 def test_fulltext_search(fulltext: SQLAlchemyCache) -> None:
     fulltext.update("What is the weather forecast for Paris tomorrow?", LLM, [Generation("Sunny.")])
     fulltext.update(
@@ -354,6 +361,7 @@ def test_fulltext_search(fulltext: SQLAlchemyCache) -> None:
     assert fulltext.search("nothing matches this") == []
 
 
+@pytest.mark.postgres
 def test_fulltext_documented_query_uses_the_gin_index(fulltext: SQLAlchemyCache) -> None:
     """The query in the module docstring, run as written, and the GIN index can serve it."""
     from sqlalchemy import cast, desc, func
@@ -378,6 +386,7 @@ def test_fulltext_documented_query_uses_the_gin_index(fulltext: SQLAlchemyCache)
     assert "idx_fulltext_prompt_tsv" in plan
 
 
+@pytest.mark.postgres
 def test_plain_schema_lookup_uses_an_md5_index_not_the_text(fulltext: SQLAlchemyCache) -> None:
     assert fulltext._md5_index
     with fulltext.engine.connect() as conn:
@@ -398,6 +407,7 @@ def test_plain_schema_lookup_uses_an_md5_index_not_the_text(fulltext: SQLAlchemy
     assert "ix_llm_cache_fulltext_llm_cache_md5" in plan
 
 
+@pytest.mark.postgres
 def test_fulltext_replace_with_fewer_generations_leaves_no_rows(fulltext: SQLAlchemyCache) -> None:
     fulltext.update("p", LLM, sample_generations("old", n=4))
     fulltext.update("p", LLM, sample_generations("new", n=1))
@@ -410,6 +420,7 @@ def test_fulltext_replace_with_fewer_generations_leaves_no_rows(fulltext: SQLAlc
         )
 
 
+@pytest.mark.postgres
 def test_fulltext_user_schema_refuses_namespace(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     with pytest.raises(ConfigurationError, match="namespace column"):
@@ -427,6 +438,7 @@ def _large_prompt_roundtrip(cache: SQLAlchemyCache) -> None:
     assert cache.stats.errors == 0
 
 
+@pytest.mark.postgres
 def test_large_prompt_postgres(postgres_url: str, fulltext: SQLAlchemyCache) -> None:
     engine = create_engine(postgres_url)
     _large_prompt_roundtrip(SQLAlchemyCache(engine, namespace=unique()))
@@ -434,6 +446,7 @@ def test_large_prompt_postgres(postgres_url: str, fulltext: SQLAlchemyCache) -> 
     engine.dispose()
 
 
+@pytest.mark.mysql
 def test_large_prompt_mariadb(mysql_url: str) -> None:
     engine = create_engine(mysql_url)
     for schema in (FullLLMCache, UserLLMCache):
@@ -499,12 +512,14 @@ def _assert_no_duplicate_rows(engine: Engine, table: str) -> None:
     assert dupes == []
 
 
+@pytest.mark.postgres
 def test_concurrent_upserts_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url, pool_size=8)
     _hammer(SQLAlchemyCache(engine, namespace=unique()), [f"shared {i}" for i in range(3)])
     engine.dispose()
 
 
+@pytest.mark.postgres
 def test_concurrent_upserts_postgres_fulltext_schema(
     postgres_url: str, fulltext: SQLAlchemyCache
 ) -> None:
@@ -515,6 +530,7 @@ def test_concurrent_upserts_postgres_fulltext_schema(
     engine.dispose()
 
 
+@pytest.mark.mysql
 def test_concurrent_upserts_mariadb(mysql_url: str) -> None:
     engine = create_engine(mysql_url, pool_size=8)
     _hammer(SQLAlchemyCache(engine, namespace=unique()), [f"shared {i}" for i in range(3)])
@@ -525,6 +541,7 @@ def test_concurrent_upserts_mariadb(mysql_url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.postgres
 def test_concurrent_async_upserts_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     cache = SQLAlchemyCache(engine, namespace=unique())
@@ -568,6 +585,7 @@ def _start_together(make: Callable[[], SQLAlchemyCache], count: int = 4) -> list
     return errors
 
 
+@pytest.mark.postgres
 def test_schema_creation_race_postgres(postgres_server: Any) -> None:
     import psycopg
 
@@ -591,6 +609,7 @@ def test_schema_creation_race_postgres(postgres_server: Any) -> None:
             conn.execute(f'DROP DATABASE "{db}"')
 
 
+@pytest.mark.mysql
 def test_schema_creation_race_mariadb(mysql_url: str) -> None:
     db = "llm_cache_test_race_" + uuid.uuid4().hex[:8]
     admin = create_engine(mysql_url)
@@ -644,6 +663,7 @@ def test_existing_table_of_another_shape_is_refused(tmp_path: Path) -> None:
         SQLAlchemyCache(engine)
 
 
+@pytest.mark.postgres
 def test_ttl_on_a_schema_without_expiry_is_refused(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     with pytest.raises(ConfigurationError, match="expires_at"):
@@ -674,6 +694,7 @@ def test_memory_sqlite_async_falls_back_to_a_thread() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.postgres
 def test_clear_never_touches_other_namespaces_or_tables(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     mine, theirs = (
@@ -703,6 +724,7 @@ def test_purge_expired_and_count(tmp_path: Path) -> None:
     assert cache.lookup("b", LLM) == sample_generations("b")
 
 
+@pytest.mark.postgres
 def test_nul_characters_survive_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     cache = SQLAlchemyCache(engine, namespace=unique())
@@ -715,6 +737,7 @@ def test_nul_characters_survive_postgres(postgres_url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.postgres
 def test_own_pool_holds_connections_but_not_with_nullpool(postgres_url: str) -> None:
     from sqlalchemy.pool import NullPool
 
@@ -737,6 +760,7 @@ def test_own_pool_holds_connections_but_not_with_nullpool(postgres_url: str) -> 
     pooled.dispose()
 
 
+@pytest.mark.postgres
 def test_stale_idle_connection_is_replaced_without_an_error(postgres_server: Any) -> None:
     """A pooled connection the server killed (restart, idle timeout) costs a retry, not a miss."""
     import psycopg

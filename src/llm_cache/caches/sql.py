@@ -340,7 +340,9 @@ class SQLAlchemyCache(BaseCache):
 
     Args:
         engine: a sync :class:`sqlalchemy.engine.Engine` (SQLite, PostgreSQL with psycopg 3,
-            MariaDB/MySQL with pymysql are tested). Its pool is used as is.
+            MariaDB/MySQL with pymysql are tested). User schemas run on it as is; our
+            FullLLMCache runs on a clone of its pool (same settings, separate connections,
+            see ``_RawConnections``), closed by :meth:`close`.
         cache_schema: a declarative model with at least ``prompt``, ``llm``, ``idx``,
             ``response`` (LangChain's ``FullLLMCache`` shape); default :class:`FullLLMCache`.
             Its table is created if missing (``create_all(checkfirst=True)``, this table only).
@@ -417,7 +419,7 @@ class SQLAlchemyCache(BaseCache):
         self._async_engines: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[Any, Any]
         ] = weakref.WeakKeyDictionary()
-        self._statements: dict[int, Any] = {}
+        self._statements: dict[tuple[Any, ...], _KeyedStatements] = {}
         self._connections = _RawConnections(engine)
         self._md5_index = False
         self._schema_ready = False
@@ -451,9 +453,11 @@ class SQLAlchemyCache(BaseCache):
             self._schema_ready = True
 
     def _keyed(self, dialect: Any) -> _KeyedStatements:
-        found = self._statements.get(id(dialect))
+        # Keyed by what decides the compiled text (not id(): per-loop async engines come and go).
+        key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
+        found = self._statements.get(key)
         if found is None:
-            found = self._statements[id(dialect)] = _KeyedStatements(self.info.table, dialect)
+            found = self._statements[key] = _KeyedStatements(self.info.table, dialect)
         return found
 
     # -- running operations: sync ------------------------------------------------------------------
