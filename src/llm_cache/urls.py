@@ -49,6 +49,27 @@ def _options(query: str) -> dict[str, Any]:
     return options
 
 
+# A bare scheme gets the driver llm-cache installs with its extra (SQLAlchemy's own default
+# for postgresql:// is psycopg2, which no extra of ours brings).
+_SQL_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mysql+pymysql",
+}
+
+
+def _sql_cache(parts: Any, options: dict[str, Any]) -> BaseCache:
+    from ._imports import require
+
+    sqlalchemy = require("sqlalchemy", "sql", "SQLAlchemyCache")
+    from .caches.sql import SQLAlchemyCache
+
+    scheme = _SQL_DRIVERS.get(parts.scheme.lower(), parts.scheme)
+    engine = sqlalchemy.create_engine(urlunsplit(parts._replace(scheme=scheme)), pool_pre_ping=True)
+    return SQLAlchemyCache(engine, **options)
+
+
 def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None = None) -> BaseCache:
     """Create the cache a URL names. ``namespace``/``ttl`` arguments override the URL's."""
     if not isinstance(url, str) or "://" not in url:
@@ -79,7 +100,5 @@ def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None 
 
         return RedisCache(redis_url=bare, **options)
     if scheme.startswith(("postgresql", "postgres", "mysql", "mariadb")):
-        from .caches.sql import SQLAlchemyCache
-
-        return SQLAlchemyCache.from_url(bare, **options)  # type: ignore[attr-defined]
+        return _sql_cache(parts._replace(query=""), options)
     raise ConfigurationError(f"unknown cache URL scheme {parts.scheme!r} in {redact_url(url)!r}; examples: {_EXAMPLES}")
