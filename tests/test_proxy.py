@@ -8,17 +8,19 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from llm_cache import BaseCache, Generation, InMemoryCache, SQLiteCache
+from llm_cache import BaseCache, ConfigurationError, Generation, InMemoryCache, SQLiteCache
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.proxy.codec import response_to_generations
 from llm_cache.proxy.keys import key_namespace, request_key
+from llm_cache.testing import fake_openai
 
 MODEL = "gpt-4o-mini"
 JOKE = [{"role": "user", "content": "Tell me a joke"}]
@@ -29,7 +31,9 @@ def make_proxy(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
     """Start proxies in front of the built-in upstream; all are stopped after the test."""
     servers: list[ProxyServer] = []
 
-    def factory(cache: Any = "memory://", upstream_url: str | None = None, **kwargs: Any) -> ProxyServer:
+    def factory(
+        cache: Any = "memory://", upstream_url: str | None = None, **kwargs: Any
+    ) -> ProxyServer:
         app = create_app(upstream_url or upstream.base_url, cache, **kwargs)
         server = ProxyServer(app).start()
         servers.append(server)
@@ -53,7 +57,9 @@ def aclient(server: ProxyServer, key: str = "sk-client-a") -> openai.AsyncOpenAI
     return openai.AsyncOpenAI(base_url=server.base_url, api_key=key, max_retries=0)
 
 
-def chat(c: openai.OpenAI, messages: Any = JOKE, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+def chat(
+    c: openai.OpenAI, messages: Any = JOKE, headers: dict[str, str] | None = None, **kwargs: Any
+) -> Any:
     """A chat call returning (parsed completion, X-Cache header, all headers)."""
     raw = c.chat.completions.with_raw_response.create(
         model=MODEL, messages=messages, extra_headers=headers, **kwargs
@@ -65,6 +71,18 @@ def stream_text(stream: Any) -> tuple[str, list[Any]]:
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     return text, chunks
+
+
+def settle(server: ProxyServer, timeout: float = 10.0) -> None:
+    """Wait until the proxy has no upstream call or cache write in flight.
+
+    An answer is sent before it is written to the cache; until the write ends, a repeat
+    shares the in-flight answer (a coalesced HIT). Tests that count exact labels wait here.
+    """
+    deadline = time.monotonic() + timeout
+    while server.app.proxy._flights:
+        assert time.monotonic() < deadline, "the proxy did not settle"
+        time.sleep(0.01)
 
 
 def metric(server: ProxyServer, line_start: str) -> float:
@@ -118,11 +136,20 @@ def test_parameters_are_part_of_the_key(proxy: ProxyServer, upstream: Any) -> No
 
 def test_n_choices_and_tool_calls_replay(proxy: ProxyServer, upstream: Any) -> None:
     c = client(proxy)
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     first, _, _ = chat(c, n=3)
     again, x, _ = chat(c, n=3)
-    assert x == "HIT" and [ch.message.content for ch in again.choices] == [ch.message.content for ch in first.choices]
+    assert x == "HIT" and [ch.message.content for ch in again.choices] == [
+        ch.message.content for ch in first.choices
+    ]
     assert [ch.index for ch in again.choices] == [0, 1, 2]
     call, _, _ = chat(c, tools=tools, tool_choice="required")
     replay, x, _ = chat(c, tools=tools, tool_choice="required")
@@ -158,7 +185,11 @@ def test_stream_miss_then_replayed_hit(proxy: ProxyServer, upstream: Any) -> Non
     # A non-streamed request is answered from the streamed miss, usage included.
     full, x, _ = chat(c, messages)
     assert x == "HIT" and full.choices[0].message.content == miss_text
-    assert full.object == "chat.completion" and full.usage is not None and full.usage.completion_tokens > 0
+    assert (
+        full.object == "chat.completion"
+        and full.usage is not None
+        and full.usage.completion_tokens > 0
+    )
 
 
 def test_stream_include_usage_and_non_stream_miss(proxy: ProxyServer, upstream: Any) -> None:
@@ -166,8 +197,9 @@ def test_stream_include_usage_and_non_stream_miss(proxy: ProxyServer, upstream: 
     messages = [{"role": "user", "content": "first plain then streamed"}]
     full, x, _ = chat(c, messages)
     assert x == "MISS"
-    stream = c.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                       stream_options={"include_usage": True})
+    stream = c.chat.completions.create(
+        model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
     text, chunks = stream_text(stream)
     assert text == full.choices[0].message.content
     assert chunks[-1].choices == [] and chunks[-1].usage == full.usage
@@ -180,7 +212,9 @@ async def test_async_stream(proxy: ProxyServer, upstream: Any) -> None:
     texts = []
     for _ in range(2):
         stream = await c.chat.completions.create(model=MODEL, messages=messages, stream=True)
-        texts.append("".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices]))
+        texts.append(
+            "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
+        )
     assert texts[0] == texts[1] != ""
     assert upstream.request_count == 1
     await c.close()
@@ -188,15 +222,29 @@ async def test_async_stream(proxy: ProxyServer, upstream: Any) -> None:
 
 def test_streamed_tool_call_is_assembled(proxy: ProxyServer, upstream: Any) -> None:
     c = client(proxy)
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}, "k": {"type": "integer"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"q": {"type": "string"}, "k": {"type": "integer"}},
+                },
+            },
+        }
+    ]
     messages = [{"role": "user", "content": "find cached things"}]
-    list(c.chat.completions.create(model=MODEL, messages=messages, tools=tools,
-                                   tool_choice="required", stream=True))
+    list(
+        c.chat.completions.create(
+            model=MODEL, messages=messages, tools=tools, tool_choice="required", stream=True
+        )
+    )
     assembled, x, _ = chat(c, messages, tools=tools, tool_choice="required")
     assert x == "HIT"
-    direct = openai.OpenAI(base_url=upstream.base_url, api_key="sk-x", max_retries=0).chat.completions.create(
-        model=MODEL, messages=messages, tools=tools, tool_choice="required")
+    direct = openai.OpenAI(
+        base_url=upstream.base_url, api_key="sk-x", max_retries=0
+    ).chat.completions.create(model=MODEL, messages=messages, tools=tools, tool_choice="required")
     assert assembled.choices[0].message.tool_calls == direct.choices[0].message.tool_calls
     assert assembled.choices[0].message.content is None
     assert assembled.choices[0].finish_reason == "tool_calls"
@@ -219,7 +267,9 @@ def test_completions_plain_and_streamed(proxy: ProxyServer, upstream: Any) -> No
     assert upstream.request_count == 1
     # And the other way: a streamed completions miss answers a plain request.
     other = {"model": "gpt-3.5-turbo-instruct", "prompt": "Another prompt to stream"}
-    streamed = "".join(ch.choices[0].text for ch in c.completions.create(**other, stream=True) if ch.choices)
+    streamed = "".join(
+        ch.choices[0].text for ch in c.completions.create(**other, stream=True) if ch.choices
+    )
     plain = c.completions.with_raw_response.create(**other)
     assert plain.headers["x-cache"] == "HIT" and plain.parse().choices[0].text == streamed
 
@@ -228,10 +278,12 @@ def test_embeddings(proxy: ProxyServer, upstream: Any) -> None:
     c = client(proxy)
     vectors = {}
     for encoding in ("float", "base64"):
-        first = c.embeddings.with_raw_response.create(model="text-embedding-3-small",
-                                                      input=["alpha", "beta"], encoding_format=encoding)
-        second = c.embeddings.with_raw_response.create(model="text-embedding-3-small",
-                                                       input=["alpha", "beta"], encoding_format=encoding)
+        first = c.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["alpha", "beta"], encoding_format=encoding
+        )
+        second = c.embeddings.with_raw_response.create(
+            model="text-embedding-3-small", input=["alpha", "beta"], encoding_format=encoding
+        )
         assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
         a, b = first.parse(), second.parse()
         assert [d.embedding for d in b.data] == [d.embedding for d in a.data]
@@ -239,7 +291,9 @@ def test_embeddings(proxy: ProxyServer, upstream: Any) -> None:
         vectors[encoding] = [d.embedding for d in b.data]
     assert len(vectors["float"][0]) == 64
     # The SDK asks for base64 by default (and decodes it): the base64 entry answers it.
-    default = c.embeddings.with_raw_response.create(model="text-embedding-3-small", input=["alpha", "beta"])
+    default = c.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=["alpha", "beta"]
+    )
     assert default.headers["x-cache"] == "HIT"
     assert [d.embedding for d in default.parse().data] == vectors["float"]
     assert upstream.request_count == 2
@@ -257,7 +311,10 @@ def test_entries_are_isolated_per_api_key(proxy: ProxyServer, upstream: Any) -> 
     assert (xa, xb, xa2, xb2) == ("MISS", "MISS", "HIT", "HIT")
     assert upstream.request_count == 2
     # The client's own key was passed through to the upstream.
-    assert [r["headers"]["authorization"] for r in upstream.requests] == ["Bearer sk-key-a", "Bearer sk-key-b"]
+    assert [r["headers"]["authorization"] for r in upstream.requests] == [
+        "Bearer sk-key-a",
+        "Bearer sk-key-b",
+    ]
 
 
 def test_share_across_keys(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
@@ -292,8 +349,11 @@ def test_no_store_bypasses_everything(proxy: ProxyServer, upstream: Any) -> None
     assert (x1, x2, x3) == ("BYPASS", "BYPASS", "MISS")
     assert upstream.request_count == 3
     # A stream with no-store is relayed as it comes.
-    text, _ = stream_text(c.chat.completions.create(model=MODEL, messages=messages, stream=True,
-                                                    extra_headers={"Cache-Control": "no-store"}))
+    text, _ = stream_text(
+        c.chat.completions.create(
+            model=MODEL, messages=messages, stream=True, extra_headers={"Cache-Control": "no-store"}
+        )
+    )
     assert text.startswith("Answer")
     assert upstream.request_count == 4
 
@@ -304,7 +364,7 @@ def test_no_cache_refreshes_the_entry(proxy: ProxyServer, upstream: Any) -> None
     refreshed, x, _ = chat(c, headers={"Cache-Control": "no-cache"})
     assert x == "MISS" and refreshed.id != first.id
     assert upstream.request_count == 2
-    time.sleep(0.2)  # the refreshed answer is written after it is sent
+    settle(proxy)
     hit, x, _ = chat(c)
     assert x == "HIT" and hit.id == refreshed.id
     assert upstream.request_count == 2
@@ -316,12 +376,26 @@ def test_max_age(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
     body = {"model": MODEL, "messages": JOKE}
     key = request_key("chat.completions", body, key_namespace("sk-client-a"))
     assert key is not None
-    stored = {"id": "chatcmpl-old", "object": "chat.completion", "created": 1, "model": MODEL,
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "an old answer"},
-                           "logprobs": None, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}}
-    cache.update(key.prompt, key.llm_string, response_to_generations("chat.completions", stored,
-                                                                     created_at=time.time() - 100))
+    stored = {
+        "id": "chatcmpl-old",
+        "object": "chat.completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "an old answer"},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+    }
+    cache.update(
+        key.prompt,
+        key.llm_string,
+        response_to_generations("chat.completions", stored, created_at=time.time() - 100),
+    )
     c = client(server)
     old, x, headers = chat(c, headers={"Cache-Control": "max-age=3600"})
     assert x == "HIT" and old.choices[0].message.content == "an old answer"
@@ -329,9 +403,25 @@ def test_max_age(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
     fresh, x, _ = chat(c, headers={"Cache-Control": "max-age=60"})
     assert x == "MISS" and fresh.choices[0].message.content != "an old answer"
     assert upstream.request_count == 1
-    time.sleep(0.2)
+    settle(server)
     again, x, headers = chat(c, headers={"Cache-Control": "max-age=60"})
     assert x == "HIT" and again.id == fresh.id and int(headers["age"]) < 60
+
+
+def test_ttl_of_the_proxy(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
+    cache = InMemoryCache()
+    body = {"model": MODEL, "messages": JOKE}
+    key = request_key("chat.completions", body, key_namespace("sk-client-a"))
+    assert key is not None
+    stored = fake_openai.build_chat_completion(body, "chatcmpl-aged", 1)
+    cache.update(
+        key.prompt,
+        key.llm_string,
+        response_to_generations("chat.completions", stored, created_at=time.time() - 100),
+    )
+    _, x_long, _ = chat(client(make_proxy(cache, ttl=1000)))
+    _, x_short, _ = chat(client(make_proxy(cache, ttl=50)))  # the entry is 100 s old
+    assert (x_long, x_short) == ("HIT", "MISS")
 
 
 def test_only_if_cached(proxy: ProxyServer, upstream: Any) -> None:
@@ -347,14 +437,23 @@ def test_only_if_cached(proxy: ProxyServer, upstream: Any) -> None:
 # --------------------------------------------------------------------- coalescing
 
 
-async def test_50_concurrent_identical_requests_make_one_upstream_call(proxy: ProxyServer, upstream: Any) -> None:
+async def test_50_concurrent_identical_requests_make_one_upstream_call(
+    proxy: ProxyServer, upstream: Any
+) -> None:
     upstream.latency = 0.3  # long enough for all 50 to arrive while the first is in flight
-    c = openai.AsyncOpenAI(base_url=proxy.base_url, api_key="sk-client-a", max_retries=0,
-                           http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=100)))
+    c = openai.AsyncOpenAI(
+        base_url=proxy.base_url,
+        api_key="sk-client-a",
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(max_connections=100)),
+    )
     messages = [{"role": "user", "content": "fifty at once"}]
-    results = await asyncio.gather(*[
-        c.chat.completions.with_raw_response.create(model=MODEL, messages=messages) for _ in range(50)
-    ])
+    results = await asyncio.gather(
+        *[
+            c.chat.completions.with_raw_response.create(model=MODEL, messages=messages)
+            for _ in range(50)
+        ]
+    )
     assert upstream.request_count == 1
     texts = {r.parse().choices[0].message.content for r in results}
     assert len(texts) == 1
@@ -363,7 +462,9 @@ async def test_50_concurrent_identical_requests_make_one_upstream_call(proxy: Pr
     await c.close()
 
 
-async def test_concurrent_identical_streams_share_one_upstream_stream(proxy: ProxyServer, upstream: Any) -> None:
+async def test_concurrent_identical_streams_share_one_upstream_stream(
+    proxy: ProxyServer, upstream: Any
+) -> None:
     upstream.latency = 0.3
     c = openai.AsyncOpenAI(base_url=proxy.base_url, api_key="sk-client-a", max_retries=0)
     messages = [{"role": "user", "content": "twenty streams at once"}]
@@ -397,11 +498,21 @@ def test_unreachable_upstream_gives_502(make_proxy: Callable[..., ProxyServer]) 
         c.chat.completions.create(model=MODEL, messages=JOKE)
     assert info.value.status_code == 502
     error = info.value.body
-    assert error["type"] == "upstream_error" and error["code"] == "upstream_connect_error" and error["message"]
+    assert (
+        error["type"] == "upstream_error"
+        and error["code"] == "upstream_connect_error"
+        and error["message"]
+    )
     with pytest.raises(openai.APIStatusError) as info:
         c.chat.completions.create(model=MODEL, messages=JOKE, stream=True)
     assert info.value.status_code == 502
-    assert metric(server, 'llm_cache_proxy_upstream_errors_total{endpoint="chat.completions",kind="connect_error"}') == 2
+    assert (
+        metric(
+            server,
+            'llm_cache_proxy_upstream_errors_total{endpoint="chat.completions",kind="connect_error"}',
+        )
+        == 2
+    )
 
 
 def test_upstream_errors_pass_through_and_are_not_cached(proxy: ProxyServer, upstream: Any) -> None:
@@ -436,23 +547,33 @@ class BrokenCache(BaseCache):
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
-def test_broken_cache_degrades_to_pass_through(make_proxy: Callable[..., ProxyServer], upstream: Any,
-                                               strict: bool) -> None:
+def test_broken_cache_degrades_to_pass_through(
+    make_proxy: Callable[..., ProxyServer], upstream: Any, strict: bool
+) -> None:
     server = make_proxy(BrokenCache(strict=strict))
     c = client(server)
+    misses = 0
     for _ in range(3):
-        answer, x, _ = chat(c)
-        assert x == "MISS" and answer.choices[0].message.content
-    text, _ = stream_text(c.chat.completions.create(model=MODEL, messages=JOKE, stream=True))
+        answer, x, headers = chat(c)
+        assert answer.choices[0].message.content
+        # Nothing comes from the store. A repeat that arrives while the previous answer's
+        # (failing) write is still running shares that answer, and says so.
+        assert x == "MISS" or (x == "HIT" and headers.get("x-cache-coalesced") == "true")
+        misses += x == "MISS"
+    settle(server)
+    raw = c.chat.completions.with_raw_response.create(model=MODEL, messages=JOKE, stream=True)
+    assert raw.headers["x-cache"] == "MISS"
+    text, _ = stream_text(raw.parse())
     assert text == answer.choices[0].message.content
-    assert upstream.request_count == 4
+    assert upstream.request_count == misses + 1
     health = httpx.get(server.url + "/healthz").json()
     assert health["status"] == "degraded" and health["cache"]["reachable"] is False
     assert "store is down" in health["cache"]["error"]
 
 
-def test_readonly_sqlite_file_still_answers(make_proxy: Callable[..., ProxyServer], upstream: Any,
-                                            tmp_path: Path) -> None:
+def test_readonly_sqlite_file_still_answers(
+    make_proxy: Callable[..., ProxyServer], upstream: Any, tmp_path: Path
+) -> None:
     path = tmp_path / "ro.db"
     SQLiteCache(path).close()
     # A read-only connection (as when the file or its directory is not writable for the
@@ -460,12 +581,14 @@ def test_readonly_sqlite_file_still_answers(make_proxy: Callable[..., ProxyServe
     cache = SQLiteCache(path)
     import sqlite3
 
-    cache._connect = lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)  # type: ignore[method-assign]
+    cache._connect = lambda: sqlite3.connect(
+        f"file:{path}?mode=ro", uri=True, check_same_thread=False
+    )  # type: ignore[method-assign]
     cache._local.__dict__.clear()
     server = make_proxy(cache)
     c = client(server)
     _, x1, _ = chat(c)
-    time.sleep(0.2)
+    settle(server)
     _, x2, _ = chat(c)
     assert (x1, x2) == ("MISS", "MISS")  # writes fail, nothing is ever stored, answers still come
     assert upstream.request_count == 2
@@ -493,26 +616,55 @@ def test_models_are_passed_through_and_kept_briefly(proxy: ProxyServer, upstream
 def test_metrics_count_results_tokens_and_cost(proxy: ProxyServer, upstream: Any) -> None:
     c = client(proxy)
     answer, _, _ = chat(c)
+    settle(proxy)
     chat(c)
     chat(c)
     chat(c, headers={"Cache-Control": "no-store"})
     text = httpx.get(proxy.url + "/metrics").text
     assert "# TYPE llm_cache_proxy_requests_total counter" in text
-    assert metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"}') == 2
-    assert metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="miss"}') == 1
-    assert metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="bypass"}') == 1
-    assert metric(proxy, 'llm_cache_proxy_upstream_requests_total{endpoint="chat.completions",status="200"}') == 2
-    assert metric(proxy, 'llm_cache_proxy_upstream_latency_seconds_count{endpoint="chat.completions"}') == 2
+    assert (
+        metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"}')
+        == 2
+    )
+    assert (
+        metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="miss"}')
+        == 1
+    )
+    assert (
+        metric(proxy, 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="bypass"}')
+        == 1
+    )
+    assert (
+        metric(
+            proxy,
+            'llm_cache_proxy_upstream_requests_total{endpoint="chat.completions",status="200"}',
+        )
+        == 2
+    )
+    assert (
+        metric(proxy, 'llm_cache_proxy_upstream_latency_seconds_count{endpoint="chat.completions"}')
+        == 2
+    )
     usage = answer.usage
-    assert metric(proxy, 'llm_cache_proxy_tokens_saved_total{kind="prompt"}') == 2 * usage.prompt_tokens
-    assert metric(proxy, 'llm_cache_proxy_tokens_saved_total{kind="completion"}') == 2 * usage.completion_tokens
+    assert (
+        metric(proxy, 'llm_cache_proxy_tokens_saved_total{kind="prompt"}')
+        == 2 * usage.prompt_tokens
+    )
+    assert (
+        metric(proxy, 'llm_cache_proxy_tokens_saved_total{kind="completion"}')
+        == 2 * usage.completion_tokens
+    )
     expected = 2 * (usage.prompt_tokens * 0.15 + usage.completion_tokens * 0.60) / 1e6
     assert metric(proxy, "llm_cache_proxy_cost_saved_usd_total") == pytest.approx(expected)
     assert metric(proxy, "llm_cache_proxy_cache_breaker_open") == 0
 
 
-def test_keys_never_reach_the_store_or_the_logs(make_proxy: Callable[..., ProxyServer], upstream: Any,
-                                                tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_keys_never_reach_the_store_or_the_logs(
+    make_proxy: Callable[..., ProxyServer],
+    upstream: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     upstream_key = "sk-upstream-SECRET-0123456789"
     client_key = "sk-client-SECRET-9876543210"
@@ -521,13 +673,17 @@ def test_keys_never_reach_the_store_or_the_logs(make_proxy: Callable[..., ProxyS
     c = client(server, client_key)
     answer, _, _ = chat(c)
     chat(c)
-    list(c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "s"}], stream=True))
+    list(
+        c.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "s"}], stream=True
+        )
+    )
     upstream.fail_next(401, message="bad key")
     with pytest.raises(openai.AuthenticationError):
         chat(c, [{"role": "user", "content": "unauthorised"}])
     # The fixed key replaced the client's on the way upstream ...
     assert {r["headers"]["authorization"] for r in upstream.requests} == {f"Bearer {upstream_key}"}
-    time.sleep(0.2)
+    settle(server)
     server.stop()
     # ... and neither key is in the cache files or any log record.
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("keys.db"))
@@ -539,7 +695,157 @@ def test_keys_never_reach_the_store_or_the_logs(make_proxy: Callable[..., ProxyS
 def test_unknown_paths(proxy: ProxyServer) -> None:
     response = httpx.get(proxy.url + "/nope")
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
-    response = httpx.post(proxy.base_url + "/chat/completions", content=b"not json",
-                          headers={"content-type": "application/json"})
-    assert response.status_code == 400 and response.headers["x-cache"] == "BYPASS"  # the upstream's verdict
+    response = httpx.post(
+        proxy.base_url + "/chat/completions",
+        content=b"not json",
+        headers={"content-type": "application/json"},
+    )
+    assert (
+        response.status_code == 400 and response.headers["x-cache"] == "BYPASS"
+    )  # the upstream's verdict
     assert json.loads(response.content)["error"]["type"] == "invalid_request_error"
+
+
+# --------------------------------------------------------------------- other backends
+
+
+@pytest.mark.redis
+def test_redis_backed_proxy(
+    make_proxy: Callable[..., ProxyServer], upstream: Any, redis_url: str
+) -> None:
+    server = make_proxy(f"{redis_url}?namespace=proxy-test-{time.time_ns()}")
+    c = client(server)
+    first, x1, _ = chat(c)
+    settle(server)
+    text, _ = stream_text(c.chat.completions.create(model=MODEL, messages=JOKE, stream=True))
+    second, x2, _ = chat(c)
+    assert (x1, x2) == ("MISS", "HIT")
+    assert text == second.choices[0].message.content == first.choices[0].message.content
+    assert upstream.request_count == 1
+    assert httpx.get(server.url + "/healthz").json()["cache"] == {
+        "backend": "RedisCache",
+        "reachable": True,
+        "breaker_open": False,
+        "error": None,
+    }
+
+
+class ToyEmbeddings:
+    """Deterministic bag-of-words vectors (the built-in server's), so no model is loaded."""
+
+    dimension = 64
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [fake_openai.embed_text(t.lower(), 64) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self.embed_query(text)
+
+
+def test_semantic_hits(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
+    semantic = pytest.importorskip("llm_cache.semantic.cache")
+    index = semantic.SemanticCache(ToyEmbeddings(), guards=None, threshold=0.8)
+    server = make_proxy("memory://", semantic_cache=index)
+    c = client(server)
+    first, x1, _ = chat(c, [{"role": "user", "content": "What is the capital of France?"}])
+    settle(server)
+    raw = c.chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "what is the capital of france"}]
+    )
+    assert (x1, raw.headers["x-cache"]) == ("MISS", "SEMANTIC-HIT")
+    assert 0.8 <= float(raw.headers["x-cache-similarity"]) < 1.0
+    assert raw.parse().choices[0].message.content == first.choices[0].message.content
+    _, x_exact, headers = chat(c, [{"role": "user", "content": "What is the capital of France?"}])
+    assert x_exact == "HIT" and "x-cache-similarity" not in headers
+    # Another model, another conversation or an unrelated question never match by meaning.
+    _, x_model, _ = chat(
+        c, [{"role": "user", "content": "what is the capital of france"}], temperature=0.5
+    )
+    _, x_other, _ = chat(c, [{"role": "user", "content": "How do tides work?"}])
+    assert (x_model, x_other) == ("MISS", "MISS")
+    # Embeddings are only ever matched exactly.
+    c.embeddings.create(model="text-embedding-3-small", input="What is the capital of France?")
+    e = c.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input="what is the capital of france"
+    )
+    assert e.headers["x-cache"] == "MISS"
+    assert (
+        metric(
+            server,
+            'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="semantic_hit"}',
+        )
+        == 1
+    )
+    assert upstream.request_count == 5
+
+
+def test_semantic_needs_a_semantic_cache(upstream: Any) -> None:
+    with pytest.raises(ConfigurationError, match="semantic"):
+        create_app(upstream.base_url, InMemoryCache(), semantic=True)
+    with pytest.raises(ConfigurationError, match="alookup_with_score"):
+        create_app(upstream.base_url, "memory://", semantic_cache=InMemoryCache())
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def test_llm_cache_serve_command(upstream: Any, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    port = _closed_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llm_cache.cli",
+            "serve",
+            "--upstream",
+            upstream.base_url,
+            "--cache",
+            f"sqlite:///{tmp_path / 'cli.db'}",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "llm-cache serve did not start"
+            )
+            time.sleep(0.1)
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli", max_retries=0)
+        xs = [
+            c.chat.completions.with_raw_response.create(model=MODEL, messages=JOKE).headers[
+                "x-cache"
+            ]
+            for _ in range(2)
+        ]
+        assert xs == ["MISS", "HIT"]
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=15)[0]
+    assert f"llm-cache proxy on http://127.0.0.1:{port}/v1" in output
+    assert "sk-cli" not in output
+
+
+def test_serve_rejects_a_bad_cache_url(capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_cache.cli import main
+
+    assert main(["serve", "--cache", "nosuch://x"]) == 1
+    assert "unknown cache URL scheme" in capsys.readouterr().err

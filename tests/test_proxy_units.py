@@ -11,12 +11,21 @@ import pytest
 from llm_cache.errors import CorruptEntryError
 from llm_cache.generation import Generation, decode_generations, encode_generations
 from llm_cache.proxy.codec import generations_to_response, response_to_generations
-from llm_cache.proxy.keys import api_key_of, key_namespace, parse_cache_control, request_key, valid_namespace
+from llm_cache.proxy.keys import (
+    api_key_of,
+    key_namespace,
+    parse_cache_control,
+    request_key,
+    valid_namespace,
+)
 from llm_cache.proxy.metrics import Metrics, PriceTable
 from llm_cache.proxy.sse import SSEParser, StreamAssembler, replay_sse, split_pieces
 from llm_cache.testing import fake_openai
 
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me a joke about caches"}]}
+CHAT = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Tell me a joke about caches"}],
+}
 
 
 # -------------------------------------------------------------------------------- keys
@@ -24,18 +33,31 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell m
 
 def test_stream_and_transport_fields_are_not_in_the_key() -> None:
     base = request_key("chat.completions", CHAT, "ns")
-    streamed = request_key("chat.completions", {**CHAT, "stream": True, "stream_options": {"include_usage": True},
-                                                "user": "bob"}, "ns")
+    streamed = request_key(
+        "chat.completions",
+        {**CHAT, "stream": True, "stream_options": {"include_usage": True}, "user": "bob"},
+        "ns",
+    )
     assert base == streamed
 
 
-@pytest.mark.parametrize("change", [
-    {"n": 2}, {"temperature": 0.3}, {"model": "gpt-4o"}, {"seed": 1}, {"max_tokens": 5},
-    {"tools": [{"type": "function", "function": {"name": "f"}}]}, {"response_format": {"type": "json_object"}},
-    {"some_future_parameter": True},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n": 2},
+        {"temperature": 0.3},
+        {"model": "gpt-4o"},
+        {"seed": 1},
+        {"max_tokens": 5},
+        {"tools": [{"type": "function", "function": {"name": "f"}}]},
+        {"response_format": {"type": "json_object"}},
+        {"some_future_parameter": True},
+    ],
+)
 def test_output_changing_fields_are_in_the_key(change: dict[str, Any]) -> None:
-    assert request_key("chat.completions", CHAT, "ns") != request_key("chat.completions", {**CHAT, **change}, "ns")
+    assert request_key("chat.completions", CHAT, "ns") != request_key(
+        "chat.completions", {**CHAT, **change}, "ns"
+    )
 
 
 def test_namespace_and_endpoint_separate_keys() -> None:
@@ -45,9 +67,16 @@ def test_namespace_and_endpoint_separate_keys() -> None:
     completion = request_key("completions", {"model": "m", "prompt": "x"}, "ns")
     embedding = request_key("embeddings", {"model": "m", "input": "x"}, "ns")
     assert completion is not None and embedding is not None
-    assert completion.prompt == embedding.prompt == "x" and completion.llm_string != embedding.llm_string
+    assert (
+        completion.prompt == embedding.prompt == "x"
+        and completion.llm_string != embedding.llm_string
+    )
     llm_string = json.loads(a.llm_string)
-    assert llm_string == {"endpoint": "chat.completions", "ns": "ns-a", "params": {"model": "gpt-4o-mini"}}
+    assert llm_string == {
+        "endpoint": "chat.completions",
+        "ns": "ns-a",
+        "params": {"model": "gpt-4o-mini"},
+    }
 
 
 def test_uncacheable_bodies() -> None:
@@ -66,19 +95,24 @@ def test_api_keys_are_hashed() -> None:
     assert ns.startswith("k") and len(ns) == 33 and "abc" not in ns
     assert ns == key_namespace("sk-abc") != key_namespace("sk-abd")
     assert key_namespace(None) == "anon"
-    assert valid_namespace("team-a") and not valid_namespace("a b") and not valid_namespace("x" * 129)
+    assert (
+        valid_namespace("team-a") and not valid_namespace("a b") and not valid_namespace("x" * 129)
+    )
 
 
-@pytest.mark.parametrize("header, expected", [
-    (None, (False, False, None, False)),
-    ("no-store", (True, False, None, False)),
-    ("No-Cache", (False, True, None, False)),
-    ("max-age=60", (False, False, 60.0, False)),
-    ('max-age="30", max-age=10', (False, False, 10.0, False)),
-    ("max-age=0", (False, True, 0.0, False)),
-    ("max-age=soon", (False, False, None, False)),
-    ("only-if-cached, max-age=5", (False, False, 5.0, True)),
-])
+@pytest.mark.parametrize(
+    "header, expected",
+    [
+        (None, (False, False, None, False)),
+        ("no-store", (True, False, None, False)),
+        ("No-Cache", (False, True, None, False)),
+        ("max-age=60", (False, False, 60.0, False)),
+        ('max-age="30", max-age=10', (False, False, 10.0, False)),
+        ("max-age=0", (False, True, 0.0, False)),
+        ("max-age=soon", (False, False, None, False)),
+        ("only-if-cached, max-age=5", (False, False, 5.0, True)),
+    ],
+)
 def test_cache_control(header: str | None, expected: tuple[Any, ...]) -> None:
     d = parse_cache_control(header)
     assert (d.no_store, d.no_cache, d.max_age, d.only_if_cached) == expected
@@ -95,18 +129,27 @@ def test_codec_round_trip_through_the_generation_codec() -> None:
     cached = generations_to_response(stored)
     assert cached.body == body and cached.created_at == 123.5 and cached.usage == body["usage"]
     completion = fake_openai.build_completion({"model": "m", "prompt": ["a", "b"]}, "cmpl-1", 1)
-    assert generations_to_response(response_to_generations("completions", completion)).body == completion
+    assert (
+        generations_to_response(response_to_generations("completions", completion)).body
+        == completion
+    )
     embeddings = fake_openai.build_embeddings({"model": "e", "input": ["a"]}, 8)
-    assert generations_to_response(response_to_generations("embeddings", embeddings)).body == embeddings
+    assert (
+        generations_to_response(response_to_generations("embeddings", embeddings)).body
+        == embeddings
+    )
 
 
-@pytest.mark.parametrize("generations", [
-    [Generation("plain text")],  # an entry of the library, not of the proxy
-    [Generation("", {"proxy": {"v": 99, "response": {}, "created_at": 1}})],
-    [Generation("", {"proxy": {"v": 1, "response": [], "created_at": 1, "layout": "body"}})],
-    [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": "x", "layout": "body"}})],
-    [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": 1, "layout": "choices"}})],
-])
+@pytest.mark.parametrize(
+    "generations",
+    [
+        [Generation("plain text")],  # an entry of the library, not of the proxy
+        [Generation("", {"proxy": {"v": 99, "response": {}, "created_at": 1}})],
+        [Generation("", {"proxy": {"v": 1, "response": [], "created_at": 1, "layout": "body"}})],
+        [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": "x", "layout": "body"}})],
+        [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": 1, "layout": "choices"}})],
+    ],
+)
 def test_codec_rejects_what_is_not_ours(generations: list[Generation]) -> None:
     with pytest.raises(CorruptEntryError):
         generations_to_response(generations)
@@ -116,20 +159,24 @@ def test_codec_rejects_what_is_not_ours(generations: list[Generation]) -> None:
 
 
 def _sse_bytes(chunks: list[dict[str, Any]]) -> bytes:
-    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    return (
+        b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+    )
 
 
 def _parse_all(data: bytes, step: int) -> list[str]:
     parser = SSEParser()
     events: list[str] = []
     for i in range(0, len(data), step):
-        events += parser.feed(data[i:i + step])
+        events += parser.feed(data[i : i + step])
     return events + parser.close()
 
 
 @pytest.mark.parametrize("step", [1, 7, 4096])
 def test_sse_parser_reassembles_split_events(step: int) -> None:
-    data = b": comment\r\ndata: {\"a\": 1}\r\n\r\nevent: x\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n"
+    data = (
+        b': comment\r\ndata: {"a": 1}\r\n\r\nevent: x\ndata: line1\ndata: line2\n\ndata: [DONE]\n\n'
+    )
     assert _parse_all(data, step) == ['{"a": 1}', "line1\nline2", "[DONE]"]
 
 
@@ -141,15 +188,32 @@ def _assemble(endpoint: str, chunks: list[dict[str, Any]]) -> StreamAssembler:
     return assembler
 
 
-@pytest.mark.parametrize("extra", [
-    {}, {"n": 3}, {"stream_options": {"include_usage": True}},
-    {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": "integer"}}}}}], "tool_choice": "required"},
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"n": 3},
+        {"stream_options": {"include_usage": True}},
+        {
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}},
+                    },
+                }
+            ],
+            "tool_choice": "required",
+        },
+    ],
+)
 def test_assembled_stream_equals_the_plain_response(extra: dict[str, Any]) -> None:
     body = {**CHAT, **extra}
     plain = fake_openai.build_chat_completion(body, "chatcmpl-7", 1700000000)
-    assembler = _assemble("chat.completions", fake_openai.stream_chat_completion(body, "chatcmpl-7", 1700000000))
+    assembler = _assemble(
+        "chat.completions", fake_openai.stream_chat_completion(body, "chatcmpl-7", 1700000000)
+    )
     assert assembler.complete
     assembled = assembler.response()
     if "stream_options" not in extra:
@@ -158,28 +222,76 @@ def test_assembled_stream_equals_the_plain_response(extra: dict[str, Any]) -> No
 
 
 def test_assembled_completion_stream() -> None:
-    body = {"model": "m", "prompt": ["one prompt", "two prompt"], "n": 2, "stream_options": {"include_usage": True}}
+    body = {
+        "model": "m",
+        "prompt": ["one prompt", "two prompt"],
+        "n": 2,
+        "stream_options": {"include_usage": True},
+    }
     plain = fake_openai.build_completion(body, "cmpl-9", 5)
-    assembled = _assemble("completions", fake_openai.stream_completion(body, "cmpl-9", 5)).response()
+    assembled = _assemble(
+        "completions", fake_openai.stream_completion(body, "cmpl-9", 5)
+    ).response()
     assert assembled == plain
 
 
 def test_assembler_joins_fragments_and_extras() -> None:
     chunks = [
-        {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [
-            {"index": 0, "delta": {"role": "assistant", "reasoning_content": "think "}}]},
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "reasoning_content": "think "}}
+            ],
+        },
         {"id": "c", "choices": [{"index": 0, "delta": {"reasoning_content": "more"}}]},
-        {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\""}}]}}]},
-        {"id": "c", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
-                                 "logprobs": {"content": [{"token": "x"}]}}]},
-        {"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls",
-                                 "logprobs": {"content": [{"token": "y"}]}}]},
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": '{"a"'},
+                            }
+                        ]
+                    },
+                }
+            ],
+        },
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]},
+                    "logprobs": {"content": [{"token": "x"}]},
+                }
+            ],
+        },
+        {
+            "id": "c",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {},
+                    "finish_reason": "tool_calls",
+                    "logprobs": {"content": [{"token": "y"}]},
+                }
+            ],
+        },
     ]
     assembler = _assemble("chat.completions", chunks)
     choice = assembler.response()["choices"][0]
     assert choice["message"]["tool_calls"] == [
-        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    ]
     assert choice["message"]["content"] is None
     assert choice["message"]["reasoning_content"] == "think more"
     assert choice["logprobs"] == {"content": [{"token": "x"}, {"token": "y"}]}
@@ -251,9 +363,15 @@ def test_metrics_exposition_format() -> None:
     assert 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"} 2' in lines
     assert 'llm_cache_proxy_request_duration_seconds_bucket{cache="hit",le="0.0005"} 1' in lines
     assert 'llm_cache_proxy_request_duration_seconds_bucket{cache="hit",le="+Inf"} 2' in lines
-    assert 'llm_cache_proxy_upstream_errors_total{endpoint="embeddings",kind="connect_error"} 1' in lines
+    assert (
+        'llm_cache_proxy_upstream_errors_total{endpoint="embeddings",kind="connect_error"} 1'
+        in lines
+    )
     assert 'llm_cache_proxy_tokens_saved_total{kind="prompt"} 10' in lines
-    assert "llm_cache_proxy_cache_hits_total 2" in lines and "llm_cache_proxy_cache_breaker_open 0" in lines
+    assert (
+        "llm_cache_proxy_cache_hits_total 2" in lines
+        and "llm_cache_proxy_cache_breaker_open 0" in lines
+    )
     for line in lines:  # every sample line is "name{labels} number"
         if not line.startswith("#"):
             float(line.rsplit(" ", 1)[1].replace("+Inf", "inf"))

@@ -13,17 +13,23 @@ See :mod:`llm_cache.proxy.app` for the request flow and the headers.
 
 from __future__ import annotations
 
-from .app import DEFAULT_CACHE_URL, DEFAULT_NAMESPACE_HEADER, DEFAULT_UPSTREAM, CachingProxy, create_app
+from .app import (
+    DEFAULT_CACHE_URL,
+    DEFAULT_NAMESPACE_HEADER,
+    DEFAULT_UPSTREAM,
+    CachingProxy,
+    create_app,
+)
 from .metrics import DEFAULT_PRICES, PriceTable
 from .server import ProxyServer
 
 __all__ = [
-    "create_app",
-    "CachingProxy",
-    "ProxyServer",
-    "PriceTable",
-    "DEFAULT_PRICES",
     "DEFAULT_CACHE_URL",
-    "DEFAULT_UPSTREAM",
     "DEFAULT_NAMESPACE_HEADER",
+    "DEFAULT_PRICES",
+    "DEFAULT_UPSTREAM",
+    "CachingProxy",
+    "PriceTable",
+    "ProxyServer",
+    "create_app",
 ]

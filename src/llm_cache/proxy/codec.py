@@ -34,7 +34,13 @@ from typing import Any
 from ..errors import CorruptEntryError
 from ..generation import Generation
 
-__all__ = ["CachedResponse", "STORE_VERSION", "response_to_generations", "generations_to_response"]
+__all__ = [
+    "STORE_VERSION",
+    "CachedResponse",
+    "generations_to_response",
+    "response_to_generations",
+    "stored_created_at",
+]
 
 STORE_VERSION = 1
 
@@ -97,6 +103,16 @@ def response_to_generations(
     return generations
 
 
+def stored_created_at(generations: list[Generation]) -> float | None:
+    """When a proxy entry was stored, read without rebuilding it; ``None`` if not ours."""
+    info = generations[0].generation_info if generations else None
+    meta = info.get("proxy") if isinstance(info, dict) else None
+    created = meta.get("created_at") if isinstance(meta, dict) else None
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        return None
+    return float(created)
+
+
 def generations_to_response(generations: list[Generation]) -> CachedResponse:
     """Rebuild the stored response; raise :class:`CorruptEntryError` if it is not ours."""
     first = generations[0].generation_info if generations else None
@@ -105,7 +121,11 @@ def generations_to_response(generations: list[Generation]) -> CachedResponse:
         raise CorruptEntryError("not an llm-cache proxy entry (or a newer format)")
     envelope = meta.get("response")
     created_at = meta.get("created_at")
-    if not isinstance(envelope, dict) or isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
+    if (
+        not isinstance(envelope, dict)
+        or isinstance(created_at, bool)
+        or not isinstance(created_at, (int, float))
+    ):
         raise CorruptEntryError("proxy entry without a response envelope or created_at")
     layout = meta.get("layout")
     if layout == "body":

@@ -33,7 +33,9 @@ class Flight:
     def __init__(self, key: Any, *, stream: bool, injected_usage: bool) -> None:
         self.key = key
         self.stream = stream  # the upstream call streams
-        self.injected_usage = injected_usage  # we asked upstream for a usage chunk the client did not
+        self.injected_usage = (
+            injected_usage  # we asked upstream for a usage chunk the client did not
+        )
         self.task: asyncio.Task[None] | None = None
         # Set once the upstream's status and headers are known (or the call failed).
         self.head = asyncio.Event()

@@ -26,15 +26,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..keys import canonical_json, make_llm_string, messages_prompt
 
 __all__ = [
+    "ENDPOINTS",
     "CacheDirectives",
     "RequestKey",
-    "ENDPOINTS",
     "api_key_of",
     "key_namespace",
     "parse_cache_control",
@@ -113,7 +114,9 @@ def parse_cache_control(value: str | None) -> CacheDirectives:
                 max_age = float(seconds) if max_age is None else min(max_age, float(seconds))
     if max_age == 0:
         no_cache = True  # max-age=0 accepts nothing cached: a refresh
-    return CacheDirectives(no_store=no_store, no_cache=no_cache, max_age=max_age, only_if_cached=only_if_cached)
+    return CacheDirectives(
+        no_store=no_store, no_cache=no_cache, max_age=max_age, only_if_cached=only_if_cached
+    )
 
 
 def api_key_of(headers: Mapping[str, str]) -> str | None:
@@ -168,8 +171,12 @@ def request_key(endpoint: str, body: Mapping[str, Any], namespace: str) -> Reque
     # Built by hand to avoid re-serialising params; equal to canonical_json of the dict
     # (keys in sorted order, no whitespace).
     llm_string = (
-        '{"endpoint":' + json.dumps(endpoint)
-        + ',"ns":' + json.dumps(namespace, ensure_ascii=False)
-        + ',"params":' + make_llm_string(params) + "}"
+        '{"endpoint":'
+        + json.dumps(endpoint)
+        + ',"ns":'
+        + json.dumps(namespace, ensure_ascii=False)
+        + ',"params":'
+        + make_llm_string(params)
+        + "}"
     )
     return RequestKey(endpoint, prompt, llm_string)

@@ -27,11 +27,12 @@ import json
 import math
 import os
 from bisect import bisect_left
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..errors import ConfigurationError
 
-__all__ = ["Metrics", "PriceTable", "DEFAULT_PRICES"]
+__all__ = ["DEFAULT_PRICES", "Metrics", "PriceTable"]
 
 #: USD per 1M tokens (input, output), list prices at the time of writing. They are an
 #: estimate for the "cost saved" metric only; pass your own table with ``--prices``.
@@ -49,7 +50,22 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "text-embedding-ada-002": (0.10, 0.0),
 }
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
 _PROXY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
@@ -66,15 +82,19 @@ class PriceTable:
         self._resolved: dict[str, tuple[float, float]] = {}
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> "PriceTable":
+    def from_file(cls, path: str | os.PathLike[str]) -> PriceTable:
         """Read ``{"model": {"input": 0.15, "output": 0.6}, ...}`` (USD per 1M tokens)."""
         try:
             with open(path, encoding="utf-8") as fh:
                 data = json.load(fh)
         except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"cannot read the price table {os.fspath(path)!r}: {exc}") from exc
+            raise ConfigurationError(
+                f"cannot read the price table {os.fspath(path)!r}: {exc}"
+            ) from exc
         if not isinstance(data, dict):
-            raise ConfigurationError('a price table is a JSON object: {"model": {"input": 0.15, "output": 0.6}}')
+            raise ConfigurationError(
+                'a price table is a JSON object: {"model": {"input": 0.15, "output": 0.6}}'
+            )
         prices: dict[str, tuple[float, float]] = {}
         for model, entry in data.items():
             try:
@@ -92,7 +112,10 @@ class PriceTable:
         if found is None:
             found = self.prices.get(model)
             if found is None:
-                found = next((self.prices[name] for name in self._by_length if model.startswith(name)), (0.0, 0.0))
+                found = next(
+                    (self.prices[name] for name in self._by_length if model.startswith(name)),
+                    (0.0, 0.0),
+                )
             if len(self._resolved) < 1024:  # bounded: model names come from clients
                 self._resolved[model] = found
         return found
@@ -103,7 +126,7 @@ class PriceTable:
 
 
 class _Histogram:
-    __slots__ = ("buckets", "counts", "sum", "count")
+    __slots__ = ("buckets", "count", "counts", "sum")
 
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
@@ -181,13 +204,17 @@ class Metrics:
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
         prompt = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) else 0
-        completion = completion if isinstance(completion, int) and not isinstance(completion, bool) else 0
+        completion = (
+            completion if isinstance(completion, int) and not isinstance(completion, bool) else 0
+        )
         self.tokens_saved["prompt"] += prompt
         self.tokens_saved["completion"] += completion
         self.cost_saved += self.prices.cost(model, prompt, completion)
 
     # -- exposition ------------------------------------------------------------------------
-    def render(self, cache_stats: Mapping[str, Any] | None = None, breaker_open: bool | None = None) -> str:
+    def render(
+        self, cache_stats: Mapping[str, Any] | None = None, breaker_open: bool | None = None
+    ) -> str:
         """The Prometheus text exposition (format 0.0.4)."""
         lines: list[str] = []
         p = self.PREFIX
@@ -196,7 +223,9 @@ class Metrics:
             lines.append(f"# HELP {p}{name} {help_text}")
             lines.append(f"# TYPE {p}{name} {kind}")
 
-        def samples(name: str, label_names: tuple[str, ...], values: Iterable[tuple[tuple[Any, ...], float]]) -> None:
+        def samples(
+            name: str, label_names: tuple[str, ...], values: Iterable[tuple[tuple[Any, ...], float]]
+        ) -> None:
             for label_values, value in sorted(values, key=lambda item: tuple(map(str, item[0]))):
                 lines.append(f"{p}{name}{_labels(label_names, label_values)} {_number(value)}")
 
@@ -207,13 +236,19 @@ class Metrics:
                 for bound, count in zip((*hist.buckets, math.inf), hist.counts):
                     cumulative += count
                     le = "+Inf" if math.isinf(bound) else repr(bound)
-                    lines.append(f'{p}{name}_bucket{{{label}="{_escape(value)}",le="{le}"}} {cumulative}')
+                    lines.append(
+                        f'{p}{name}_bucket{{{label}="{_escape(value)}",le="{le}"}} {cumulative}'
+                    )
                 lines.append(f'{p}{name}_sum{{{label}="{_escape(value)}"}} {_number(hist.sum)}')
                 lines.append(f'{p}{name}_count{{{label}="{_escape(value)}"}} {hist.count}')
 
         family("requests_total", "counter", "Requests by endpoint and cache result.")
         samples("requests_total", ("endpoint", "cache"), self.requests.items())
-        family("request_duration_seconds", "histogram", "Time the proxy took to answer, by cache result.")
+        family(
+            "request_duration_seconds",
+            "histogram",
+            "Time the proxy took to answer, by cache result.",
+        )
         histograms("request_duration_seconds", "cache", self.request_duration)
         family("upstream_requests_total", "counter", "Upstream calls by endpoint and HTTP status.")
         samples("upstream_requests_total", ("endpoint", "status"), self.upstream_requests.items())
@@ -221,9 +256,15 @@ class Metrics:
         samples("upstream_errors_total", ("endpoint", "kind"), self.upstream_errors.items())
         family("upstream_latency_seconds", "histogram", "Upstream call duration, to the last byte.")
         histograms("upstream_latency_seconds", "endpoint", self.upstream_latency)
-        family("tokens_saved_total", "counter", "Tokens of answers served without an upstream call.")
+        family(
+            "tokens_saved_total", "counter", "Tokens of answers served without an upstream call."
+        )
         samples("tokens_saved_total", ("kind",), (((k,), v) for k, v in self.tokens_saved.items()))
-        family("cost_saved_usd_total", "counter", "Estimated USD saved (price table; unknown models count 0).")
+        family(
+            "cost_saved_usd_total",
+            "counter",
+            "Estimated USD saved (price table; unknown models count 0).",
+        )
         lines.append(f"{p}cost_saved_usd_total {_number(self.cost_saved)}")
         family("inflight_requests", "gauge", "Upstream calls in flight.")
         lines.append(f"{p}inflight_requests {self.inflight}")
@@ -233,6 +274,10 @@ class Metrics:
                     family(f"cache_{name}_total", "counter", f"The cache object's {name} counter.")
                     lines.append(f"{p}cache_{name}_total {_number(cache_stats[name])}")
         if breaker_open is not None:
-            family("cache_breaker_open", "gauge", "1 while the cache's circuit breaker bypasses the store.")
+            family(
+                "cache_breaker_open",
+                "gauge",
+                "1 while the cache's circuit breaker bypasses the store.",
+            )
             lines.append(f"{p}cache_breaker_open {int(breaker_open)}")
         return "\n".join(lines) + "\n"

@@ -16,9 +16,17 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["SSEParser", "StreamAssembler", "replay_sse", "format_event", "DONE_EVENT", "split_pieces"]
+__all__ = [
+    "DONE_EVENT",
+    "SSEParser",
+    "StreamAssembler",
+    "format_event",
+    "replay_sse",
+    "split_pieces",
+]
 
 DONE_EVENT = b"data: [DONE]\n\n"
 
@@ -82,8 +90,18 @@ def _concat_logprobs(target: dict[str, Any], piece: dict[str, Any]) -> None:
 
 
 class _Choice:
-    __slots__ = ("index", "role", "content", "refusal", "tool_calls", "function_call", "extra",
-                 "text", "logprobs", "finish_reason")
+    __slots__ = (
+        "content",
+        "extra",
+        "finish_reason",
+        "function_call",
+        "index",
+        "logprobs",
+        "refusal",
+        "role",
+        "text",
+        "tool_calls",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -129,8 +147,11 @@ class _Choice:
         index = call.get("index", position)
         slot = self.tool_calls.get(index)
         if slot is None:
-            slot = self.tool_calls[index] = {"id": None, "type": "function",
-                                             "function": {"name": "", "arguments": ""}}
+            slot = self.tool_calls[index] = {
+                "id": None,
+                "type": "function",
+                "function": {"name": "", "arguments": ""},
+            }
         if call.get("id"):
             slot["id"] = call["id"]
         if call.get("type"):
@@ -159,12 +180,20 @@ class _Choice:
         if self.function_call is not None:
             message["function_call"] = self.function_call
         message.update(self.extra)
-        return {"index": self.index, "message": message, "logprobs": self.logprobs,
-                "finish_reason": self.finish_reason}
+        return {
+            "index": self.index,
+            "message": message,
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+        }
 
     def text_choice(self) -> dict[str, Any]:
-        return {"text": "".join(self.text), "index": self.index, "logprobs": self.logprobs,
-                "finish_reason": self.finish_reason}
+        return {
+            "text": "".join(self.text),
+            "index": self.index,
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+        }
 
 
 class StreamAssembler:
@@ -298,17 +327,35 @@ def replay_sse(endpoint: str, body: dict[str, Any], include_usage: bool) -> byte
             continue
         index = choice.get("index", 0)
         if chat:
-            message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            raw_message = choice.get("message")
+            message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
             for delta in _chat_deltas(message):
                 emit([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}])
-            emit([{"index": index, "delta": {}, "logprobs": choice.get("logprobs"),
-                   "finish_reason": choice.get("finish_reason")}])
+            emit(
+                [
+                    {
+                        "index": index,
+                        "delta": {},
+                        "logprobs": choice.get("logprobs"),
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                ]
+            )
         else:
-            text = choice.get("text") if isinstance(choice.get("text"), str) else ""
+            raw_text = choice.get("text")
+            text = raw_text if isinstance(raw_text, str) else ""
             for piece in split_pieces(text):
                 emit([{"text": piece, "index": index, "logprobs": None, "finish_reason": None}])
-            emit([{"text": "", "index": index, "logprobs": choice.get("logprobs"),
-                   "finish_reason": choice.get("finish_reason")}])
+            emit(
+                [
+                    {
+                        "text": "",
+                        "index": index,
+                        "logprobs": choice.get("logprobs"),
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                ]
+            )
     if include_usage:
         chunk = dict(envelope)
         chunk["choices"] = []

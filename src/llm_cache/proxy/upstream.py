@@ -10,8 +10,9 @@ namespace is a hash), a stored value, a log line or an error message.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .._imports import require
 from ..urls import redact_url
@@ -29,8 +30,18 @@ _FORWARD_PREFIXES = ("openai-", "x-stainless-")
 # (httpx decodes the body, so the length and encoding change).
 _DROP_RESPONSE = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-        "transfer-encoding", "upgrade", "content-length", "content-encoding", "date", "server",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
     }
 )
 
@@ -139,7 +150,11 @@ class Upstream:
         httpx = self._httpx
         started = time.perf_counter()
         request = self._client.build_request(
-            method, path.lstrip("/"), headers=self.forward_headers(headers), content=content, params=params
+            method,
+            path.lstrip("/"),
+            headers=self.forward_headers(headers),
+            content=content,
+            params=params,
         )
         try:
             response = await self._client.send(request, stream=True)

@@ -1,0 +1,592 @@
+"""Proxy benchmark: cached requests per second and latency of ``llm-cache serve``.
+
+    python benchmarks/bench_proxy.py               # ~3 minutes on 2 cores
+    python benchmarks/bench_proxy.py --quick       # shorter runs, one repeat
+
+Three processes on loopback: the built-in OpenAI-compatible server (the upstream, with
+``--upstream-latency`` seconds per answer, default 0.2 s, a fast provider), the proxy
+(``python -m llm_cache.cli serve``, uvicorn), and the load generator:
+
+* ``wrk`` (Debian: ``apt-get install -y wrk``) for closed-loop runs: 64 connections each
+  sending its next request as soon as the previous answer arrives; requests cycle through
+  ``--prompts`` distinct cached chat requests. Without wrk, an asyncio generator in this
+  process does the same.
+* an open-loop asyncio generator for a fixed offered rate (``--rate``, default 2,000 req/s
+  over the same 64 connections); each latency is measured from the request's *scheduled*
+  time, so a slow answer also counts the wait it causes (no coordinated omission).
+
+In a closed loop with 64 connections, latency is 64 / throughput by Little's law (2,000
+req/s means ~32 ms each), so it shows capacity; the open loop shows the latency a client
+sees at a given load. Every figure is a median over ``--repeat`` runs. The load generator
+shares the machine's 2 cores with the proxy (and with anything else running: the load
+average is printed). The proxy's CPU time per cached request, read from /proc, is the
+figure least disturbed by other load. Afterwards /metrics must show every load request as
+a hit, or the run is reported as invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _timing import markdown_table
+
+KEY = "sk-bench-client"
+MODEL = "gpt-4o-mini"
+
+
+# ------------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with status {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def chat_body(i: int, stream: bool = False) -> bytes:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {
+                "role": "user",
+                "content": f"Question {i}: explain in two sentences why caching LLM answers helps.",
+            },
+        ],
+        "temperature": 0,
+    }
+    if stream:
+        body["stream"] = True
+    return json.dumps(body).encode()
+
+
+def post(
+    url: str, body: bytes, headers: dict[str, str] | None = None
+) -> tuple[float, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {KEY}",
+            **(headers or {}),
+        },
+    )
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        data = response.read()
+        return (
+            time.perf_counter() - start,
+            {k.lower(): v for k, v in response.headers.items()},
+            data,
+        )
+
+
+def metric(base: str, name: str) -> float:
+    text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+HIT_METRIC = 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"}'
+
+
+# -------------------------------------------------------------------- load generators
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    p50: float  # seconds
+    p99: float
+    cpu_us: float | None = None  # proxy CPU per request
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    @classmethod
+    def of(cls, requests: int, seconds: float, latencies: list[float]) -> Run:
+        ordered = sorted(latencies)
+
+        def pct(q: float) -> float:
+            return (
+                ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+            )
+
+        return cls(requests, seconds, pct(0.5), pct(0.99))
+
+
+def raw_request(host: str, port: int, path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection with at most one request outstanding."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.buffer = b""
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        match = _CONTENT_LENGTH.search(self.buffer, 0, end + 2)
+        if match is None:
+            raise RuntimeError("the load generator needs Content-Length responses")
+        total = end + 4 + int(match.group(1))
+        if len(self.buffer) >= total:
+            status = int(self.buffer[9:12])
+            self.buffer = self.buffer[total:]
+            if self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("connection closed"))
+
+    async def call(self, payload: bytes) -> int:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(payload)
+        return await self.waiter
+
+
+async def _generate(
+    port: int, payloads: list[bytes], connections: int, seconds: float, rate: float | None
+) -> Run:
+    loop = asyncio.get_running_loop()
+    conns = []
+    for _ in range(connections):
+        _, protocol = await loop.create_connection(_Connection, "127.0.0.1", port)
+        conns.append(protocol)
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter() + 0.05
+    end = start + seconds
+
+    async def worker(index: int, conn: _Connection) -> None:
+        nonlocal errors
+        k = index
+        if rate is None:  # closed loop
+            await asyncio.sleep(max(0.0, start - time.perf_counter()))
+            while (now := time.perf_counter()) < end:
+                status = await conn.call(payloads[k % len(payloads)])
+                latencies.append(time.perf_counter() - now)
+                errors += status != 200
+                k += connections
+            return
+        interval = connections / rate
+        scheduled = start + index * interval / connections
+        while scheduled < end:
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            status = await conn.call(payloads[k % len(payloads)])
+            latencies.append(time.perf_counter() - scheduled)  # from the scheduled time
+            errors += status != 200
+            k += connections
+            scheduled += interval
+
+    await asyncio.gather(*(worker(i, c) for i, c in enumerate(conns)))
+    elapsed = max(time.perf_counter(), end) - start
+    for conn in conns:
+        conn.transport.close()
+    if errors:
+        raise RuntimeError(f"{errors} load requests did not answer 200")
+    return Run.of(len(latencies), elapsed, latencies)
+
+
+def python_load(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    connections: int,
+    seconds: float,
+    rate: float | None = None,
+) -> Run:
+    payloads = [raw_request("127.0.0.1", port, path, b) for b in bodies]
+    try:
+        import uvloop  # the generator's own overhead matters on 2 cores
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(_generate(port, payloads, connections, seconds, rate))
+
+
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def wrk_load(
+    port: int, path: str, bodies: list[bytes], connections: int, seconds: float, workdir: str
+) -> Run:
+    script = os.path.join(workdir, "bodies.lua")
+    with open(script, "w") as fh:
+        fh.write("local bodies = {\n")
+        fh.writelines("  [==[" + body.decode() + "]==],\n" for body in bodies)
+        fh.write("}\nlocal i = 0\n")
+        fh.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        fh.write(f'wrk.headers["Authorization"] = "Bearer {KEY}"\n')
+        fh.write(
+            "request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n"
+        )
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            script,
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk saw errors:\n" + out)
+    requests = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    marks = {}
+    for pct, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.MULTILINE):
+        marks[int(pct)] = float(value) * _WRK_UNITS[unit]
+    return Run(requests, requests / rps, marks[50], marks[99])
+
+
+# ------------------------------------------------------------------------------ runs
+
+
+def median_run(runs: list[Run]) -> Run:
+    """Each figure's own median across runs."""
+    rps = statistics.median(r.rps for r in runs)
+    cpus = [r.cpu_us for r in runs if r.cpu_us is not None]
+    return Run(
+        requests=round(rps * 1000),
+        seconds=1000.0,
+        p50=statistics.median(r.p50 for r in runs),
+        p99=statistics.median(r.p99 for r in runs),
+        cpu_us=statistics.median(cpus) if cpus else None,
+    )
+
+
+def measure_hits(
+    label: str,
+    port: int,
+    pid: int,
+    path: str,
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    workdir: str,
+    rate: float | None,
+) -> Run:
+    base = f"http://127.0.0.1:{port}"
+    runs = []
+    for _ in range(args.repeat):
+        hits_before = metric(base, HIT_METRIC)
+        cpu_before = cpu_seconds(pid)
+        if rate is None and args.loadgen == "wrk":
+            run = wrk_load(port, path, bodies, args.connections, args.duration, workdir)
+        else:
+            run = python_load(port, path, bodies, args.connections, args.duration, rate)
+        run.cpu_us = (cpu_seconds(pid) - cpu_before) / run.requests * 1e6
+        hits = metric(base, HIT_METRIC) - hits_before
+        if hits < run.requests:
+            raise RuntimeError(
+                f"{label}: only {hits:.0f} of {run.requests} load requests were cache hits"
+            )
+        runs.append(run)
+        print(
+            f"  {label}: {run.rps:,.0f} req/s, p50 {run.p50 * 1e3:.2f} ms, "
+            f"p99 {run.p99 * 1e3:.2f} ms, proxy CPU {run.cpu_us:.0f} us/req (load avg {loadavg()})",
+            flush=True,
+        )
+    return median_run(runs)
+
+
+def sequential(url: str, bodies: list[bytes]) -> tuple[Run, list[str]]:
+    latencies, caches = [], []
+    start = time.perf_counter()
+    for body in bodies:
+        seconds, headers, _ = post(url, body)
+        latencies.append(seconds)
+        caches.append(headers.get("x-cache", "-"))
+    elapsed = time.perf_counter() - start
+    return Run.of(len(bodies), elapsed, latencies), caches
+
+
+def row(what: str, cache: str, load: str, run: Run) -> list[str]:
+    cpu = f"{run.cpu_us:.0f}" if run.cpu_us is not None else "–"
+    return [
+        what,
+        cache,
+        load,
+        f"{run.rps:,.0f}",
+        f"{run.p50 * 1e3:.2f}",
+        f"{run.p99 * 1e3:.2f}",
+        cpu,
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--duration", type=float, default=8.0, help="seconds per load run (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; medians are reported"
+    )
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--rate", type=float, default=2000.0, help="offered req/s of the open-loop run"
+    )
+    parser.add_argument(
+        "--prompts", type=int, default=100, help="distinct cached requests cycled through"
+    )
+    parser.add_argument("--upstream-latency", type=float, default=0.2)
+    parser.add_argument("--caches", default="sqlite,memory", help="comma-separated: sqlite, memory")
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--quick", action="store_true", help="3-second runs, one repeat, 20 prompts"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.repeat, args.prompts = 3.0, 1, 20
+    if args.loadgen == "auto":
+        args.loadgen = "wrk" if shutil.which("wrk") else "python"
+
+    workdir = tempfile.mkdtemp(prefix="bench-proxy-")
+    procs: list[subprocess.Popen[bytes]] = []
+    rows: list[list[str]] = []
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    try:
+        up_port = free_port()
+        upstream = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llm_cache.testing.fake_openai",
+                "--port",
+                str(up_port),
+                "--latency",
+                str(args.upstream_latency),
+            ],
+            **quiet,
+        )  # type: ignore[call-overload]
+        procs.append(upstream)
+        up_base = f"http://127.0.0.1:{up_port}/v1"
+        wait_for(up_base + "/models", upstream)
+        print(
+            f"load average before: {loadavg()}; load generator: {args.loadgen}; "
+            f"{args.connections} connections; {args.repeat} x {args.duration:g} s per figure",
+            flush=True,
+        )
+
+        # The upstream on its own: one client in sequence, then the same 64 connections.
+        sample = max(10, min(40, args.prompts))
+        direct_seq, _ = sequential(
+            up_base + "/chat/completions", [chat_body(10_000 + i) for i in range(sample)]
+        )
+        rows.append(
+            row(
+                f"upstream direct (built-in server, {args.upstream_latency:g} s latency)",
+                "–",
+                "1 connection, sequential",
+                direct_seq,
+            )
+        )
+        if args.loadgen == "wrk":
+            direct = wrk_load(
+                up_port,
+                "/v1/chat/completions",
+                [chat_body(20_000 + i) for i in range(args.prompts)],
+                args.connections,
+                max(3.0, args.duration / 2),
+                workdir,
+            )
+        else:
+            direct = python_load(
+                up_port,
+                "/v1/chat/completions",
+                [chat_body(20_000 + i) for i in range(args.prompts)],
+                args.connections,
+                max(3.0, args.duration / 2),
+            )
+        rows.append(
+            row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
+        )
+        print(
+            f"  upstream direct: {direct.rps:,.0f} req/s, p50 {direct.p50 * 1e3:.1f} ms", flush=True
+        )
+
+        for cache in [c.strip() for c in args.caches.split(",") if c.strip()]:
+            url = {"sqlite": f"sqlite:///{workdir}/bench-{os.getpid()}.db", "memory": "memory://"}[
+                cache
+            ]
+            port = free_port()
+            proxy = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "llm_cache.cli",
+                    "serve",
+                    "--upstream",
+                    up_base,
+                    "--cache",
+                    url,
+                    "--port",
+                    str(port),
+                ],
+                **quiet,
+            )  # type: ignore[call-overload]
+            procs.append(proxy)
+            base = f"http://127.0.0.1:{port}"
+            wait_for(base + "/healthz", proxy)
+            bodies = [chat_body(i) for i in range(args.prompts)]
+            misses, caches = sequential(base + "/v1/chat/completions", bodies[:sample])
+            assert set(caches) == {"MISS"}, caches
+            for body in bodies[sample:]:
+                post(base + "/v1/chat/completions", body)
+            stream_bodies = [chat_body(i, stream=True) for i in range(args.prompts)]
+            for body in stream_bodies[:5]:  # streamed requests are answered from the same entries
+                _, headers, _ = post(base + "/v1/chat/completions", body)
+                assert headers.get("x-cache") == "HIT", headers
+            rows.append(row("proxy miss → upstream", cache, "1 connection, sequential", misses))
+            path = "/v1/chat/completions"
+            closed = measure_hits(
+                f"{cache} hits, closed loop", port, proxy.pid, path, bodies, args, workdir, None
+            )
+            rows.append(
+                row(
+                    "proxy cached hit",
+                    cache,
+                    f"{args.connections} connections, closed loop ({args.loadgen})",
+                    closed,
+                )
+            )
+            opened = measure_hits(
+                f"{cache} hits, {args.rate:g} req/s",
+                port,
+                proxy.pid,
+                path,
+                bodies,
+                args,
+                workdir,
+                args.rate,
+            )
+            rows.append(
+                row(
+                    "proxy cached hit",
+                    cache,
+                    f"open loop {args.rate:,.0f} req/s offered, {args.connections} connections",
+                    opened,
+                )
+            )
+            if cache == "sqlite":
+                streamed = measure_hits(
+                    f"{cache} streamed hits",
+                    port,
+                    proxy.pid,
+                    path,
+                    stream_bodies,
+                    args,
+                    workdir,
+                    None,
+                )
+                rows.append(
+                    row(
+                        "proxy cached hit, replayed as SSE",
+                        cache,
+                        f"{args.connections} connections, closed loop ({args.loadgen})",
+                        streamed,
+                    )
+                )
+            proxy.terminate()
+            proxy.wait(10)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(
+        markdown_table(
+            ["what", "cache", "load", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req"], rows
+        )
+    )
+    print()
+    print(
+        f"Load average after: {loadavg()} (2 cores, shared with the load generator and other work)."
+    )
+    print("Command: python benchmarks/bench_proxy.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
