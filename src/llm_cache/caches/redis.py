@@ -1,0 +1,644 @@
+"""RedisCache: an exact cache in Redis (standalone or Redis Cluster), sync and async.
+
+What is stored, and why:
+
+* one Redis string per entry, key ``{namespace}:{sha256 hex}`` (the hash from
+  :mod:`llm_cache.keys`). No hash tag, so on a cluster the entries spread over every node.
+* the value is JSON: the codec's ``{"v": 1, "g": [...generations...]}`` plus ``"p"`` (the full
+  prompt) and ``"l"`` (the full llm_string). A hit is returned only when both match exactly,
+  so a hash collision, or a value some other writer put under our key, is a miss and never
+  somebody else's answer. A hit costs one ``GET``, one ``json.loads`` and two string compares.
+* the TTL is written with the value, ``SET key value PX ms``: there is no moment at which the
+  entry exists without its expiry (a ``SET`` then ``EXPIRE`` pair leaves an immortal entry
+  when the connection dies in between). ``ttl=None`` writes a plain ``SET``, which also
+  removes any TTL a previous writer gave the key.
+* ``clear()`` walks this namespace with ``SCAN MATCH`` and deletes in batches with ``UNLINK``
+  (freed by a background thread of the server, so a big namespace does not block Redis). It
+  never uses ``FLUSHDB``: the database is usually shared with other applications and other
+  caches. The pattern is exact (the escaped namespace, ``:``, and 64 lowercase hex digits),
+  so neither another application's keys nor a namespace that merely starts like ours
+  (``app`` vs ``app:v2``) can match. On a Redis Cluster redis-py's ``scan_iter`` runs a
+  cursor on every primary and ``unlink`` splits the keys by slot.
+
+Clients, timeouts and failures:
+
+* Give either a client (``redis.Redis``, ``redis.cluster.RedisCluster``) or ``redis_url``.
+  A client you pass is used as it is: its timeouts and retries are yours. redis-py's defaults
+  are a 5 s socket timeout and 10 retries with exponential backoff, which is what makes a
+  cache that is down cost seconds per call; prefer short timeouts for a cache.
+* From ``redis_url`` RedisCache builds its own clients with ``socket_timeout`` and
+  ``socket_connect_timeout`` both equal to ``socket_timeout`` (0.25 s by default) and one
+  immediate retry on a connection error (a pooled connection that went stale), none on a
+  timeout. Options in the URL's query string (``?socket_timeout=1``) take precedence.
+* Store errors are not handled here: :class:`~llm_cache.caches.base.BaseCache` applies the
+  library's one fail-open policy (a logged, counted miss; ``strict=True`` raises) and its
+  circuit breaker, whose background probe is a ``PING`` (:meth:`RedisCache._probe`).
+
+Async: ``alookup``/``aupdate``/``aclear`` use ``redis.asyncio`` natively. A redis.asyncio
+client belongs to the event loop it first ran on, so RedisCache keeps one async client per
+running loop, made from the same URL or from the connection settings of the client you
+passed (address, database, credentials, TLS, timeouts), and closes it when that loop shuts
+down (``asyncio.run`` and pytest-asyncio do this through ``loop.shutdown_asyncgens()``).
+An async client you pass as ``async_redis`` is used as it is, in whatever loop you call from,
+so it must stay in the loop it was made for (redis-py's rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from .._imports import require
+from .._ttl import validate_ttl
+from ..errors import ConfigurationError, CorruptEntryError
+from ..generation import CODEC_VERSION, Generation
+from ..keys import cache_key_hex
+from .base import BaseCache, logger
+
+__all__ = ["RedisCache", "RedisEntry"]
+
+DEFAULT_NAMESPACE = "llm_cache"
+DEFAULT_SOCKET_TIMEOUT = 0.25
+
+# SCAN's COUNT is a hint of how many slots to visit per call; UNLINK gets at most this many
+# keys per command so that one command never carries an unbounded argument list.
+_SCAN_COUNT = 1000
+_UNLINK_BATCH = 500
+
+# A cache key is exactly ``{namespace}:`` + 64 lowercase hex digits.
+_HEX_DIGITS = 64
+_HEX_GLOB = "[0-9a-f]" * _HEX_DIGITS
+# Redis glob metacharacters (``\`` first, so that the escapes we add are not escaped again).
+_GLOB_SPECIAL = ("\\", "*", "?", "[", "]")
+
+# Connection settings that mean the same to redis-py's sync and asyncio clients; used to
+# build one kind of client from a client of the other kind. Anything else (pools, parsers,
+# callbacks, retry objects) is specific to one side and is not copied.
+_PORTABLE_SETTINGS = (
+    "host",
+    "port",
+    "db",
+    "username",
+    "password",
+    "credential_provider",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "encoding",
+    "encoding_errors",
+    "decode_responses",
+    "client_name",
+    "health_check_interval",
+    "protocol",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_ca_data",
+    "ssl_ca_path",
+    "ssl_check_hostname",
+    "ssl_min_version",
+    "ssl_ciphers",
+    "ssl_password",
+)
+_PLAIN_POOLS = ("ConnectionPool", "BlockingConnectionPool")
+
+
+@dataclass(frozen=True)
+class RedisEntry:
+    """One stored entry, as :meth:`RedisCache.entries` yields it.
+
+    ``expires_at`` is wall-clock epoch seconds computed from the key's remaining TTL
+    (``None``: no TTL). Redis keeps no creation time or hit count for a key.
+    """
+
+    prompt: str
+    llm_string: str
+    generations: list[Generation]
+    expires_at: float | None
+
+
+class RedisCache(BaseCache):
+    """Cache generations in Redis (standalone or Redis Cluster), sync and async.
+
+    Args:
+        redis_: a ``redis.Redis`` or ``redis.cluster.RedisCluster`` client to use as it is
+            (its timeouts and retries are yours; it is not closed by :meth:`close`).
+        redis_url: instead of a client, a URL such as ``redis://localhost:6379/0``
+            (``rediss://`` for TLS, ``unix:///path?db=0``); RedisCache then builds and owns
+            its clients, with short timeouts. For a cluster pass a ``RedisCluster`` client.
+        ttl: seconds an entry lives (set atomically with the value, millisecond precision);
+            ``None`` keeps it until cleared or evicted by Redis.
+        namespace: the key prefix, ``{namespace}:{hash}``. ``clear()`` removes only this
+            namespace. Any non-empty string without whitespace; glob characters are fine.
+        socket_timeout: seconds for connect and for each reply, for the clients RedisCache
+            builds from ``redis_url`` (default 0.25 s: a cache that cannot answer in that
+            time is worth less than the call it delays). Not applied to a client you pass.
+        strict: raise :class:`~llm_cache.errors.CacheBackendError` on store errors instead of
+            treating them as misses.
+        async_redis: a ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``
+            client for ``alookup``/``aupdate``/``aclear``. Without it, RedisCache makes one
+            per event loop from ``redis_url`` or from ``redis_``'s connection settings.
+            Given alone, the sync client is made from its settings.
+
+    Example::
+
+        cache = RedisCache(redis_url="redis://localhost:6379/0", ttl=3600, namespace="myapp")
+        set_llm_cache(cache)
+    """
+
+    def __init__(
+        self,
+        redis_: Any = None,
+        *,
+        redis_url: str | None = None,
+        ttl: float | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
+        strict: bool = False,
+        async_redis: Any = None,
+    ) -> None:
+        super().__init__(strict=strict)
+        self._redis = _redis_modules()
+        self.namespace = _validate_namespace(namespace)
+        self.ttl = validate_ttl(ttl)
+        self.socket_timeout = _validate_timeout(socket_timeout)
+        # Milliseconds for SET PX; at least 1, since PX 0 is an error in Redis.
+        self._px: int | None = None if self.ttl is None else max(1, round(self.ttl * 1000))
+        self._prefix = self.namespace + ":"
+        self._match = _glob_escape(self.namespace) + ":" + _HEX_GLOB
+
+        if redis_ is not None and redis_url is not None:
+            raise ConfigurationError(
+                "pass either a Redis client (redis_=...) or redis_url=..., not both"
+            )
+        if redis_ is None and redis_url is None and async_redis is None:
+            raise ConfigurationError(
+                "RedisCache needs a server: pass redis_url='redis://localhost:6379/0', "
+                "a client (redis_=redis.Redis(...)), or async_redis=redis.asyncio.Redis(...)"
+            )
+        if redis_url is not None and not isinstance(redis_url, str):
+            raise ConfigurationError(
+                f"redis_url must be a string like 'redis://host:6379/0', not {redis_url!r:.60}"
+            )
+
+        self._client: Any = None  # the sync client, built lazily when it must be derived
+        self._owns_client = False
+        self._client_lock = threading.Lock()
+        self._async_user: Any = None
+        # Per event loop: (client, closer). The closer is an async generator whose ``finally``
+        # closes the client when the loop runs shutdown_asyncgens() (see _bind_async_client).
+        self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
+        self._make_async: Callable[[], Any] | None = None
+        self._make_sync: Callable[[], Any] | None = None
+        self._async_error: str | None = None
+        self._where = "?"
+
+        if redis_url is not None:
+            self._client = self._client_from_url(redis_url, asynchronous=False)
+            self._owns_client = True
+            self._make_async = lambda: self._client_from_url(redis_url, asynchronous=True)
+            self._where = _describe_url(redis_url)
+        elif redis_ is not None:
+            kind = self._kind(redis_)
+            if kind.startswith("async"):
+                raise ConfigurationError(
+                    "redis_ takes a sync client and got "
+                    f"{type(redis_).__module__}.{type(redis_).__name__}; "
+                    "pass an asyncio client as async_redis=..."
+                )
+            if kind == "unknown":
+                raise ConfigurationError(
+                    "redis_ must be a redis.Redis or redis.cluster.RedisCluster client, "
+                    f"not {type(redis_).__name__}"
+                )
+            self._client = redis_
+            self._where = _describe_client(redis_)
+            try:
+                self._make_async = self._derive(redis_, kind, asynchronous=True)
+            except ConfigurationError as exc:
+                # Only async use needs it: a sync-only user must not be refused for it.
+                self._async_error = str(exc)
+
+        if async_redis is not None:
+            kind = self._kind(async_redis)
+            if not kind.startswith("async"):
+                raise ConfigurationError(
+                    "async_redis must be a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster "
+                    f"client, not {type(async_redis).__module__}.{type(async_redis).__name__}"
+                )
+            self._async_user = async_redis
+            if self._client is None:
+                # Checked now, not at the first sync call: the breaker's probe is sync, so an
+                # async-only cache without a sync client could never close its breaker.
+                self._make_sync = self._derive(async_redis, kind, asynchronous=False)
+                self._where = _describe_client(async_redis)
+
+    def __repr__(self) -> str:
+        # Host and port only: a URL may carry a password, which must never reach a log.
+        return f"RedisCache(namespace={self.namespace!r}, ttl={self.ttl!r}, server={self._where})"
+
+    # -- clients -------------------------------------------------------------------------------
+    def _kind(self, client: Any) -> str:
+        redis = self._redis
+        if isinstance(client, redis.cluster.RedisCluster):
+            return "cluster"
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return "async-cluster"
+        if isinstance(client, redis.asyncio.Redis):
+            return "async"
+        if isinstance(client, redis.Redis):
+            return "standalone"
+        return "unknown"
+
+    def _retry(self, asynchronous: bool) -> Any:
+        # One immediate retry, on connection errors only: it absorbs a pooled connection that
+        # went stale (server restarted, idle connection dropped) without turning an outage or
+        # a timeout into a longer wait. Everything else is the breaker's job.
+        redis = self._redis
+        retry_cls = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
+        return retry_cls(
+            redis.backoff.NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+        )
+
+    def _client_from_url(self, url: str, *, asynchronous: bool) -> Any:
+        cls = self._redis.asyncio.Redis if asynchronous else self._redis.Redis
+        try:
+            return cls.from_url(
+                url,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
+                retry=self._retry(asynchronous),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid redis_url {_describe_url(url)}: {exc}") from exc
+
+    def _derive(self, client: Any, kind: str, *, asynchronous: bool) -> Callable[[], Any]:
+        """A factory of the other kind (sync <-> async) of ``client``, on the same server.
+
+        Raises ConfigurationError, without I/O, when the settings cannot be carried over.
+        """
+        redis = self._redis
+        if kind in ("standalone", "async"):
+            pool = client.connection_pool
+            if type(pool).__name__ not in _PLAIN_POOLS:
+                raise ConfigurationError(
+                    f"cannot build the {'async' if asynchronous else 'sync'} twin of a client whose "
+                    f"pool is {type(pool).__name__} (e.g. Sentinel); pass both redis_= and async_redis="
+                )
+            conn_name = pool.connection_class.__name__
+            settings = _portable(pool.connection_kwargs)
+            if conn_name == "SSLConnection":
+                settings["ssl"] = True
+            elif conn_name == "UnixDomainSocketConnection":
+                settings["unix_socket_path"] = pool.connection_kwargs["path"]
+                settings.pop("host", None)
+                settings.pop("port", None)
+            elif conn_name != "Connection":
+                raise ConfigurationError(
+                    f"cannot build the {'async' if asynchronous else 'sync'} twin of a client with "
+                    f"connection class {conn_name}; pass both redis_= and async_redis="
+                )
+            target = redis.asyncio.Redis if asynchronous else redis.Redis
+            settings = _accepted_by(target, settings)
+            return lambda: target(**settings, retry=self._retry(asynchronous))
+
+        # Redis Cluster: the nodes we know, and the connection settings of the nodes.
+        if kind == "cluster":
+            nodes = [(n.host, n.port) for n in client.get_nodes()]
+            first = client.get_nodes()[0].redis_connection.connection_pool
+            conn_kwargs = dict(first.connection_kwargs)
+            ssl = first.connection_class.__name__ == "SSLConnection"
+        else:
+            nodes = [(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]
+            conn_kwargs = dict(client.connection_kwargs)
+            ssl = getattr(conn_kwargs.get("connection_class"), "__name__", "") == "SSLConnection"
+        settings = _portable(conn_kwargs)
+        settings.pop("host", None)
+        settings.pop("port", None)
+        settings.pop("db", None)  # a cluster has only database 0
+        if ssl:
+            settings["ssl"] = True
+        if asynchronous:
+            target = redis.asyncio.cluster.RedisCluster
+            node_cls = redis.asyncio.cluster.ClusterNode
+        else:
+            target = redis.cluster.RedisCluster
+            node_cls = redis.cluster.ClusterNode
+        settings = _accepted_by(target, settings)
+        return lambda: target(
+            startup_nodes=[node_cls(host, port) for host, port in nodes],
+            retry=self._retry(asynchronous),
+            **settings,
+        )
+
+    def _sync(self) -> Any:
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    assert self._make_sync is not None
+                    self._client = self._make_sync()
+                    self._owns_client = True
+                client = self._client
+        return client
+
+    async def _aclient(self) -> Any:
+        if self._async_user is not None:
+            return self._async_user
+        loop = asyncio.get_running_loop()
+        entry = self._aclients.get(loop)
+        if entry is None:
+            return await self._bind_async_client(loop)
+        return entry[0]
+
+    async def _bind_async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
+        if self._make_async is None:
+            raise ConfigurationError(
+                f"RedisCache cannot make an async client: {self._async_error}"
+                if self._async_error
+                else "RedisCache has no way to make an async client; pass async_redis="
+            )
+        # Forget clients of loops that are gone (a loop closed without shutdown_asyncgens()).
+        # list() takes the keys in one step: other threads' loops may add theirs meanwhile.
+        for old in list(self._aclients):
+            if old.is_closed():
+                self._aclients.pop(old, None)
+        client = self._make_async()
+        closer = _close_at_loop_shutdown(client, self._aclients, loop)
+        # Starting the generator registers it with the running loop; when the loop shuts down
+        # (asyncio.run, pytest-asyncio) it is finalised inside the loop, which closes the client
+        # while its connections can still be closed properly. No suspension happens here, so
+        # no other task of this loop can bind a second client meanwhile.
+        await closer.__anext__()
+        self._aclients[loop] = (client, closer)
+        return client
+
+    # -- keys and values ----------------------------------------------------------------------
+    def _key(self, prompt: str, llm_string: str) -> str:
+        return self._prefix + cache_key_hex(prompt, llm_string)
+
+    # -- the store operations (errors go to BaseCache's policy) --------------------------------
+    def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        # The hit path: one GET, one json.loads, two string compares (profiled: the rest of
+        # the time is redis-py's round trip, the sha256 key and building the Generations).
+        raw = self._sync().get(self._prefix + cache_key_hex(prompt, llm_string))
+        return None if raw is None else _decode(raw, prompt, llm_string)
+
+    def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        value = _encode(prompt, llm_string, generations)
+        self._sync().set(self._prefix + cache_key_hex(prompt, llm_string), value, px=self._px)
+
+    def _clear(self) -> None:
+        client = self._sync()
+        batch: list[Any] = []
+        for key in client.scan_iter(match=self._match, count=_SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= _UNLINK_BATCH:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+
+    async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
+        client = await self._aclient()
+        raw = await client.get(self._key(prompt, llm_string))
+        return None if raw is None else _decode(raw, prompt, llm_string)
+
+    async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        client = await self._aclient()
+        value = _encode(prompt, llm_string, generations)
+        await client.set(self._key(prompt, llm_string), value, px=self._px)
+
+    async def _aclear(self) -> None:
+        client = await self._aclient()
+        batch: list[Any] = []
+        keys: AsyncIterator[Any] = client.scan_iter(match=self._match, count=_SCAN_COUNT)
+        async for key in keys:
+            batch.append(key)
+            if len(batch) >= _UNLINK_BATCH:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+
+    # -- listing (what ``llm-cache stats | inspect | search | export`` read) ---------------------
+    def entries(self) -> Iterator[RedisEntry]:
+        """Every entry of this namespace, in SCAN order (unordered, each key once).
+
+        Values are fetched with their remaining TTL in pipelined batches. A value that is not
+        an llm-cache entry is skipped with a warning; one that expires or is cleared between
+        SCAN and GET is skipped silently. Store errors are raised (this is not a lookup).
+        """
+        client = self._sync()
+        batch: list[Any] = []
+        for key in client.scan_iter(match=self._match, count=_SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= _UNLINK_BATCH:
+                yield from self._entries_of(client, batch)
+                batch = []
+        if batch:
+            yield from self._entries_of(client, batch)
+
+    def _entries_of(self, client: Any, keys: list[Any]) -> Iterator[RedisEntry]:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+            pipe.pttl(key)
+        replies = pipe.execute()
+        now = time.time()
+        for i, key in enumerate(keys):
+            raw, pttl = replies[2 * i], replies[2 * i + 1]
+            if raw is None:
+                continue
+            try:
+                data = _parse(raw)
+                generations = _generations(data)
+            except CorruptEntryError as exc:
+                logger.warning("llm-cache: RedisCache: skipping %r, not an llm-cache entry: %s", key, exc)
+                continue
+            expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None
+            yield RedisEntry(data["p"], data["l"], generations, expires)
+
+    def count(self) -> int:
+        """Number of keys in this namespace (one SCAN; no value is read or checked)."""
+        return sum(1 for _ in self._sync().scan_iter(match=self._match, count=_SCAN_COUNT))
+
+    def _probe(self) -> None:
+        """The breaker's health check: a PING (no key, no value to decode)."""
+        self._sync().ping()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the clients RedisCache made (never the ones you passed).
+
+        Async clients are closed by their own event loops: dropping them here lets the loop
+        finalise their closers; a loop that is already closed took its connections with it.
+        """
+        with self._client_lock:
+            if self._owns_client and self._client is not None:
+                self._client.close()
+        self._aclients.clear()
+
+    async def aclose(self) -> None:
+        """Close the async client this cache made for the running event loop (if any)."""
+        entry = self._aclients.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+async def _close_at_loop_shutdown(
+    client: Any,
+    registry: dict[asyncio.AbstractEventLoop, tuple[Any, Any]],
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        entry = registry.get(loop)
+        if entry is not None and entry[0] is client:
+            registry.pop(loop, None)
+        await client.aclose()
+
+
+# -- helpers (no I/O) ----------------------------------------------------------------------------
+def _redis_modules() -> Any:
+    """redis-py, with every submodule RedisCache uses imported (or the pip line to get it)."""
+    redis = require("redis", "redis", "RedisCache")
+    submodules = ("asyncio", "asyncio.cluster", "asyncio.retry", "cluster", "retry", "backoff", "exceptions")
+    for sub in submodules:
+        require(f"redis.{sub}", "redis", "RedisCache")
+    return redis
+
+
+def _validate_namespace(namespace: Any) -> str:
+    if not isinstance(namespace, str):
+        raise ConfigurationError(f"namespace must be a string, not {type(namespace).__name__}")
+    if not namespace:
+        raise ConfigurationError(
+            "namespace must not be empty: it is the prefix that keeps this cache's keys apart"
+        )
+    if any(ch.isspace() for ch in namespace):
+        raise ConfigurationError(
+            f"namespace must not contain whitespace (got {namespace!r}); use e.g. 'myapp:llm'"
+        )
+    return namespace
+
+
+def _validate_timeout(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(
+            f"socket_timeout must be a positive number of seconds or None, not {timeout!r}"
+        )
+    return float(timeout)
+
+
+def _glob_escape(text: str) -> str:
+    for ch in _GLOB_SPECIAL:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def _portable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: kwargs[name] for name in _PORTABLE_SETTINGS if name in kwargs}
+
+
+def _accepted_by(target: type, settings: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(target.__init__).parameters
+    return {name: value for name, value in settings.items() if name in params}
+
+
+def _describe_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def _describe_client(client: Any) -> str:
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if kwargs:
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
+    return type(client).__name__
+
+
+def _encode(prompt: str, llm_string: str, generations: list[Generation]) -> bytes:
+    """The stored value: the codec's ``{"v", "g"}`` plus the full prompt and llm_string."""
+    text = json.dumps(
+        {"v": CODEC_VERSION, "p": prompt, "l": llm_string, "g": [g.to_dict() for g in generations]},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    # surrogatepass: a prompt may hold lone surrogates (the key hashes them the same way);
+    # json.loads(bytes) decodes with surrogatepass, so they come back unchanged.
+    return text.encode("utf-8", "surrogatepass")
+
+
+_scan_once = getattr(json.JSONDecoder(), "scan_once", None)
+
+
+def _loads(raw: bytes | str) -> Any:
+    """``json.loads(raw)``, about 3 µs sooner for the values this module writes (~1 kB).
+
+    json.loads detects the encoding, strips surrounding whitespace (two regex calls) and then
+    scans. Our values are UTF-8 with no surrounding whitespace, so scan them directly; any
+    other input (whitespace, a BOM, extra data, invalid JSON) goes to json.loads itself, so
+    the result, or the error, is always exactly json.loads's. Profiled: of a hit's ~18 µs
+    of Python work (Redis round trip excluded) json.loads was ~10 µs, this is ~6.5 µs.
+    """
+    if _scan_once is not None:
+        try:
+            text = raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
+            data, end = _scan_once(text, 0)
+            if end == len(text):
+                return data
+        except (StopIteration, ValueError):  # UnicodeDecodeError, JSONDecodeError included
+            pass
+    return json.loads(raw)
+
+
+def _parse(raw: bytes | str) -> dict[str, Any]:
+    """A stored value as a dict with string ``p`` and ``l``; CorruptEntryError otherwise."""
+    try:
+        data = _loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptEntryError(f"stored value is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("v") != CODEC_VERSION:
+        raise CorruptEntryError("stored value is not an llm-cache entry of a known format version")
+    if not isinstance(data.get("p"), str) or not isinstance(data.get("l"), str):
+        raise CorruptEntryError("stored value lacks the prompt or llm_string it answers")
+    return data
+
+
+def _generations(data: dict[str, Any]) -> list[Generation]:
+    # The checks of llm_cache.generation.decode_generations, on the already parsed object
+    # (parsing the value twice would double the cost of a hit).
+    items = data.get("g")
+    if not isinstance(items, list) or not items:
+        raise CorruptEntryError("stored value holds no generations")
+    return [Generation.from_dict(item) for item in items]
+
+
+def _decode(raw: bytes | str, prompt: str, llm_string: str) -> list[Generation] | None:
+    """The generations in ``raw`` if it is an entry for exactly (prompt, llm_string).
+
+    An entry for another pair (a hash collision, another writer) is a miss; a value that is
+    not an entry at all raises CorruptEntryError (BaseCache counts it and returns a miss).
+    """
+    data = _parse(raw)
+    if data["p"] != prompt or data["l"] != llm_string:
+        return None
+    return _generations(data)
