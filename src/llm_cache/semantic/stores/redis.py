@@ -345,7 +345,11 @@ class RedisVectorStore(VectorStore):
                 break
             count = 2 * count + len(stale)
         if purge:
-            client.execute_command("VREM", self._set_key(partition), *dict.fromkeys(purge))
+            # VREM takes one element per call: pipeline them (one round trip).
+            pipe = client.pipeline(transaction=False)
+            for key in dict.fromkeys(purge):
+                pipe.execute_command("VREM", self._set_key(partition), key)
+            pipe.execute()
         return found[:k]
 
     def delete(self, keys: Sequence[str]) -> None:
@@ -443,7 +447,10 @@ class RedisVectorStore(VectorStore):
                 break
             count = 2 * count + len(stale)
         if purge:
-            await client.execute_command("VREM", self._set_key(partition), *dict.fromkeys(purge))
+            pipe = client.pipeline(transaction=False)
+            for key in dict.fromkeys(purge):
+                pipe.execute_command("VREM", self._set_key(partition), key)
+            await pipe.execute()
         return found[:k]
 
     async def adelete(self, keys: Sequence[str]) -> None:
