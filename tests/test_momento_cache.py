@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import grpc
 import jwt
 import pytest
-from momento import CacheClient, Configurations
+from momento import CacheClient
 
 from llm_cache import CacheBackendError, ConfigurationError
 from llm_cache.caches.momento import MomentoCache

@@ -27,12 +27,11 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
-from .caches.base import BaseCache
+from .caches.base import BaseCache, CacheEntry
 from .errors import ConfigurationError, CorruptEntryError
 from .generation import Generation
 
@@ -40,6 +39,7 @@ logger = logging.getLogger("llm_cache")
 
 __all__ = [
     "Entry",
+    "entry_model",
     "InspectableCache",
     "is_inspectable",
     "iter_entries",
@@ -69,229 +69,51 @@ class InspectableCache(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One cache entry, backend-neutral."""
+# Every backend yields this one type; the name Entry is kept for the CLI's readability.
+Entry = CacheEntry
 
-    prompt: str
-    llm_string: str
-    generations: list[Generation]
-    created_at: float | None = None
-    expires_at: float | None = None
-    hit_count: int | None = None
-    last_hit_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSONL form (see the module docstring)."""
-        return {
-            "prompt": self.prompt,
-            "llm_string": self.llm_string,
-            "generations": [g.to_dict() for g in self.generations],
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "hit_count": self.hit_count,
-            "last_hit_at": self.last_hit_at,
-        }
-
-    @property
-    def model(self) -> str | None:
-        """The ``model`` named in the llm_string, when it is llm-cache's JSON form."""
+def entry_model(entry: CacheEntry) -> str | None:
+    """The ``model`` named in the llm_string, when it is llm-cache's JSON form."""
+    try:
+        data = json.loads(entry.llm_string)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("params"), str):  # the proxy nests the request parameters
         try:
-            data = json.loads(self.llm_string)
+            data = json.loads(data["params"])
         except ValueError:
             return None
-        if not isinstance(data, dict):
-            return None
-        if isinstance(data.get("params"), str):  # the proxy nests the request parameters
-            try:
-                data = json.loads(data["params"])
-            except ValueError:
-                return None
-        elif isinstance(data.get("params"), dict):
-            data = data["params"]
-        model = data.get("model") or data.get("model_name") if isinstance(data, dict) else None
-        return model if isinstance(model, str) else None
+    elif isinstance(data.get("params"), dict):
+        data = data["params"]
+    model = data.get("model") or data.get("model_name") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
 
 
-def _memory_entries(cache: Any) -> Iterator[Entry]:
-    # InMemoryCache keeps (prompt, llm_string) -> (generations, expires_at on its own clock);
-    # that clock is monotonic, so expiry is reported as seconds from now in wall-clock time.
-    now_clock, now_wall = cache._clock(), time.time()
-    with cache._lock:
-        items = list(cache._data.items())
-    for (prompt, llm_string), (generations, expiry) in items:
-        if expiry is not None and now_clock >= expiry:
-            continue
-        yield Entry(
-            prompt,
-            llm_string,
-            list(generations),
-            expires_at=None if expiry is None else now_wall + (expiry - now_clock),
-        )
-
-
-# -- adapters for backends without entries() --------------------------------------------------------
-# They read the backend's own storage layout (documented in each backend's module docstring)
-# through its private attributes, and exist only until the backend grows entries()/count():
-# a backend's own methods always take precedence (see _adapter).
-_REDIS_BATCH = 500
-
-
-def _redis_entries(cache: Any) -> Iterator[Entry]:
-    client = cache._sync()
-    batch: list[Any] = []
-    for key in client.scan_iter(match=cache._match, count=1000):
-        batch.append(key)
-        if len(batch) >= _REDIS_BATCH:
-            yield from _redis_batch(client, batch)
-            batch = []
-    if batch:
-        yield from _redis_batch(client, batch)
-
-
-def _redis_batch(client: Any, keys: list[Any]) -> Iterator[Entry]:
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.get(key)
-        pipe.pttl(key)
-    results = pipe.execute()
-    now = time.time()
-    for position in range(len(keys)):
-        raw, pttl = results[2 * position], results[2 * position + 1]
-        if raw is None:  # expired or deleted since SCAN saw it
-            continue
-        try:
-            data = json.loads(raw)
-            prompt, llm_string, items = data["p"], data["l"], data["g"]
-            texts_ok = isinstance(prompt, str) and isinstance(llm_string, str)
-            if not texts_ok or not isinstance(items, list) or not items:
-                raise CorruptEntryError("not an llm-cache entry")
-            generations = [Generation.from_dict(item) for item in items]
-        except (ValueError, TypeError, KeyError, CorruptEntryError) as exc:
-            logger.warning("llm-cache: skipping a Redis value that is not an llm-cache entry: %s", exc)
-            continue
-        expiry = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None
-        yield Entry(prompt, llm_string, generations, expires_at=expiry)
-
-
-def _redis_count(cache: Any) -> int:
-    return sum(1 for _ in cache._sync().scan_iter(match=cache._match, count=1000))
-
-
-def _epoch(value: Any) -> float | None:
-    if value is None:
-        return None
-    if hasattr(value, "timestamp"):  # a DateTime column of a user schema
-        return float(value.timestamp())
-    return float(value)
-
-
-def _sql_entries(cache: Any) -> Iterator[Entry]:
-    from sqlalchemy import select
-
-    info = cache.info
-    table = info.table
-    columns = [table.c.prompt, table.c.llm, table.c.idx, table.c.response]
-    columns.append(table.c.created_at if info.has_created_at else None)  # type: ignore[arg-type]
-    columns.append(table.c.expires_at if info.has_expiry else None)  # type: ignore[arg-type]
-    stmt = select(*[c for c in columns if c is not None])
-    if info.has_namespace:
-        stmt = stmt.where(table.c.namespace == cache.namespace)
-    if info.has_expiry:
-        stmt = stmt.where(table.c.expires_at.is_(None) | (table.c.expires_at > cache._clock()))
-    # The rows of one entry must be adjacent: by key hash on the keyed table, else by the texts.
-    order = [table.c.key_hash] if info.keyed else [table.c.prompt, table.c.llm]
-    stmt = stmt.order_by(*order, table.c.idx)
-    # Read at once: the CLI lists caches of the size a person inspects; a backend-side
-    # entries() could stream instead.
-    rows = cache._core(lambda conn: conn.execute(stmt).all(), read=True)
-    from_db = getattr(cache, "_from_db", lambda value: value)
-    current: tuple[Any, Any] | None = None
-    generations: list[Generation] = []
-    times: tuple[float | None, float | None] = (None, None)
-
-    def flush() -> Entry:
-        assert current is not None
-        return Entry(from_db(current[0]), from_db(current[1]), list(generations), times[0], times[1])
-
-    for row in rows:
-        prompt, llm, _idx, response = row[0], row[1], row[2], row[3]
-        rest = list(row[4:])
-        created = _epoch(rest.pop(0)) if info.has_created_at else None
-        expiry = _epoch(rest.pop(0)) if info.has_expiry else None
-        if current != (prompt, llm):
-            if current is not None and generations:
-                yield flush()
-            current, generations, times = (prompt, llm), [], (created, expiry)
-        try:
-            raw = response
-            if isinstance(raw, (bytes, bytearray, memoryview)):
-                raw = bytes(raw).decode("utf-8", "replace")
-            generations.append(Generation.from_dict(json.loads(raw)))
-        except (ValueError, TypeError, CorruptEntryError) as exc:
-            logger.warning("llm-cache: skipping an SQL cache row that is not an llm-cache generation: %s", exc)
-    if current is not None and generations:
-        yield flush()
-
-
-def _adapter(cache: Any) -> tuple[Any, Any] | None:
-    """``(entries, count)`` functions for ``cache``, or None if its entries cannot be listed."""
-    own_entries, own_count = getattr(cache, "entries", None), getattr(cache, "count", None)
-    if callable(own_entries) and callable(own_count):
-        return (lambda c: c.entries()), (lambda c: int(c.count()))
-    from .caches.memory import InMemoryCache
-
-    if isinstance(cache, InMemoryCache):
-        return _memory_entries, lambda c: sum(1 for _ in _memory_entries(c))
-    redis_module = sys.modules.get("llm_cache.caches.redis")
-    if redis_module is not None and isinstance(cache, redis_module.RedisCache):
-        return _redis_entries, _redis_count
-    sql_module = sys.modules.get("llm_cache.caches.sql")
-    if sql_module is not None and isinstance(cache, sql_module.SQLAlchemyCache):
-        count = (lambda c: int(c.count())) if callable(own_count) else (lambda c: sum(1 for _ in _sql_entries(c)))
-        return _sql_entries, count
-    return None
-
-
-def is_inspectable(cache: BaseCache) -> bool:
-    """Whether entries of ``cache`` can be listed."""
-    return _adapter(cache) is not None
-
-
-def _not_inspectable(cache: BaseCache) -> ConfigurationError:
-    return ConfigurationError(
+def _inspectable(cache: Any) -> InspectableCache:
+    if isinstance(cache, InspectableCache):
+        return cache
+    raise ConfigurationError(
         f"{type(cache).__name__} cannot list its entries (it has no entries()/count()); "
         "stats, inspect, search and export work with SQLite, Redis, SQL and memory caches"
     )
 
 
+def is_inspectable(cache: BaseCache) -> bool:
+    """Whether entries of ``cache`` can be listed."""
+    return isinstance(cache, InspectableCache)
+
+
 def iter_entries(cache: BaseCache) -> Iterator[Entry]:
-    """Every live entry of ``cache`` as :class:`Entry`, in the backend's order."""
-    adapter = _adapter(cache)
-    if adapter is None:
-        raise _not_inspectable(cache)
-    for item in adapter[0](cache):
-        if isinstance(item, Entry):
-            yield item
-            continue
-        yield Entry(
-            prompt=item.prompt,
-            llm_string=item.llm_string,
-            generations=list(item.generations),
-            created_at=getattr(item, "created_at", None),
-            expires_at=getattr(item, "expires_at", None),
-            hit_count=getattr(item, "hit_count", None),
-            last_hit_at=getattr(item, "last_hit_at", None),
-        )
+    """Every live entry of ``cache``, in the backend's order."""
+    return iter(_inspectable(cache).entries())
 
 
 def count_entries(cache: BaseCache) -> int:
     """Number of live entries of ``cache``."""
-    adapter = _adapter(cache)
-    if adapter is None:
-        raise _not_inspectable(cache)
-    return adapter[1](cache)
+    return int(_inspectable(cache).count())
 
 
 def size_on_disk(cache: BaseCache) -> int | None:
@@ -470,7 +292,7 @@ def summarize(entries: Iterable[Entry], *, top: int = 5) -> CacheSummary:
         if entry.created_at is not None:
             summary.oldest = entry.created_at if summary.oldest is None else min(summary.oldest, entry.created_at)
             summary.newest = entry.created_at if summary.newest is None else max(summary.newest, entry.created_at)
-        model = entry.model or "?"
+        model = entry_model(entry) or "?"
         summary.models[model] = summary.models.get(model, 0) + 1
     ranked.sort(key=lambda item: -item[0])
     summary.top = [item for item in ranked[:top] if item[0] > 0]

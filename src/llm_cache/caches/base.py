@@ -28,13 +28,42 @@ from typing import Any, Sequence
 from ..errors import CacheBackendError, CorruptEntryError, LLMCacheError
 from ..generation import Generation
 
-__all__ = ["BaseCache", "CacheStats", "CircuitBreaker"]
+__all__ = ["BaseCache", "CacheEntry", "CacheStats", "CircuitBreaker"]
 
 logger = logging.getLogger("llm_cache")
 
 # The breaker's probe looks this pair up; it matches nothing that a model can produce.
 _PROBE_PROMPT = "\x00llm-cache-health-probe"
 _PROBE_LLM_STRING = "{}"
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored entry, as a backend's ``entries()`` yields it (for the CLI and export).
+
+    Fields a store does not keep are ``None`` (Redis keeps no creation time or hit count).
+    Times are wall-clock epoch seconds.
+    """
+
+    prompt: str
+    llm_string: str
+    generations: list[Generation]
+    created_at: float | None = None
+    expires_at: float | None = None
+    hit_count: int | None = None
+    last_hit_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSONL form that ``llm-cache export`` writes."""
+        return {
+            "prompt": self.prompt,
+            "llm_string": self.llm_string,
+            "generations": [g.to_dict() for g in self.generations],
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "hit_count": self.hit_count,
+            "last_hit_at": self.last_hit_at,
+        }
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Iterator
 
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
 from ..generation import Generation
-from .base import BaseCache
+from .base import BaseCache, CacheEntry
 
 __all__ = ["InMemoryCache"]
 
@@ -49,6 +49,26 @@ class InMemoryCache(BaseCache):
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def count(self) -> int:
+        """Number of live (unexpired) entries."""
+        return sum(1 for _ in self.entries())
+
+    def entries(self) -> Iterator[CacheEntry]:
+        """A snapshot of the live entries, least recently used first.
+
+        Expiry is kept on this cache's own (monotonic) clock; it is reported as wall-clock
+        epoch seconds, like every other backend's.
+        """
+        now, wall = self._clock(), time.time()
+        with self._lock:
+            items = list(self._data.items())
+        for (prompt, llm_string), (generations, expiry) in items:
+            if expiry is not None and now >= expiry:
+                continue
+            yield CacheEntry(
+                prompt, llm_string, list(generations), expires_at=None if expiry is None else wall + expiry - now
+            )
 
     def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         key = (prompt, llm_string)

@@ -50,7 +50,6 @@ import inspect
 import json
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from .._imports import require
@@ -58,9 +57,9 @@ from .._ttl import validate_ttl
 from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import CODEC_VERSION, Generation
 from ..keys import cache_key_hex
-from .base import BaseCache, logger
+from .base import BaseCache, CacheEntry, logger
 
-__all__ = ["RedisCache", "RedisEntry"]
+__all__ = ["RedisCache"]
 
 DEFAULT_NAMESPACE = "llm_cache"
 DEFAULT_SOCKET_TIMEOUT = 0.25
@@ -107,20 +106,6 @@ _PORTABLE_SETTINGS = (
     "ssl_password",
 )
 _PLAIN_POOLS = ("ConnectionPool", "BlockingConnectionPool")
-
-
-@dataclass(frozen=True)
-class RedisEntry:
-    """One stored entry, as :meth:`RedisCache.entries` yields it.
-
-    ``expires_at`` is wall-clock epoch seconds computed from the key's remaining TTL
-    (``None``: no TTL). Redis keeps no creation time or hit count for a key.
-    """
-
-    prompt: str
-    llm_string: str
-    generations: list[Generation]
-    expires_at: float | None
 
 
 class RedisCache(BaseCache):
@@ -428,7 +413,7 @@ class RedisCache(BaseCache):
             await client.unlink(*batch)
 
     # -- listing (what ``llm-cache stats | inspect | search | export`` read) ---------------------
-    def entries(self) -> Iterator[RedisEntry]:
+    def entries(self) -> Iterator[CacheEntry]:
         """Every entry of this namespace, in SCAN order (unordered, each key once).
 
         Values are fetched with their remaining TTL in pipelined batches. A value that is not
@@ -445,7 +430,7 @@ class RedisCache(BaseCache):
         if batch:
             yield from self._entries_of(client, batch)
 
-    def _entries_of(self, client: Any, keys: list[Any]) -> Iterator[RedisEntry]:
+    def _entries_of(self, client: Any, keys: list[Any]) -> Iterator[CacheEntry]:
         pipe = client.pipeline(transaction=False)
         for key in keys:
             pipe.get(key)
@@ -463,7 +448,7 @@ class RedisCache(BaseCache):
                 logger.warning("llm-cache: RedisCache: skipping %r, not an llm-cache entry: %s", key, exc)
                 continue
             expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None
-            yield RedisEntry(data["p"], data["l"], generations, expires)
+            yield CacheEntry(data["p"], data["l"], generations, expires_at=expires)
 
     def count(self) -> int:
         """Number of keys in this namespace (one SCAN; no value is read or checked)."""

@@ -69,14 +69,14 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
 from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
 from ..generation import Generation
 from ..keys import cache_key
-from .base import BaseCache, logger
+from .base import BaseCache, CacheEntry, logger
 from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema, lock_ids
 
 require("sqlalchemy", "sql", "SQLAlchemyCache")
@@ -764,6 +764,45 @@ class SQLAlchemyCache(BaseCache):
             conn.execute(stmt)
 
     # -- inspection and search --------------------------------------------------------------------------
+    def entries(self) -> Iterator[CacheEntry]:
+        """Every live entry of this cache (for ``llm-cache inspect/export``), read in one query.
+
+        Rows of one entry are adjacent (ordered by key hash on our table, by the texts on a
+        user schema) and are folded into one :class:`CacheEntry`; a row whose response is
+        not one of our generations is logged and skipped.
+        """
+        t = self.info.table
+        columns = [t.c.prompt, t.c.llm, t.c.response]
+        if self.info.has_created_at:
+            columns.append(t.c.created_at)
+        if self.info.has_expiry:
+            columns.append(t.c.expires_at)
+        stmt = select(*columns)
+        if self.info.has_namespace:
+            stmt = stmt.where(t.c.namespace == self.namespace)
+        if self.info.has_expiry:
+            stmt = stmt.where(t.c.expires_at.is_(None) | (t.c.expires_at > self._clock()))
+        order = [t.c.key_hash] if self.info.keyed else [t.c.prompt, t.c.llm]
+        rows = self._core(lambda conn: conn.execute(stmt.order_by(*order, t.c.idx)).all(), read=True)
+        current: tuple[Any, Any] | None = None
+        generations: list[Generation] = []
+        times: list[float | None] = [None, None]
+        for row in rows:
+            prompt, llm, response, *rest = row
+            created = _epoch(rest.pop(0)) if self.info.has_created_at else None
+            expiry = _epoch(rest.pop(0)) if self.info.has_expiry else None
+            if current != (prompt, llm):
+                if current is not None and generations:
+                    yield CacheEntry(self._from_db(current[0]), self._from_db(current[1]), generations, *times)
+                current, generations, times = (prompt, llm), [], [created, expiry]
+            try:
+                raw = bytes(response).decode() if isinstance(response, (bytes, bytearray, memoryview)) else response
+                generations.append(Generation.from_dict(json.loads(raw)))
+            except (ValueError, TypeError, CorruptEntryError) as exc:
+                logger.warning("llm-cache: skipping an SQL cache row that is not an llm-cache generation: %s", exc)
+        if current is not None and generations:
+            yield CacheEntry(self._from_db(current[0]), self._from_db(current[1]), generations, *times)
+
     def count(self) -> int:
         """Number of live (unexpired) entries of this cache."""
         t = self.info.table
@@ -888,3 +927,12 @@ def _derive_async_url(url: URL) -> URL | None:
             else None
         )
     return None
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of a stored time (our REAL column, or a user schema's DateTime)."""
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value)

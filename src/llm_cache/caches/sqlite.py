@@ -29,16 +29,15 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
-from .base import BaseCache, logger
+from .base import BaseCache, CacheEntry, logger
 
-__all__ = ["SQLiteCache", "SQLiteEntry"]
+__all__ = ["SQLiteCache"]
 
 SCHEMA_VERSION = 1
 _HIT_FLUSH_COUNT = 64  # write buffered hit counts after this many hits ...
@@ -73,19 +72,6 @@ _ADD_HITS = """
 UPDATE llm_cache SET hit_count = hit_count + ?, last_hit_at = max(coalesce(last_hit_at, 0), ?)
 WHERE namespace = ? AND key = ?
 """
-
-
-@dataclass(frozen=True)
-class SQLiteEntry:
-    """One stored entry, as :meth:`SQLiteCache.entries` yields it."""
-
-    prompt: str
-    llm_string: str
-    generations: list[Generation]
-    created_at: float
-    expires_at: float | None
-    hit_count: int
-    last_hit_at: float | None
 
 
 class SQLiteCache(BaseCache):
@@ -272,7 +258,7 @@ class SQLiteCache(BaseCache):
         ).fetchone()
         return int(row[0])
 
-    def entries(self) -> Iterator[SQLiteEntry]:
+    def entries(self) -> Iterator[CacheEntry]:
         """Every live entry of this namespace, most hit first (hit counts flushed first)."""
         self.flush_hits()
         cursor = self._conn().execute(
@@ -282,7 +268,7 @@ class SQLiteCache(BaseCache):
             (self.namespace, self._clock()),
         )
         for prompt, llm_string, response, created, expiry, hits, last_hit in cursor:
-            yield SQLiteEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
+            yield CacheEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""

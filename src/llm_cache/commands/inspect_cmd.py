@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING, Iterable
 
 from ._common import add_cache_argument, add_limit_argument
+
+if TYPE_CHECKING:
+    from ..caches.base import CacheEntry
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -33,8 +37,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_entries(entries, *, limit: int, as_json: bool) -> int:  # type: ignore[no-untyped-def]
+def print_entries(entries: Iterable[CacheEntry], *, limit: int, as_json: bool) -> int:
     """Print entries as a table (or JSONL); returns how many were printed. Shared with search."""
+    from ..inspection import entry_model
     from ._common import format_time, one_line, prompt_text
 
     shown = 0
@@ -51,7 +56,7 @@ def print_entries(entries, *, limit: int, as_json: bool) -> int:  # type: ignore
         answer = entry.generations[0].text if entry.generations else ""
         extra = f" (+{len(entry.generations) - 1})" if len(entry.generations) > 1 else ""
         print(
-            f"{hits:>6}  {format_time(entry.created_at):16}  {one_line(entry.model or '?', 20):20}  "
+            f"{hits:>6}  {format_time(entry.created_at):16}  {one_line(entry_model(entry) or '?', 20):20}  "
             f"{one_line(prompt_text(entry.prompt), 40):40}  {one_line(answer, 40)}{extra}"
         )
     return shown
