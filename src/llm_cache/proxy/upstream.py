@@ -42,6 +42,11 @@ _DROP_RESPONSE = frozenset(
         "content-encoding",
         "date",
         "server",
+        # An upstream that is itself a caching proxy must not speak for this one.
+        "x-cache",
+        "x-cache-similarity",
+        "x-cache-coalesced",
+        "age",
     }
 )
 
