@@ -99,8 +99,9 @@ def metric(server: ProxyServer, line_start: str) -> float:
 def test_chat_miss_then_hit_sync(proxy: ProxyServer, upstream: Any) -> None:
     c = client(proxy)
     first, x1, _ = chat(c)
+    settle(proxy)  # the answer is written after it is sent
     second, x2, headers = chat(c)
-    assert (x1, x2) == ("MISS", "HIT")
+    assert (x1, x2) == ("MISS", "HIT") and "x-cache-coalesced" not in headers
     assert upstream.request_count == 1
     assert second.choices[0].message.content == first.choices[0].message.content
     # A replay keeps the upstream's id and created: it is the same response.
@@ -849,3 +850,124 @@ def test_serve_rejects_a_bad_cache_url(capsys: pytest.CaptureFixture[str]) -> No
 
     assert main(["serve", "--cache", "nosuch://x"]) == 1
     assert "unknown cache URL scheme" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ abandoned streams
+
+
+class SlowStreamUpstream:
+    """A real ASGI upstream on loopback that streams one word every 50 ms and records
+    whether its client (the proxy) hung up before the end."""
+
+    def __init__(self, words: int = 60) -> None:
+        self.words = words
+        self.started = 0
+        self.disconnected = asyncio.Event()
+        self.completed = False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        self.started += 1
+        self.disconnected = asyncio.Event()
+
+        async def watch() -> None:
+            if (await receive())["type"] == "http.disconnect":
+                self.disconnected.set()
+
+        watcher = asyncio.ensure_future(watch())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        for i in range(self.words):
+            if self.disconnected.is_set():
+                return
+            chunk = {
+                "id": "chatcmpl-slow",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": MODEL,
+                "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}],
+            }
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": f"data: {json.dumps(chunk)}\n\n".encode(),
+                    "more_body": True,
+                }
+            )
+            await asyncio.sleep(0.05)
+        watcher.cancel()
+        self.completed = True
+        last = {
+            "id": "chatcmpl-slow",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": MODEL,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        await send(
+            {
+                "type": "http.response.body",
+                "body": f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode(),
+            }
+        )
+
+
+def test_a_stream_every_client_abandons_is_cancelled_upstream(
+    make_proxy: Callable[..., ProxyServer],
+) -> None:
+    slow = SlowStreamUpstream()
+    with ProxyServer(slow) as slow_server:
+        server = make_proxy("memory://", upstream_url=slow_server.base_url)
+        body = {"model": MODEL, "messages": JOKE, "stream": True}
+        with httpx.Client(base_url=server.base_url) as http:
+            with http.stream("POST", "/chat/completions", json=body) as response:
+                assert response.headers["x-cache"] == "MISS"
+                first = next(response.iter_lines())
+                assert first.startswith("data: ") and "w0" in first
+            # The client hung up after one event: the proxy stops reading (and paying for)
+            # the stream instead of finishing it for nobody, and stores nothing.
+            settle(server)
+            assert slow.started == 1 and not slow.completed
+            deadline = time.monotonic() + 5
+            while not slow.disconnected.is_set():
+                assert time.monotonic() < deadline, "the upstream stream was not closed"
+                time.sleep(0.01)
+            with http.stream("POST", "/chat/completions", json=body) as response:
+                assert response.headers["x-cache"] == "MISS"
+            assert slow.started == 2
+
+
+def test_a_late_stream_joins_the_live_one(make_proxy: Callable[..., ProxyServer]) -> None:
+    slow = SlowStreamUpstream(words=20)
+    with ProxyServer(slow) as slow_server:
+        server = make_proxy("memory://", upstream_url=slow_server.base_url)
+        c = client(server)
+        first = c.chat.completions.with_raw_response.create(model=MODEL, messages=JOKE, stream=True)
+        chunks = iter(first.parse())
+        head = [next(chunks) for _ in range(4)]  # the stream is under way
+        second = c.chat.completions.with_raw_response.create(
+            model=MODEL, messages=JOKE, stream=True
+        )
+        assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+        assert second.headers["x-cache-coalesced"] == "true"
+        late_text, _ = stream_text(second.parse())  # from the first word, not from where it joined
+        text = "".join(
+            ch.choices[0].delta.content or "" for ch in head + list(chunks) if ch.choices
+        )
+        assert late_text == text == "".join(f"w{i} " for i in range(20))
+        assert slow.started == 1 and slow.completed
+        settle(server)
+        again, x, _ = chat(c)
+        assert x == "HIT" and again.choices[0].message.content == text
+        assert slow.started == 1

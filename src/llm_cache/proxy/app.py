@@ -668,7 +668,12 @@ class CachingProxy:
         started: float,
     ) -> Any:
         label = "miss" if leader else "coalesced"
-        extra = {"x-cache": "MISS"} if leader else {"x-cache": "HIT", "x-cache-coalesced": "true"}
+        # A follower shares an answer made for another request just now: a hit, of age 0.
+        extra = (
+            {"x-cache": "MISS"}
+            if leader
+            else {"x-cache": "HIT", "x-cache-coalesced": "true", "age": "0"}
+        )
         flight.interest += 1
         handed_off = False
         try:
