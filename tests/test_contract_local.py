@@ -9,7 +9,6 @@ from typing import Callable
 import pytest
 
 from llm_cache import InMemoryCache, SQLiteCache
-from llm_cache.keys import cache_key
 from llm_cache.testing.contract import CacheContract
 
 
@@ -56,7 +55,7 @@ class TestSQLiteContract(CacheContract):
     def corrupt(self, cache: SQLiteCache, prompt: str, llm_string: str) -> None:  # type: ignore[override]
         with sqlite3.connect(cache.database_path) as conn:
             conn.execute(
-                "UPDATE llm_cache SET response = ? WHERE key = ?", ("{not json", cache_key(prompt, llm_string))
+                "UPDATE llm_cache SET response = ? WHERE id = ?", ("{not json", cache._row_id(prompt, llm_string))
             )
 
 
@@ -77,5 +76,5 @@ class TestSQLiteInMemoryDatabaseContract(TestSQLiteContract):
 
     def corrupt(self, cache: SQLiteCache, prompt: str, llm_string: str) -> None:  # type: ignore[override]
         cache._conn().execute(
-            "UPDATE llm_cache SET response = ? WHERE key = ?", ('{"v":1,"g":[{"text":5}]}', cache_key(prompt, llm_string))
+            "UPDATE llm_cache SET response = ? WHERE id = ?", ('{"v":1,"g":[{"text":5}]}', cache._row_id(prompt, llm_string))
         )

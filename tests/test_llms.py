@@ -19,7 +19,6 @@ from llm_cache import (
     set_llm_cache,
     use_llm_cache,
 )
-from llm_cache.keys import cache_key
 from llm_cache.llms import ChatOpenAI, OpenAI
 from llm_cache.llms.coalesce import COALESCER
 
@@ -298,7 +297,7 @@ def test_corrupt_sqlite_entry_is_a_miss_and_is_rewritten(tmp_path, upstream) -> 
     llm = make_llm(upstream, cache=cache)
     answer = llm("p")
     cache._conn().execute(
-        "UPDATE llm_cache SET response = 'garbage' WHERE key = ?", (cache_key("p", llm.llm_string()),)
+        "UPDATE llm_cache SET response = 'garbage' WHERE id = ?", (cache._row_id("p", llm.llm_string()),)
     )
     assert llm("p") == answer
     assert cache.stats.corrupt == 1

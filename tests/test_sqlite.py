@@ -92,11 +92,11 @@ def test_hit_counts_and_entries(tmp_path: Path) -> None:
 def test_hit_counts_are_flushed_in_batches(tmp_path: Path) -> None:
     cache = SQLiteCache(tmp_path / "c.db")
     cache.update("p", LLM, [Generation("a")])
-    for _ in range(200):
+    for _ in range(2500):
         cache.lookup("p", LLM)
     with sqlite3.connect(tmp_path / "c.db") as conn:
         (stored,) = conn.execute("SELECT hit_count FROM llm_cache").fetchone()
-    assert 128 <= stored <= 200  # written without an explicit flush, in batches
+    assert 2048 <= stored < 2500  # written without an explicit flush, in batches
 
 
 def test_purge_expired_and_count(tmp_path: Path) -> None:
@@ -123,3 +123,21 @@ def test_bad_arguments(tmp_path: Path) -> None:
         SQLiteCache(tmp_path / "c.db", ttl=-1)
     with pytest.raises(ConfigurationError, match="namespace"):
         SQLiteCache(tmp_path / "c.db", namespace="")
+
+
+def test_namespaces_sharing_a_file_never_see_each_other(tmp_path: Path) -> None:
+    a, b = SQLiteCache(tmp_path / "c.db", namespace="a"), SQLiteCache(tmp_path / "c.db", namespace="b")
+    a.update("p", LLM, [Generation("from a")])
+    assert b.lookup("p", LLM) is None
+    b.update("p", LLM, [Generation("from b")])
+    assert a.lookup("p", LLM) == [Generation("from a")]
+    assert (a.count(), b.count()) == (1, 1)
+
+
+def test_a_row_id_collision_is_a_miss_not_a_wrong_answer(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.db")
+    cache.update("p", LLM, [Generation("right")])
+    # Force another pair onto the same row id, as a 64-bit collision would.
+    other_id = cache._row_id("other prompt", LLM)
+    cache._conn().execute("UPDATE llm_cache SET id = ? WHERE prompt = 'p'", (other_id,))
+    assert cache.lookup("other prompt", LLM) is None

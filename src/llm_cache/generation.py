@@ -14,7 +14,14 @@ from typing import Any, Sequence
 
 from .errors import CorruptEntryError
 
-__all__ = ["Generation", "LLMResult", "encode_generations", "decode_generations"]
+__all__ = [
+    "Generation",
+    "LLMResult",
+    "encode_generations",
+    "decode_generations",
+    "generations_from_payload",
+    "loads_stored",
+]
 
 # Bumped when the stored JSON shape changes; older readers treat a newer value as corrupt (a miss).
 CODEC_VERSION = 1
@@ -84,15 +91,42 @@ def encode_generations(generations: Sequence[Generation]) -> str:
     )
 
 
-def decode_generations(raw: str | bytes) -> list[Generation]:
-    """Parse a stored value; raise :class:`CorruptEntryError` if it is not one of ours."""
+_scan_once = getattr(json.JSONDecoder(), "scan_once", None)
+
+
+def loads_stored(raw: str | bytes) -> Any:
+    """``json.loads(raw)``, a few µs sooner for the values llm-cache writes.
+
+    json.loads detects the encoding and strips surrounding whitespace (two regex calls)
+    before it scans. Our values are UTF-8 with no surrounding whitespace, so scan them
+    directly; any other input (whitespace, a BOM, extra data, invalid JSON) goes to
+    json.loads itself, so the result, or the error, is always exactly json.loads's.
+    Raises :class:`CorruptEntryError` for anything that is not JSON.
+    """
     try:
-        data = json.loads(raw)
+        if _scan_once is not None:
+            try:
+                text = raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
+                data, end = _scan_once(text, 0)
+                if end == len(text):
+                    return data
+            except (StopIteration, ValueError):  # UnicodeDecodeError, JSONDecodeError included
+                pass
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptEntryError(f"stored value is not valid JSON: {exc}") from exc
+
+
+def generations_from_payload(data: Any) -> list[Generation]:
+    """The generations of an already parsed stored value (``{"v": 1, "g": [...], ...}``)."""
     if not isinstance(data, dict) or data.get("v") != CODEC_VERSION:
         raise CorruptEntryError("stored value has an unknown format version")
     items = data.get("g")
     if not isinstance(items, list) or not items:
         raise CorruptEntryError("stored value holds no generations")
     return [Generation.from_dict(item) for item in items]
+
+
+def decode_generations(raw: str | bytes) -> list[Generation]:
+    """Parse a stored value; raise :class:`CorruptEntryError` if it is not one of ours."""
+    return generations_from_payload(loads_stored(raw))

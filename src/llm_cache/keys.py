@@ -140,12 +140,8 @@ def cache_key(prompt: str, llm_string: str) -> bytes:
     The prompt's length is part of the hashed text so that no two different pairs can
     concatenate to the same bytes.
     """
-    digest = hashlib.sha256()
-    digest.update(f"{KEY_VERSION}:{len(prompt)}:".encode())
-    digest.update(prompt.encode("utf-8", "surrogatepass"))
-    digest.update(b"\x00")
-    digest.update(llm_string.encode("utf-8", "surrogatepass"))
-    return digest.digest()
+    text = f"{KEY_VERSION}:{len(prompt)}:{prompt}\x00{llm_string}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def cache_key_hex(prompt: str, llm_string: str) -> str:
