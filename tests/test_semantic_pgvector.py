@@ -274,7 +274,6 @@ def test_query_plans_and_iterative_scan(make_store: Any, engine: Any) -> None:
 
     mid = [i for i, p in enumerate(parts) if p == "mid"]
     queries = vectors[mid[:25]]
-    store.iterative_scan = "relaxed_order"
     relaxed = [store.search("mid", q, k=10) for q in queries]
     assert all(len(found) == 10 for found in relaxed)
     assert all(all(n.entry.partition == "mid" for n in found) for found in relaxed)
@@ -284,8 +283,8 @@ def test_query_plans_and_iterative_scan(make_store: Any, engine: Any) -> None:
     )
     # the query vector is itself in the partition: it must come first, similarity 1
     assert sum(f[0].entry.prompt == f"e{i}" for f, i in zip(relaxed, mid)) >= 24
-    store.iterative_scan = "off"
-    short = [len(store.search("mid", q, k=10)) for q in queries]
+    plain = make_store(table=name, iterative_scan="off")
+    short = [len(plain.search("mid", q, k=10)) for q in queries]
     print(
         f"k=10 on 'mid': relaxed_order always 10; off: mean {np.mean(short):.2f}, min {min(short)}"
     )
@@ -353,13 +352,24 @@ def test_concurrent_upserts_of_one_key(make_store: Any) -> None:
     assert store.count() == 1
 
 
-def test_an_engine_passed_in_is_not_disposed(make_store: Any, engine: Any) -> None:
-    store = make_store(engine_or_url=engine)
+def test_an_engine_passed_in_is_used_but_not_changed_or_disposed(make_store: Any, engine: Any) -> None:
+    store = make_store(engine_or_url=engine, ef_search=77)
     store.add(make_entry("a"), vector_at(1.0, D))
+    assert len(store.search("p1", vector_at(1.0, D))) == 1
+    # the store's own connections carry the search settings, in autocommit ...
+    with store._fast.connect() as conn:
+        assert conn.exec_driver_sql("SHOW hnsw.ef_search").scalar() == "77"
+        assert conn.exec_driver_sql("SHOW hnsw.iterative_scan").scalar() == "relaxed_order"
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+        assert conn.connection.driver_connection.autocommit
+    # ... and the connections of the engine passed in do not
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+        assert not conn.connection.driver_connection.autocommit
+    store.ping()
     store.close()
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
-    store.ping()
 
 
 # -- PGVectorSemanticCache -----------------------------------------------------------------------

@@ -27,11 +27,16 @@ pgvector 0.8.6 (20,000 rows of 384 dimensions, two namespaces):
   pass the filter (4.00 of 4 every time). ``relaxed_order`` may return rows slightly out of
   order, so the store sorts them again by similarity.
 
-Each search therefore sets, for its own transaction only (``set_config(..., true)``),
-``hnsw.ef_search``, ``hnsw.iterative_scan = relaxed_order`` and
-``plan_cache_mode = force_custom_plan``: psycopg prepares a statement after five executions,
-and a generic plan (made without knowing the partition) could pick the HNSW scan for a
-20-row partition, where the filter would have to find 20 rows among all the others.
+The store therefore gives its connections ``hnsw.ef_search``,
+``hnsw.iterative_scan = relaxed_order`` and ``plan_cache_mode = force_custom_plan``: psycopg
+prepares a statement after five executions, and a generic plan (made without knowing the
+partition) could pick the HNSW scan for a 20-row partition, where the filter would have to
+find 20 rows among all the others. These are session settings of a pool that belongs to the
+store (``engine.pool.recreate()``: your engine's creator and connect arguments, none of its
+connections), in autocommit, so that every operation is one statement and one round trip
+(through ``engine.begin()`` a search was BEGIN, set_config, SELECT, COMMIT). Behind PgBouncer
+in *transaction* pooling mode session settings do not stick to a client: searches then run
+with the server's defaults (still correct, with fewer rows from a filtered HNSW scan).
 
 Writes are ``INSERT ... ON CONFLICT (namespace, key) DO UPDATE``. Every statement is
 parameterised (SQLAlchemy Core); identifiers (the table name) are validated and quoted by
@@ -97,7 +102,8 @@ class PGVectorStore(VectorStore):
         ef_search: candidates the HNSW scan keeps (``hnsw.ef_search``); higher finds the true
             nearest neighbours more often, at some cost in latency.
         iterative_scan: ``"relaxed_order"`` (default), ``"strict_order"`` or ``"off"``
-            (``hnsw.iterative_scan``; ignored on pgvector < 0.8, which has none).
+            (``hnsw.iterative_scan``; ignored on pgvector < 0.8, which has none). This and
+            ``ef_search`` are fixed when the store is made (they are session settings).
         clock: wall-clock source compared with ``expires_at``.
         create_extension: run ``CREATE EXTENSION IF NOT EXISTS vector`` when the extension is
             missing (needs the privilege to; otherwise a ConfigurationError says what to do).
@@ -155,7 +161,9 @@ class PGVectorStore(VectorStore):
         self.table = _table(
             sa, schema, name, self.dimension, self.hnsw_m, self.hnsw_ef_construction
         )
+        self._statements = _Statements(sa, self.table)
         self._pgvector_version: tuple[int, ...] = ()
+        self._fast: Any = None  # the hot path's engine, made once the schema is ready
         self._ready = False
         self._ready_lock = threading.Lock()
         self._last_purge = 0.0
@@ -206,7 +214,43 @@ class PGVectorStore(VectorStore):
                     f"table {self.table_name!r} has embedding column {found!r}, this store needs {expected!r} "
                     "(one table per embedding model: pass another table=...)"
                 )
+            self._fast = self._make_fast_engine()
             self._ready = True
+
+    def _make_fast_engine(self) -> Any:
+        """An autocommit engine on a pool of its own, with the search settings per session.
+
+        Through ``engine.begin()`` with per-transaction ``set_config`` a search was four round
+        trips (BEGIN, set_config, SELECT, COMMIT) and ``get`` two or three (plus a pre-ping);
+        here every operation is one statement and one round trip. The pool is
+        ``engine.pool.recreate()`` (same creator, connect arguments and pool events as the
+        engine given, none of its connections); its connections run in autocommit and get
+        ``hnsw.ef_search``, ``hnsw.iterative_scan`` and ``plan_cache_mode`` once, when they are
+        opened, so the settings never touch the connections of the engine you passed.
+        Measured with benchmarks/bench_semantic_stores.py (384 dimensions, 5,000 rows, a loaded
+        2-core machine), p50: ``get`` 1.24 -> 0.47 ms, search in a 20-row partition
+        2.42 -> 1.14 ms, in a 3,000-row partition 5.4 -> 3.8 ms (statements are also built
+        once now, instead of per call).
+        """
+        sa = self._sa
+        pool = self.engine.pool.recreate()
+        params: list[Any] = [str(self.ef_search)]
+        sql = "SELECT set_config('hnsw.ef_search', %s, false), set_config('plan_cache_mode', 'force_custom_plan', false)"
+        if self._pgvector_version >= (0, 8):
+            sql += ", set_config('hnsw.iterative_scan', %s, false)"
+            params.append(self.iterative_scan)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql, params)
+            finally:
+                cursor.close()
+            if not getattr(dbapi_connection, "autocommit", False):
+                dbapi_connection.commit()
+
+        sa.event.listen(pool, "connect", on_connect)
+        return sa.create_engine(self.engine.url, pool=pool, isolation_level="AUTOCOMMIT")
 
     def _qualified(self) -> str:
         preparer = self.engine.dialect.identifier_preparer
@@ -250,7 +294,6 @@ class PGVectorStore(VectorStore):
         if self.ttl is not None:
             cap = now + self.ttl
             expiry = cap if expiry is None else min(expiry, cap)
-        t = self.table
         values = {
             "namespace": self.namespace,
             "key": _to_db(entry.key),
@@ -263,15 +306,8 @@ class PGVectorStore(VectorStore):
             "expires_at": expiry,
             "embedding": embedding,
         }
-        insert = self._sa.dialects.postgresql.insert(t).values(**values)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[t.c.namespace, t.c.key],
-            set_={
-                name: insert.excluded[name] for name in values if name not in ("namespace", "key")
-            },
-        )
-        with self.engine.begin() as conn:
-            conn.execute(upsert)
+        with self._fast.connect() as conn:
+            conn.execute(self._statements.upsert, values)
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now
             self._purge(now)
@@ -279,12 +315,9 @@ class PGVectorStore(VectorStore):
     def get(self, key: str) -> SemanticEntry | None:
         """The live entry with this exact key, or ``None``."""
         self._ensure_schema()
-        t = self.table
-        stmt = self._select_entry().where(
-            t.c.namespace == self.namespace, t.c.key == _to_db(key), self._live()
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt, {"now": self._clock()}).first()
+        params = {"ns": self.namespace, "key": _to_db(key), "now": self._clock()}
+        with self._fast.connect() as conn:
+            row = conn.execute(self._statements.get, params).first()
         return None if row is None else _entry(row)
 
     def search(self, partition: str, vector: np.ndarray, k: int = 4) -> list[Neighbour]:
@@ -292,19 +325,9 @@ class PGVectorStore(VectorStore):
         if k <= 0:
             return []
         self._ensure_schema()
-        t = self.table
-        distance = t.c.embedding.cosine_distance(self._vector_param(vector))
-        stmt = (
-            self._select_entry(distance.label("distance"))
-            .where(
-                t.c.namespace == self.namespace, t.c.partition == _to_db(partition), self._live()
-            )
-            .order_by(distance)
-            .limit(k)
-        )
-        with self.engine.begin() as conn:
-            conn.execute(self._settings_statement(), self._settings())
-            rows = conn.execute(stmt, {"now": self._clock()}).all()
+        params = self._search_params(partition, vector, k)
+        with self._fast.connect() as conn:
+            rows = conn.execute(self._statements.search, params).all()
         found = [
             Neighbour(entry=_entry(row), similarity=max(-1.0, min(1.0, 1.0 - float(row.distance))))
             for row in rows
@@ -319,73 +342,42 @@ class PGVectorStore(VectorStore):
         if not keys:
             return
         self._ensure_schema()
-        t = self.table
-        with self.engine.begin() as conn:
-            conn.execute(t.delete().where(t.c.namespace == self.namespace, t.c.key.in_(keys)))
+        with self._fast.connect() as conn:
+            conn.execute(self._statements.delete, {"ns": self.namespace, "keys": keys})
 
     def clear(self) -> None:
         """Delete every row of this namespace (other namespaces in the table stay)."""
         self._ensure_schema()
-        t = self.table
-        with self.engine.begin() as conn:
-            conn.execute(t.delete().where(t.c.namespace == self.namespace))
+        with self._fast.connect() as conn:
+            conn.execute(self._statements.clear, {"ns": self.namespace})
 
     def count(self) -> int:
         """Rows of this namespace, expired ones not yet purged included."""
         self._ensure_schema()
-        sa = self._sa
-        t = self.table
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    sa.select(sa.func.count()).select_from(t).where(t.c.namespace == self.namespace)
-                ).scalar()
-            )
+        with self._fast.connect() as conn:
+            return int(conn.execute(self._statements.count, {"ns": self.namespace}).scalar())
 
     def close(self) -> None:
-        """Dispose of the engine the store made (never one you passed)."""
+        """Close the store's own pool, and dispose of the engine it made (never one you passed)."""
+        if self._fast is not None:
+            self._fast.dispose()
         if self._owns_engine:
             self.engine.dispose()
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (a health check for circuit breakers)."""
-        with self.engine.connect() as conn:
+        with (self._fast or self.engine).connect() as conn:
             conn.execute(self._sa.text("SELECT 1"))
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _select_entry(self, *extra: Any) -> Any:
-        t = self.table
-        return self._sa.select(
-            t.c.key,
-            t.c.partition,
-            t.c.text,
-            t.c.prompt,
-            t.c.llm_string,
-            t.c.response,
-            t.c.created_at,
-            t.c.expires_at,
-            *extra,
-        )
-
-    def _live(self) -> Any:
-        sa = self._sa
-        t = self.table
-        return sa.or_(
-            t.c.expires_at.is_(None), t.c.expires_at > sa.bindparam("now", type_=sa.Float)
-        )
-
-    def _settings_statement(self) -> Any:
-        sa = self._sa
-        parts = [
-            "set_config('hnsw.ef_search', :ef_search, true)",
-            "set_config('plan_cache_mode', 'force_custom_plan', true)",
-        ]
-        if self._pgvector_version >= (0, 8):
-            parts.append("set_config('hnsw.iterative_scan', :iterative_scan, true)")
-        return sa.text("SELECT " + ", ".join(parts))
-
-    def _settings(self) -> dict[str, Any]:
-        return {"ef_search": str(self.ef_search), "iterative_scan": self.iterative_scan}
+    def _search_params(self, partition: str, vector: Any, k: int) -> dict[str, Any]:
+        return {
+            "ns": self.namespace,
+            "partition": _to_db(partition),
+            "now": self._clock(),
+            "q": self._vector_param(vector),
+            "k": int(k),
+        }
 
     def _vector_param(self, vector: Any) -> list[float]:
         array = self._np.asarray(vector, dtype="<f4").reshape(-1)
@@ -399,41 +391,62 @@ class PGVectorStore(VectorStore):
 
     def _purge(self, now: float) -> None:
         """Delete up to a batch of this namespace's expired rows (a bounded statement)."""
-        sa = self._sa
-        t = self.table
-        doomed = (
-            sa.select(t.c.key)
-            .where(t.c.namespace == self.namespace, t.c.expires_at <= now)
-            .limit(_PURGE_BATCH)
-            .scalar_subquery()
-        )
-        with self.engine.begin() as conn:
-            conn.execute(t.delete().where(t.c.namespace == self.namespace, t.c.key.in_(doomed)))
+        params = {"ns": self.namespace, "now": now, "batch": _PURGE_BATCH}
+        with self._fast.connect() as conn:
+            conn.execute(self._statements.purge, params)
 
     def explain(self, partition: str, vector: Any, k: int = 4) -> str:
-        """``EXPLAIN ANALYZE`` of :meth:`search` with the same settings (for tuning)."""
+        """``EXPLAIN ANALYZE`` of :meth:`search`, on the store's own connections (for tuning)."""
         self._ensure_schema()
-        t = self.table
-        distance = t.c.embedding.cosine_distance(self._vector_param(vector))
-        stmt = (
-            self._select_entry(distance.label("distance"))
-            .where(
-                t.c.namespace == self.namespace, t.c.partition == _to_db(partition), self._live()
-            )
-            .order_by(distance)
-            .limit(k)
-        )
         # Literal values (escaped by SQLAlchemy) so that the plan is the custom plan a search
         # gets under plan_cache_mode = force_custom_plan.
-        sql = str(
-            stmt.params(now=self._clock()).compile(
-                dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}
-            )
-        )
-        with self.engine.begin() as conn:
-            conn.execute(self._settings_statement(), self._settings())
+        stmt = self._statements.search.params(self._search_params(partition, vector, k))
+        sql = str(stmt.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True}))
+        with self._fast.connect() as conn:
             rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + sql).all()
         return "\n".join(row[0] for row in rows)
+
+
+class _Statements:
+    """The store's statements, built once (SQLAlchemy then reuses their compiled form)."""
+
+    def __init__(self, sa: Any, t: Any) -> None:
+        from pgvector.sqlalchemy import Vector
+
+        bp = sa.bindparam
+        columns = (
+            t.c.key, t.c.partition, t.c.text, t.c.prompt, t.c.llm_string, t.c.response,
+            t.c.created_at, t.c.expires_at,
+        )  # fmt: skip
+        live = sa.or_(t.c.expires_at.is_(None), t.c.expires_at > bp("now", type_=sa.Double))
+        in_namespace = t.c.namespace == bp("ns", type_=sa.Text)
+        self.get = sa.select(*columns).where(
+            in_namespace, t.c.key == bp("key", type_=sa.Text), live
+        )
+        distance = t.c.embedding.cosine_distance(bp("q", type_=Vector(t.c.embedding.type.dim)))
+        self.search = (
+            sa.select(*columns, distance.label("distance"))
+            .where(in_namespace, t.c.partition == bp("partition", type_=sa.Text), live)
+            .order_by(distance)
+            .limit(bp("k", type_=sa.Integer))
+        )
+        insert = sa.dialects.postgresql.insert(t)
+        self.upsert = insert.on_conflict_do_update(
+            index_elements=[t.c.namespace, t.c.key],
+            set_={
+                c.name: insert.excluded[c.name] for c in t.c if c.name not in ("namespace", "key")
+            },
+        )
+        self.delete = t.delete().where(in_namespace, t.c.key.in_(bp("keys", expanding=True)))
+        self.clear = t.delete().where(in_namespace)
+        self.count = sa.select(sa.func.count()).select_from(t).where(in_namespace)
+        doomed = (
+            sa.select(t.c.key)
+            .where(in_namespace, t.c.expires_at <= bp("now", type_=sa.Double))
+            .limit(bp("batch", type_=sa.Integer))
+            .scalar_subquery()
+        )
+        self.purge = t.delete().where(in_namespace, t.c.key.in_(doomed))
 
 
 class PGVectorSemanticCache(SemanticCache):
@@ -522,7 +535,9 @@ def _make_engine(sa: Any, url: Any) -> Any:
         if text.startswith(prefix):
             text = "postgresql+psycopg://" + text[len(prefix) :]
     try:
-        return sa.create_engine(text, pool_pre_ping=True)
+        # No pool_pre_ping: it costs a round trip per call. A connection that died with the
+        # server fails one call (a logged miss) and SQLAlchemy then replaces the whole pool.
+        return sa.create_engine(text)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from exc
     except ImportError as exc:
