@@ -113,38 +113,17 @@ def compare_redis_layouts(url: str, n: int, rng: np.random.Generator) -> None:
     )
     for p in ("big", "s7"):
         q = unit_rows(rng, 200)
-        for label, cmd in (
-            (
-                "per-partition set",
-                lambda v: (
-                    "VSIM",
-                    f"{prefix}:A:{p}",
-                    "FP32",
-                    v.tobytes(),
-                    "WITHSCORES",
-                    "COUNT",
-                    4,
-                ),
-            ),
-            (
-                "one set + FILTER",
-                lambda v: (
-                    "VSIM",
-                    f"{prefix}:B",
-                    "FP32",
-                    v.tobytes(),
-                    "WITHSCORES",
-                    "COUNT",
-                    4,
-                    "FILTER",
-                    f'.p == "{p}"',
-                ),
-            ),
+        own_set = ("VSIM", f"{prefix}:A:{p}")
+        filtered = ("VSIM", f"{prefix}:B")
+        tail = ("WITHSCORES", "COUNT", 4)
+        for label, head, extra in (
+            ("per-partition set", own_set, ()),
+            ("one set + FILTER", filtered, ("FILTER", f'.p == "{p}"')),
         ):
             lat = []
             for v in q:
                 t = time.perf_counter()
-                r.execute_command(*cmd(v))
+                r.execute_command(*head, "FP32", v.tobytes(), *tail, *extra)
                 lat.append(time.perf_counter() - t)
             print(
                 f"VSIM in partition {p!r} ({'large' if p == 'big' else '20 entries'}), {label}: {pct(lat)}"

@@ -122,6 +122,21 @@ def test_vsim_score_is_converted_to_cosine(make_store: Any) -> None:
         assert n.similarity == pytest.approx(exact[n.entry.prompt], abs=1e-5)
 
 
+def test_ef_and_nothread_options_search_the_same(make_store: Any) -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(50, D)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    plain = make_store()
+    tuned = make_store(namespace=plain.namespace, ef=200, nothread=True)
+    assert tuned._vsim("p1", b"x", 4)[-3:] == ("EF", 200, "NOTHREAD")
+    for i, v in enumerate(vectors):
+        plain.add(make_entry(f"e{i}"), v)
+    for q in vectors[:5]:
+        assert [n.entry.key for n in tuned.search("p1", q, k=3)] == [
+            n.entry.key for n in plain.search("p1", q, k=3)
+        ]
+
+
 def test_q8_similarity_error_on_real_embeddings(make_store: Any, embedding: Any) -> None:
     """Q8 (the default) is approximate: measure how far from the exact cosine it reports."""
     sentences = [

@@ -91,6 +91,11 @@ class RedisVectorStore(VectorStore):
             makes one per event loop from ``redis_url`` or from ``redis_``'s settings.
         ef: VSIM exploration factor (``None``: Redis's default). Higher finds the true
             nearest neighbours more often, at some cost in latency.
+        nothread: run each VSIM on Redis's main thread (``NOTHREAD``) instead of its worker
+            threads. Measured on a loaded 2-core machine (5,000 and 20 vectors of 384
+            dimensions, Q8): p50 1.36 ms instead of 2.37 ms, p99 2.3 ms instead of 10.5 ms,
+            and 0.25 instead of 0.37 ms for the small set; but the main thread serves no other
+            client meanwhile, so the default keeps Redis's threaded search.
         clock: wall-clock source, compared with ``SemanticEntry.expires_at``.
     """
 
@@ -106,6 +111,7 @@ class RedisVectorStore(VectorStore):
         socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         async_redis: Any = None,
         ef: int | None = None,
+        nothread: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = _redis_modules()
@@ -120,6 +126,7 @@ class RedisVectorStore(VectorStore):
             )
         self.quantization: str = quant
         self.ef = None if ef is None else _validate_positive_int(ef, "ef")
+        self.nothread = bool(nothread)
         if socket_timeout is not None and (
             isinstance(socket_timeout, bool)
             or not isinstance(socket_timeout, (int, float))
@@ -275,6 +282,8 @@ class RedisVectorStore(VectorStore):
         )
         if self.ef is not None:
             cmd += ("EF", self.ef)
+        if self.nothread:
+            cmd += ("NOTHREAD",)
         return cmd
 
     def _select(
@@ -506,7 +515,7 @@ class RedisSemanticCache(SemanticCache):
     ``RedisSemanticCache(redis_url="redis://localhost:6379/0", embedding=LocalEmbeddings())``
 
     Args:
-        redis_url, redis_, async_redis, quantization, socket_timeout, ef: as for
+        redis_url, redis_, async_redis, quantization, socket_timeout, ef, nothread: as for
             :class:`RedisVectorStore`.
         embedding: the embedding model (default :class:`~llm_cache.embeddings.LocalEmbeddings`).
         namespace: the key prefix of this cache's entries in Redis; ``clear()`` removes only
@@ -528,6 +537,7 @@ class RedisSemanticCache(SemanticCache):
         quantization: str = "Q8",
         socket_timeout: float | None = DEFAULT_SOCKET_TIMEOUT,
         ef: int | None = None,
+        nothread: bool = False,
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
@@ -544,6 +554,7 @@ class RedisSemanticCache(SemanticCache):
             socket_timeout=socket_timeout,
             async_redis=async_redis,
             ef=ef,
+            nothread=nothread,
             clock=clock,
         )
         super().__init__(
