@@ -750,8 +750,9 @@ class ToyEmbeddings:
 
 
 def test_semantic_hits(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
-    semantic = pytest.importorskip("llm_cache.semantic.cache")
-    index = semantic.SemanticCache(ToyEmbeddings(), guards=None, threshold=0.8)
+    from llm_cache.semantic.cache import SemanticCache
+
+    index = SemanticCache(ToyEmbeddings(), guards=None, threshold=0.8)
     server = make_proxy("memory://", semantic_cache=index)
     c = client(server)
     first, x1, _ = chat(c, [{"role": "user", "content": "What is the capital of France?"}])
