@@ -23,7 +23,12 @@ see :class:`ProxyApp`):
    ``X-Cache: HIT`` (or ``SEMANTIC-HIT`` with ``X-Cache-Similarity``) and ``Age``; a
    streaming request gets the entry replayed as server-sent events.
 4. Otherwise start a flight: one upstream call, its answer forwarded (streams live),
-   stored when it completes with status 200, ``X-Cache: MISS``.
+   stored when it completes with status 200, ``X-Cache: MISS``. The answer is sent
+   before it is written; until the write ends, repeats share it (step 2).
+
+``Cache-Control: only-if-cached`` answers 504 instead of calling upstream. The namespace
+header (``X-LLM-Cache-Namespace``) and the API key's hash partition entries (:mod:`.keys`);
+the stored format and replay ids are described in :mod:`.codec`.
 
 The cache is fail-open (:class:`~llm_cache.caches.base.BaseCache`): with the store down a
 lookup is a miss and a write is dropped, so the proxy degrades to a pass-through. An
@@ -983,7 +988,8 @@ def create_app(
         timeout, connect_timeout: upstream read and connect timeouts in seconds.
         transport: an ``httpx`` transport for the upstream client (tests).
 
-    The app's ``state.proxy`` is the :class:`CachingProxy` (metrics, cache, flights).
+    Returns a :class:`ProxyApp` (an ASGI callable for uvicorn or any ASGI server); its
+    ``proxy`` (also ``state.proxy``) is the :class:`CachingProxy`: metrics, caches, flights.
     """
     require("starlette", "proxy", "the llm-cache proxy")
     from starlette.applications import Starlette
