@@ -8,12 +8,6 @@ PGVectorSemanticCache with the offline LocalEmbeddings.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -23,13 +17,15 @@ from typing import Any
 import pytest
 
 pytest.register_assert_rewrite(
-    "llm_cache.testing.contract", "llm_cache.testing.vector_store_contract"
+    "llm_cache.testing.contract",
+    "llm_cache.testing.semantic_contract",
+    "llm_cache.testing.vector_store_contract",
 )
 
 from llm_cache.errors import ConfigurationError
 from llm_cache.generation import Generation
 from llm_cache.keys import cache_key_hex
-from llm_cache.testing.contract import CacheContract
+from llm_cache.testing.semantic_contract import SemanticCacheContract, shared_embeddings
 from llm_cache.testing.vector_store_contract import make_entry, vector_at
 
 sa = pytest.importorskip("sqlalchemy")
@@ -85,9 +81,7 @@ def make_store(postgres_url: str, engine: Any) -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture(scope="module")
 def embedding() -> Any:
-    from llm_cache.semantic.embeddings import LocalEmbeddings
-
-    return LocalEmbeddings()
+    return shared_embeddings()
 
 
 # -- schema --------------------------------------------------------------------------------------
@@ -352,7 +346,9 @@ def test_concurrent_upserts_of_one_key(make_store: Any) -> None:
     assert store.count() == 1
 
 
-def test_an_engine_passed_in_is_used_but_not_changed_or_disposed(make_store: Any, engine: Any) -> None:
+def test_an_engine_passed_in_is_used_but_not_changed_or_disposed(
+    make_store: Any, engine: Any
+) -> None:
     store = make_store(engine_or_url=engine, ef_search=77)
     store.add(make_entry("a"), vector_at(1.0, D))
     assert len(store.search("p1", vector_at(1.0, D))) == 1
@@ -374,7 +370,7 @@ def test_an_engine_passed_in_is_used_but_not_changed_or_disposed(make_store: Any
 
 # -- PGVectorSemanticCache -----------------------------------------------------------------------
 @pytest.fixture
-def make_cache(postgres_url: str, embedding: Any, engine: Any) -> Iterator[Callable[..., Any]]:
+def make_cache(postgres_url: str, engine: Any) -> Iterator[Callable[..., Any]]:
     from llm_cache.semantic.stores.pgvector import PGVectorSemanticCache
 
     made: list[Any] = []
@@ -383,7 +379,8 @@ def make_cache(postgres_url: str, embedding: Any, engine: Any) -> Iterator[Calla
     def factory(**kwargs: Any) -> Any:
         kwargs.setdefault("namespace", f"ns-{uuid.uuid4().hex[:8]}")
         kwargs.setdefault("table", table)
-        cache = PGVectorSemanticCache(postgres_url, embedding=embedding, **kwargs)
+        kwargs.setdefault("embedding", shared_embeddings())
+        cache = PGVectorSemanticCache(postgres_url, **kwargs)
         made.append(cache)
         return cache
 
@@ -394,17 +391,17 @@ def make_cache(postgres_url: str, embedding: Any, engine: Any) -> Iterator[Calla
         conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
 
 
-class TestPGVectorSemanticCacheContract(CacheContract):
-    """The exact-cache contract every backend runs, on PGVectorSemanticCache (fake clock)."""
+class TestPGVectorSemantic(SemanticCacheContract):
+    """The exact-cache contract and the semantic suite on PGVectorSemanticCache (fake clock)."""
 
     @pytest.fixture
     def cache_factory(self, make_cache: Callable[..., Any]) -> Callable[..., Any]:
         clock = FakeClock()
         namespaces: dict[str, str] = {}
 
-        def factory(namespace: str = "default", ttl: float | None = None) -> Any:
+        def factory(namespace: str = "default", ttl: float | None = None, **kwargs: Any) -> Any:
             ns = namespaces.setdefault(namespace, f"ns-{uuid.uuid4().hex[:8]}")
-            return make_cache(namespace=ns, ttl=ttl, clock=clock)
+            return make_cache(namespace=ns, ttl=ttl, clock=clock, **kwargs)
 
         return factory
 
@@ -427,84 +424,26 @@ class TestPGVectorSemanticCacheContract(CacheContract):
             )
             assert done.rowcount == 1
 
-    def test_prompt_and_llm_string_both_matter(self, cache: Any) -> None:
-        # A semantic cache answers "prompt " from "prompt" by design (cosine 1.0); what must
-        # hold is the exact path's identity and the llm_string partition.
-        cache.update("prompt", LLM, [Generation("x")])
-        exact = cache.lookup_with_score("prompt", LLM)
-        assert exact is not None and exact.exact
-        near = cache.lookup_with_score("prompt ", LLM)
-        assert near is None or not near.exact
-        assert cache.lookup("prompt", LLM.replace('"temperature":0', '"temperature":1')) is None
-
-
-def test_paraphrase_hits_with_its_similarity_and_traps_miss(make_cache: Any) -> None:
-    cache = make_cache()
-    cache.update("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-    cache.update("What is the population of France in 2020?", LLM, [Generation("67 million")])
-    match = cache.lookup_with_score("How can I reverse a list in Python?", LLM)
-    assert match is not None and not match.exact
-    assert match.generations[0].text == "x[::-1]"
-    assert cache.threshold <= match.similarity < 1.0
-    assert cache.lookup("What is the population of France in 2021?", LLM) is None
-    assert (
-        cache.lookup("How can I reverse a list in Python?", LLM.replace('"m"', '"other"')) is None
-    )
+    def process_source(self, cache: Any) -> str:
+        url = cache.store.engine.url.render_as_string(hide_password=False)
+        return (
+            "from llm_cache.semantic.stores.pgvector import PGVectorSemanticCache\n"
+            "from llm_cache.semantic.embeddings import LocalEmbeddings\n"
+            "def make_cache():\n"
+            f"    return PGVectorSemanticCache({url!r}, embedding=LocalEmbeddings(),\n"
+            f"                                 table={cache.store.table.name!r}, namespace={cache.namespace!r})\n"
+        )
 
 
 def test_namespaces_share_the_table_not_the_entries(make_cache: Any) -> None:
     first, second = make_cache(), make_cache()
+    assert first.store.table.name == second.store.table.name
     first.update("How do I reverse a list in Python?", LLM, [Generation("first")])
     assert second.lookup("How can I reverse a list in Python?", LLM) is None
     second.update("How do I reverse a list in Python?", LLM, [Generation("second")])
     second.clear()
     assert second.count() == 0 and first.count() == 1
-    assert first.lookup("How do I reverse a list in Python?", LLM)[0].text == "first"
-
-
-def test_async_semantic_lookup(make_cache: Any) -> None:
-    cache = make_cache()
-
-    async def scenario() -> Any:
-        await cache.aupdate("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-        return await cache.alookup("How can I reverse a list in Python?", LLM)
-
-    found = asyncio.run(scenario())
-    assert found is not None and found[0].text == "x[::-1]"
-
-
-def test_persistence_across_processes(make_cache: Any, postgres_url: str) -> None:
-    cache = make_cache()
-    cache.update("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-    child = textwrap.dedent(
-        f"""
-        import json
-        from llm_cache.generation import Generation
-        from llm_cache.semantic.embeddings import LocalEmbeddings
-        from llm_cache.semantic.stores.pgvector import PGVectorSemanticCache
-        cache = PGVectorSemanticCache({postgres_url!r}, embedding=LocalEmbeddings(),
-                                      table={cache.store.table.name!r}, namespace={cache.namespace!r})
-        match = cache.lookup_with_score("How can I reverse a list in Python?", {LLM!r})
-        exact = cache.lookup("How do I reverse a list in Python?", {LLM!r})
-        cache.update("What is the capital of France?", {LLM!r}, [Generation("Paris")])
-        print(json.dumps({{"semantic": match.generations[0].text if match else None,
-                          "exact": exact[0].text if exact else None, "count": cache.count()}}))
-        cache.close()
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run(
-        [sys.executable, "-c", child],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen == {"semantic": "x[::-1]", "exact": "x[::-1]", "count": 2}
-    assert cache.lookup("What is the capital of France?", LLM)[0].text == "Paris"
+    assert first.lookup("How can I reverse a list in Python?", LLM)[0].text == "first"
 
 
 def test_server_down_is_a_miss_and_recovers(make_cache: Any, postgres_server: Any) -> None:

@@ -9,11 +9,6 @@ on RedisSemanticCache with the offline LocalEmbeddings.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,13 +17,15 @@ from typing import Any
 import pytest
 
 pytest.register_assert_rewrite(
-    "llm_cache.testing.contract", "llm_cache.testing.vector_store_contract"
+    "llm_cache.testing.contract",
+    "llm_cache.testing.semantic_contract",
+    "llm_cache.testing.vector_store_contract",
 )
 
 from llm_cache.errors import ConfigurationError, CorruptEntryError
 from llm_cache.generation import Generation
 from llm_cache.keys import cache_key_hex
-from llm_cache.testing.contract import CacheContract
+from llm_cache.testing.semantic_contract import SemanticCacheContract, shared_embeddings
 from llm_cache.testing.vector_store_contract import make_entry, unit, vector_at
 
 redis = pytest.importorskip("redis")
@@ -71,9 +68,7 @@ def make_store(redis_url: str) -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture(scope="module")
 def embedding() -> Any:
-    from llm_cache.semantic.embeddings import LocalEmbeddings
-
-    return LocalEmbeddings()
+    return shared_embeddings()
 
 
 # -- layout --------------------------------------------------------------------------------------
@@ -338,9 +333,9 @@ def test_async_redis_given_explicitly(make_store: Any, redis_url: str) -> None:
     assert asyncio.run(scenario()) == ["a"]
 
 
-# -- RedisSemanticCache --------------------------------------------------------------------------
+# -- RedisSemanticCache ------------------------------------------------------------------------
 @pytest.fixture
-def make_cache(redis_url: str, embedding: Any) -> Iterator[Callable[..., Any]]:
+def make_cache(redis_url: str) -> Iterator[Callable[..., Any]]:
     from llm_cache.semantic.stores.redis import RedisSemanticCache
 
     made: list[Any] = []
@@ -348,7 +343,8 @@ def make_cache(redis_url: str, embedding: Any) -> Iterator[Callable[..., Any]]:
     def factory(**kwargs: Any) -> Any:
         kwargs.setdefault("namespace", f"t-src:{uuid.uuid4().hex[:10]}")
         kwargs.setdefault("socket_timeout", 5)
-        cache = RedisSemanticCache(redis_url=redis_url, embedding=embedding, **kwargs)
+        kwargs.setdefault("embedding", shared_embeddings())
+        cache = RedisSemanticCache(redis_url=redis_url, **kwargs)
         made.append(cache)
         return cache
 
@@ -358,16 +354,16 @@ def make_cache(redis_url: str, embedding: Any) -> Iterator[Callable[..., Any]]:
         cache.close()
 
 
-class TestRedisSemanticCacheContract(CacheContract):
-    """The exact-cache contract every backend runs, on RedisSemanticCache."""
+class TestRedisSemantic(SemanticCacheContract):
+    """The exact-cache contract and the semantic suite on RedisSemanticCache."""
 
     @pytest.fixture
     def cache_factory(self, make_cache: Callable[..., Any]) -> Callable[..., Any]:
         namespaces: dict[str, str] = {}
 
-        def factory(namespace: str = "default", ttl: float | None = None) -> Any:
+        def factory(namespace: str = "default", ttl: float | None = None, **kwargs: Any) -> Any:
             ns = namespaces.setdefault(namespace, f"t-src:{uuid.uuid4().hex[:10]}")
-            return make_cache(namespace=ns, ttl=ttl)
+            return make_cache(namespace=ns, ttl=ttl, **kwargs)
 
         return factory
 
@@ -382,95 +378,19 @@ class TestRedisSemanticCacheContract(CacheContract):
         assert c.exists(key)
         c.set(key, b"\xff garbage")
 
-    def test_prompt_and_llm_string_both_matter(self, cache: Any) -> None:
-        # A semantic cache answers "prompt " from "prompt" by design (cosine 1.0); what must
-        # hold is the exact path's identity and the llm_string partition.
-        cache.update("prompt", LLM, [Generation("x")])
-        exact = cache.lookup_with_score("prompt", LLM)
-        assert exact is not None and exact.exact
-        near = cache.lookup_with_score("prompt ", LLM)
-        assert near is None or not near.exact
-        assert cache.lookup("prompt", LLM.replace('"temperature":0', '"temperature":1')) is None
-
-
-def test_paraphrase_hits_with_its_similarity_and_traps_miss(make_cache: Any) -> None:
-    cache = make_cache()
-    cache.update("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-    cache.update("What is the population of France in 2020?", LLM, [Generation("67 million")])
-    match = cache.lookup_with_score("How can I reverse a list in Python?", LLM)
-    assert match is not None and not match.exact
-    assert match.generations[0].text == "x[::-1]"
-    assert cache.threshold <= match.similarity < 1.0
-    # a look-alike that needs another answer (a different year) is a miss
-    assert cache.lookup("What is the population of France in 2021?", LLM) is None
-    # another model (llm_string: another partition) never shares answers
-    assert (
-        cache.lookup("How can I reverse a list in Python?", LLM.replace('"m"', '"other"')) is None
-    )
-
-
-def test_chat_partitions_by_conversation(make_cache: Any) -> None:
-    def chat(system: str, user: str) -> str:
-        return json.dumps(
-            [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    def process_source(self, cache: Any) -> str:
+        url = cache.store._client.connection_pool.connection_kwargs
+        return (
+            "from llm_cache.semantic.stores.redis import RedisSemanticCache\n"
+            "from llm_cache.semantic.embeddings import LocalEmbeddings\n"
+            "def make_cache():\n"
+            f"    return RedisSemanticCache(redis_url={_url(url)!r}, embedding=LocalEmbeddings(),\n"
+            f"                              namespace={cache.store.namespace!r}, socket_timeout=5)\n"
         )
 
-    cache = make_cache()
-    cache.update(
-        chat("Answer in French.", "What is the capital of Italy?"), LLM, [Generation("Rome (fr)")]
-    )
-    hit = cache.lookup(chat("Answer in French.", "Which city is the capital of Italy?"), LLM)
-    assert hit is not None and hit[0].text == "Rome (fr)"
-    assert (
-        cache.lookup(chat("Answer in German.", "Which city is the capital of Italy?"), LLM) is None
-    )
 
-
-def test_async_semantic_lookup(make_cache: Any) -> None:
-    cache = make_cache()
-
-    async def scenario() -> Any:
-        await cache.aupdate("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-        return await cache.alookup("How can I reverse a list in Python?", LLM)
-
-    found = asyncio.run(scenario())
-    assert found is not None and found[0].text == "x[::-1]"
-
-
-def test_persistence_across_processes(make_cache: Any, redis_url: str) -> None:
-    cache = make_cache(ttl=600)
-    cache.update("How do I reverse a list in Python?", LLM, [Generation("x[::-1]")])
-    child = textwrap.dedent(
-        f"""
-        import json, sys
-        from llm_cache.semantic.embeddings import LocalEmbeddings
-        from llm_cache.semantic.stores.redis import RedisSemanticCache
-        cache = RedisSemanticCache(redis_url={redis_url!r}, embedding=LocalEmbeddings(),
-                                   namespace={cache.namespace!r}, socket_timeout=5)
-        match = cache.lookup_with_score("How can I reverse a list in Python?", {LLM!r})
-        exact = cache.lookup("How do I reverse a list in Python?", {LLM!r})
-        cache.update("What is the capital of France?", {LLM!r}, [__import__("llm_cache.generation").generation.Generation("Paris")])
-        print(json.dumps({{"semantic": match.generations[0].text if match else None,
-                          "similarity": match.similarity if match else None,
-                          "exact": exact[0].text if exact else None, "count": cache.count()}}))
-        cache.close()
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run(
-        [sys.executable, "-c", child],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
-    assert seen["semantic"] == "x[::-1]" and seen["exact"] == "x[::-1]" and seen["count"] == 2
-    # and what the child wrote is visible here
-    assert cache.lookup("What is the capital of France?", LLM)[0].text == "Paris"
-    assert cache.count() == 2
+def _url(kwargs: dict[str, Any]) -> str:
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 def test_server_down_is_a_fast_miss_and_recovers(make_cache: Any, redis_server: Any) -> None:
