@@ -94,6 +94,8 @@ def test_hit_counts_are_flushed_in_batches(tmp_path: Path) -> None:
     cache.update("p", LLM, [Generation("a")])
     for _ in range(2500):
         cache.lookup("p", LLM)
+    assert cache._flusher is not None
+    cache._flusher.join()  # batches are written by a background thread
     with sqlite3.connect(tmp_path / "c.db") as conn:
         (stored,) = conn.execute("SELECT hit_count FROM llm_cache").fetchone()
     assert 2048 <= stored < 2500  # written without an explicit flush, in batches
@@ -141,3 +143,16 @@ def test_a_row_id_collision_is_a_miss_not_a_wrong_answer(tmp_path: Path) -> None
     other_id = cache._row_id("other prompt", LLM)
     cache._conn().execute("UPDATE llm_cache SET id = ? WHERE prompt = 'p'", (other_id,))
     assert cache.lookup("other prompt", LLM) is None
+
+
+def test_background_flushes_reuse_one_connection(tmp_path: Path) -> None:
+    cache = SQLiteCache(tmp_path / "c.db")
+    cache.update("p", LLM, [Generation("a")])
+    for _ in range(5):
+        for _ in range(1100):
+            cache.lookup("p", LLM)
+        assert cache._flusher is not None
+        cache._flusher.join()
+    assert len(cache._connections) == 2  # this thread's and the flusher's
+    cache.close()
+    assert [e.hit_count for e in SQLiteCache(tmp_path / "c.db").entries()] == [5500]

@@ -129,6 +129,9 @@ class SQLiteCache(BaseCache):
         self._pending_count = 0
         self._pending_since = 0.0
         self._hits_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+        self._flush_conn: sqlite3.Connection | None = None
         self._closed = False
         self._keepalive = self._connect()  # also creates or checks the schema
         self_ref = weakref.ref(self)
@@ -138,7 +141,8 @@ class SQLiteCache(BaseCache):
         return f"SQLiteCache(database_path={self.database_path!r}, namespace={self.namespace!r})"
 
     # -- connections ------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
+    def _open(self) -> sqlite3.Connection:
+        """A new configured connection (closed by :meth:`close`)."""
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -148,6 +152,10 @@ class SQLiteCache(BaseCache):
         self._ensure_schema(conn)
         with self._connections_lock:
             self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = self._open()
         self._local.conn = conn
         return conn
 
@@ -237,8 +245,12 @@ class SQLiteCache(BaseCache):
                 self._pending_since = now
             self._pending_count += 1
             due = self._pending_count >= _HIT_FLUSH_COUNT or now - self._pending_since >= _HIT_FLUSH_SECONDS
-        if due:
-            self.flush_hits()
+            if due and (self._flusher is None or not self._flusher.is_alive()):
+                # The write happens in a thread of its own: done inline it put a write
+                # transaction (and now and then a WAL checkpoint, milliseconds) into one
+                # unlucky lookup, which on an event loop stalls every other request.
+                self._flusher = threading.Thread(target=self.flush_hits, name="llm-cache-sqlite-hits", daemon=True)
+                self._flusher.start()
 
     def flush_hits(self) -> None:
         """Write buffered per-entry hit counts now (done automatically in batches and at exit)."""
@@ -249,14 +261,19 @@ class SQLiteCache(BaseCache):
             return
         rows = [(count, last, key) for key, (count, last) in pending.items()]
         try:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_ADD_HITS, rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            # One connection of its own, whichever thread flushes (the background flusher
+            # is a new thread each time; a per-thread connection would leak one per flush).
+            with self._flush_lock:
+                if self._flush_conn is None:
+                    self._flush_conn = self._open()
+                conn = self._flush_conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_ADD_HITS, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
         except sqlite3.Error as exc:
             # Statistics are best effort: losing a batch of hit counts must not fail a lookup.
             logger.debug("llm-cache: could not record hit counts: %s", exc)
@@ -292,6 +309,8 @@ class SQLiteCache(BaseCache):
     def close(self) -> None:
         if self._closed:
             return
+        if self._flusher is not None:
+            self._flusher.join()
         self.flush_hits()
         self._closed = True
         with self._connections_lock:
