@@ -455,3 +455,22 @@ def test_redis_cluster_sync_and_async(redis_cluster: Any) -> None:
     finally:
         store.clear()
         client.close()
+
+
+def test_nul_and_lone_surrogates_round_trip(make_store: Any) -> None:
+    from llm_cache.semantic.stores.base import SemanticEntry
+
+    store = make_store()
+    odd = SemanticEntry(
+        key=cache_key_hex("nul\x00 and \ud800", LLM),
+        partition="part\x00ition \udfff",
+        text="a NUL \x00 here and a lone surrogate \udfff there",
+        prompt="nul\x00 and \ud800",
+        llm_string=LLM + "\x00",
+        response='{"v":1,"g":[{"text":"\\u0000"}]}',
+        created_at=1.5,
+        expires_at=None,
+    )
+    store.add(odd, vector_at(1.0, D))
+    assert store.get(odd.key) == odd
+    assert [n.entry for n in store.search("part\x00ition \udfff", vector_at(1.0, D))] == [odd]
