@@ -24,7 +24,9 @@ pgvector 0.8.6 (20,000 rows of 384 dimensions, two namespaces):
   ``hnsw.ef_search`` (40) candidates and the filter keeps ~15 % of them, so some searches
   returned fewer than k rows (3.78-3.90 of 4 on average); with
   ``hnsw.iterative_scan = relaxed_order`` (pgvector >= 0.8) the scan continues until k rows
-  pass the filter (4.00 of 4 every time). ``relaxed_order`` may return rows slightly out of
+  pass the filter (4.00 of 4 every time). tests/test_semantic_pgvector.py repeats this on
+  3,630 rows of 32 dimensions: k=10 in a 600-row partition returned 7.04 rows on average
+  (3 at worst) without, always 10 with. ``relaxed_order`` may return rows slightly out of
   order, so the store sorts them again by similarity.
 
 The store therefore gives its connections ``hnsw.ef_search``,
