@@ -9,7 +9,11 @@ import pytest
 # Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures.
 pytest_plugins = ["servers_fixtures"]
 
-pytest.register_assert_rewrite("llm_cache.testing.contract")
+pytest.register_assert_rewrite(
+    "llm_cache.testing.contract",
+    "llm_cache.testing.semantic_contract",
+    "llm_cache.testing.vector_store_contract",
+)
 
 from llm_cache import set_llm_cache  # noqa: E402
 from llm_cache.testing.fake_openai import FakeOpenAIServer  # noqa: E402
