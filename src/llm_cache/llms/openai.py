@@ -63,6 +63,21 @@ class _OpenAIClientMixin:
                     object.__setattr__(self, "_async_client", openai.AsyncOpenAI(**self._client_kwargs()))
         return self._async_client
 
+    # (request field, attribute) pairs sent with every request; each class lists its own.
+    _REQUEST_FIELDS: tuple[tuple[str, str], ...] = ()
+    _API = ""
+    provider = "openai"
+    model_kwargs: dict[str, Any]
+
+    def _request_params(self) -> dict[str, Any]:
+        """The parameters every request carries (``None`` means the provider's default)."""
+        params = {field: getattr(self, attribute) for field, attribute in self._REQUEST_FIELDS}
+        params.update(self.model_kwargs)
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"provider": self.provider, "api": self._API, **self._request_params()}
+
     def _init_clients(
         self, base_url: str | None, api_key: str | None, timeout: float | None, max_retries: int,
         client: Any, async_client: Any,
@@ -112,7 +127,20 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
     every keyword argument given at call time.
     """
 
-    provider = "openai"
+    _API = "completions"
+    _REQUEST_FIELDS = (
+        ("model", "model_name"),
+        ("temperature", "temperature"),
+        ("max_tokens", "max_tokens"),
+        ("top_p", "top_p"),
+        ("n", "n"),
+        ("best_of", "best_of"),
+        ("stop", "stop"),
+        ("seed", "seed"),
+        ("logit_bias", "logit_bias"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("presence_penalty", "presence_penalty"),
+    )
 
     def __init__(
         self,
@@ -158,26 +186,6 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         if not isinstance(value, str):
             raise ConfigurationError(f"OpenAI takes a prompt string, not {type(value).__name__}")
         return value
-
-    def _request_params(self) -> dict[str, Any]:
-        params = {
-            "model": self.model_name,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "n": self.n,
-            "best_of": self.best_of,
-            "stop": self.stop,
-            "seed": self.seed,
-            "logit_bias": self.logit_bias,
-            "frequency_penalty": self.frequency_penalty,
-            "presence_penalty": self.presence_penalty,
-            **self.model_kwargs,
-        }
-        return {k: v for k, v in params.items() if v is not None}
-
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"provider": self.provider, "api": "completions", **self._request_params()}
 
     def _request(self, prompts: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "prompt": prompts}
@@ -236,7 +244,22 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
     ``message`` is the whole assistant message (tool calls included).
     """
 
-    provider = "openai"
+    _API = "chat.completions"
+    _REQUEST_FIELDS = (
+        ("model", "model"),
+        ("temperature", "temperature"),
+        ("max_tokens", "max_tokens"),
+        ("top_p", "top_p"),
+        ("n", "n"),
+        ("stop", "stop"),
+        ("seed", "seed"),
+        ("tools", "tools"),
+        ("tool_choice", "tool_choice"),
+        ("response_format", "response_format"),
+        ("logit_bias", "logit_bias"),
+        ("frequency_penalty", "frequency_penalty"),
+        ("presence_penalty", "presence_penalty"),
+    )
 
     def __init__(
         self,
@@ -295,28 +318,6 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
             # of a list of dicts (keys.canonical_json gives the same bytes; a test checks it).
             return '[{"content":' + json.dumps(value, ensure_ascii=False) + ',"role":"user"}]'
         return canonical_json(self._messages(value))
-
-    def _request_params(self) -> dict[str, Any]:
-        params = {
-            "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "n": self.n,
-            "stop": self.stop,
-            "seed": self.seed,
-            "tools": self.tools,
-            "tool_choice": self.tool_choice,
-            "response_format": self.response_format,
-            "logit_bias": self.logit_bias,
-            "frequency_penalty": self.frequency_penalty,
-            "presence_penalty": self.presence_penalty,
-            **self.model_kwargs,
-        }
-        return {k: v for k, v in params.items() if v is not None}
-
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"provider": self.provider, "api": "chat.completions", **self._request_params()}
 
     def _request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "messages": self._messages(value)}
