@@ -247,18 +247,41 @@ def _number_value(token: str, following: str | None) -> str | None:
     return f"{value:g}"
 
 
+def _one_edit_variants(word: str) -> set[str]:
+    """Every string one deletion, insertion, substitution or transposition away."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return (
+        {a + b[1:] for a, b in splits if b}
+        | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+        | {a + c + b[1:] for a, b in splits if b for c in letters}
+        | {a + c + b for a, b in splits for c in letters}
+    )
+
+
+def _typo_table(vocabulary: dict[str, int]) -> dict[str, int]:
+    """Typos of the long names (and their plurals) -> value, built once at import so that
+    recognising "Mondys" is a dict lookup, not an edit-distance loop."""
+    table: dict[str, int] = {}
+    for name, value in vocabulary.items():
+        if len(name) >= 6:
+            for form in (name, name + "s"):
+                for variant in _one_edit_variants(form):
+                    if len(variant) >= 5:
+                        table.setdefault(variant, value)
+    table.update(vocabulary)  # exact names always win
+    return table
+
+
+_TYPO_TABLES: dict[int, dict[str, int]] = {}
+
+
 def _near(word: str, vocabulary: dict[str, int]) -> int | None:
     """Vocabulary value of ``word`` or of a one-edit typo of a long vocabulary word."""
-    if word in vocabulary:
-        return vocabulary[word]
-    if len(word) >= 5:
-        for name, value in vocabulary.items():
-            if len(name) < 6:
-                continue
-            for form in (name, name + "s"):  # "Mondys" is a typo of "Mondays"
-                if abs(len(form) - len(word)) <= 1 and _edit_distance(word, form, 1) <= 1:
-                    return value
-    return None
+    table = _TYPO_TABLES.get(id(vocabulary))
+    if table is None:  # built on first use (~20 ms), not at import
+        table = _TYPO_TABLES[id(vocabulary)] = _typo_table(vocabulary)
+    return table.get(word)
 
 
 def _edit_distance(a: str, b: str, limit: int) -> int:
