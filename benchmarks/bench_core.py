@@ -28,7 +28,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _timing import fmt_us, markdown_table, median, per_call_seconds, per_call_seconds_async  # noqa: E402
 
 from llm_cache import Generation, InMemoryCache, SQLiteCache  # noqa: E402
-from llm_cache.keys import cache_key  # noqa: E402
 
 warnings.filterwarnings("ignore")
 LLM_STRING = '{"model":"gpt-3.5-turbo-instruct","provider":"openai","temperature":0.7}'
@@ -61,8 +60,8 @@ def bench_lookups(sizes: list[int], calls: int) -> list[list[str]]:
         _fill_sqlite(ours_sql, size, ours_gen)
         _fill_langchain_sqlite(lc_sql, size, lc_gen)
         raw = sqlite3.connect(os.path.join(tmp, f"ours-{size}.db"))
-        key = cache_key(probe, LLM_STRING)
-        select = "SELECT response FROM llm_cache WHERE namespace = ? AND key = ?"
+        row_id = ours_sql._row_id(probe, LLM_STRING)
+        select = "SELECT response FROM llm_cache WHERE id = ?"
         assert ours_sql.lookup(probe, LLM_STRING) and lc_sql.lookup(probe, LLM_STRING)
 
         results = {
@@ -70,7 +69,7 @@ def bench_lookups(sizes: list[int], calls: int) -> list[list[str]]:
             "llm-cache InMemoryCache": per_call_seconds(lambda: ours_mem.lookup(probe, LLM_STRING), calls),
             "LangChain InMemoryCache": per_call_seconds(lambda: lc_mem.lookup(probe, LLM_STRING), calls),
             "sqlite3 point SELECT (floor)": per_call_seconds(
-                lambda: raw.execute(select, ("default", key)).fetchone(), calls
+                lambda: raw.execute(select, (row_id,)).fetchone(), calls
             ),
             "llm-cache SQLiteCache": per_call_seconds(lambda: ours_sql.lookup(probe, LLM_STRING), calls),
             "LangChain SQLiteCache": per_call_seconds(lambda: lc_sql.lookup(probe, LLM_STRING), max(calls // 20, 50)),
