@@ -35,6 +35,7 @@ its own index in memory; memory is per process). Not supported: network filesyst
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -49,6 +50,8 @@ from ...errors import ConfigurationError
 from .base import Neighbour, SemanticEntry, VectorStore
 
 __all__ = ["LocalVectorStore"]
+
+logger = logging.getLogger("llm_cache")
 
 SCHEMA_VERSION = 1
 DB_NAME = "semantic.db"
@@ -511,6 +514,7 @@ class LocalVectorStore(VectorStore):
         if index is None:
             index = self._new_index()
             after = 0
+            started = time.monotonic()
             while True:  # in chunks, so memory stays flat while indexing millions
                 rows = conn.execute(
                     "SELECT id, vector FROM semantic_entries WHERE namespace = ? AND partition = ? "
@@ -521,6 +525,8 @@ class LocalVectorStore(VectorStore):
                     break
                 index.add(self._np.array([r[0] for r in rows], dtype=self._np.uint64), self._vectors([r[1] for r in rows]))
                 after = rows[-1][0]
+                if len(index) >= 100_000 and len(index) % 100_000 < len(rows):
+                    logger.info("llm-cache: indexing partition %s…: %d vectors, %.0fs", partition[:12], len(index), time.monotonic() - started)
         wrapped = _Index(index)
         self._indexes[partition] = wrapped
         return wrapped
