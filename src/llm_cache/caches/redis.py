@@ -45,14 +45,12 @@ so it must stay in the loop it was made for (redis-py's rule).
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import json
 import threading
 import time
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from .._imports import require
+from .. import _redis_clients as rc
 from .._ttl import validate_ttl
 from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import CODEC_VERSION, Generation, generations_from_payload, loads_stored
@@ -63,49 +61,6 @@ __all__ = ["RedisCache"]
 
 DEFAULT_NAMESPACE = "llm_cache"
 DEFAULT_SOCKET_TIMEOUT = 0.25
-
-# SCAN's COUNT is a hint of how many slots to visit per call; UNLINK gets at most this many
-# keys per command so that one command never carries an unbounded argument list.
-_SCAN_COUNT = 1000
-_UNLINK_BATCH = 500
-
-# A cache key is exactly ``{namespace}:`` + 64 lowercase hex digits.
-_HEX_DIGITS = 64
-_HEX_GLOB = "[0-9a-f]" * _HEX_DIGITS
-# Redis glob metacharacters (``\`` first, so that the escapes we add are not escaped again).
-_GLOB_SPECIAL = ("\\", "*", "?", "[", "]")
-
-# Connection settings that mean the same to redis-py's sync and asyncio clients; used to
-# build one kind of client from a client of the other kind. Anything else (pools, parsers,
-# callbacks, retry objects) is specific to one side and is not copied.
-_PORTABLE_SETTINGS = (
-    "host",
-    "port",
-    "db",
-    "username",
-    "password",
-    "credential_provider",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "socket_keepalive",
-    "encoding",
-    "encoding_errors",
-    "decode_responses",
-    "client_name",
-    "health_check_interval",
-    "protocol",
-    "ssl_keyfile",
-    "ssl_certfile",
-    "ssl_cert_reqs",
-    "ssl_ca_certs",
-    "ssl_ca_data",
-    "ssl_ca_path",
-    "ssl_check_hostname",
-    "ssl_min_version",
-    "ssl_ciphers",
-    "ssl_password",
-)
-_PLAIN_POOLS = ("ConnectionPool", "BlockingConnectionPool")
 
 
 class RedisCache(BaseCache):
@@ -149,14 +104,14 @@ class RedisCache(BaseCache):
         async_redis: Any = None,
     ) -> None:
         super().__init__(strict=strict)
-        self._redis = _redis_modules()
-        self.namespace = _validate_namespace(namespace)
+        self._redis = rc.redis_modules("RedisCache")
+        self.namespace = rc.validate_namespace(namespace)
         self.ttl = validate_ttl(ttl)
-        self.socket_timeout = _validate_timeout(socket_timeout)
+        self.socket_timeout = rc.validate_socket_timeout(socket_timeout)
         # Milliseconds for SET PX; at least 1, since PX 0 is an error in Redis.
         self._px: int | None = None if self.ttl is None else max(1, round(self.ttl * 1000))
         self._prefix = self.namespace + ":"
-        self._match = _glob_escape(self.namespace) + ":" + _HEX_GLOB
+        self._match = rc.glob_escape(self.namespace) + ":" + rc.HEX_GLOB
 
         if redis_ is not None and redis_url is not None:
             raise ConfigurationError(
@@ -167,18 +122,16 @@ class RedisCache(BaseCache):
                 "RedisCache needs a server: pass redis_url='redis://localhost:6379/0', "
                 "a client (redis_=redis.Redis(...)), or async_redis=redis.asyncio.Redis(...)"
             )
-        if redis_url is not None and not isinstance(redis_url, str):
-            raise ConfigurationError(
-                f"redis_url must be a string like 'redis://host:6379/0', not {redis_url!r:.60}"
-            )
+        if redis_url is not None:
+            rc.validate_redis_url(redis_url)
 
         self._client: Any = None  # the sync client, built lazily when it must be derived
         self._owns_client = False
         self._client_lock = threading.Lock()
         self._async_user: Any = None
         # Per event loop: (client, closer). The closer is an async generator whose ``finally``
-        # closes the client when the loop runs shutdown_asyncgens() (see _bind_async_client).
-        self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
+        # closes the client when the loop runs shutdown_asyncgens() (see _redis_clients.loop_client).
+        self._aclients: rc.LoopRegistry = {}
         self._make_async: Callable[[], Any] | None = None
         self._make_sync: Callable[[], Any] | None = None
         self._async_error: str | None = None
@@ -188,9 +141,9 @@ class RedisCache(BaseCache):
             self._client = self._client_from_url(redis_url, asynchronous=False)
             self._owns_client = True
             self._make_async = lambda: self._client_from_url(redis_url, asynchronous=True)
-            self._where = _describe_url(redis_url)
+            self._where = rc.describe_url(redis_url)
         elif redis_ is not None:
-            kind = self._kind(redis_)
+            kind = rc.client_kind(self._redis, redis_)
             if kind.startswith("async"):
                 raise ConfigurationError(
                     "redis_ takes a sync client and got "
@@ -203,15 +156,15 @@ class RedisCache(BaseCache):
                     f"not {type(redis_).__name__}"
                 )
             self._client = redis_
-            self._where = _describe_client(redis_)
+            self._where = rc.describe_client(redis_)
             try:
-                self._make_async = self._derive(redis_, kind, asynchronous=True)
+                self._make_async = rc.twin_factory(self._redis, redis_, kind, asynchronous=True)
             except ConfigurationError as exc:
                 # Only async use needs it: a sync-only user must not be refused for it.
                 self._async_error = str(exc)
 
         if async_redis is not None:
-            kind = self._kind(async_redis)
+            kind = rc.client_kind(self._redis, async_redis)
             if not kind.startswith("async"):
                 raise ConfigurationError(
                     "async_redis must be a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster "
@@ -221,105 +174,17 @@ class RedisCache(BaseCache):
             if self._client is None:
                 # Checked now, not at the first sync call: the breaker's probe is sync, so an
                 # async-only cache without a sync client could never close its breaker.
-                self._make_sync = self._derive(async_redis, kind, asynchronous=False)
-                self._where = _describe_client(async_redis)
+                self._make_sync = rc.twin_factory(self._redis, async_redis, kind, asynchronous=False)
+                self._where = rc.describe_client(async_redis)
 
     def __repr__(self) -> str:
         # Host and port only: a URL may carry a password, which must never reach a log.
         return f"RedisCache(namespace={self.namespace!r}, ttl={self.ttl!r}, server={self._where})"
 
     # -- clients -------------------------------------------------------------------------------
-    def _kind(self, client: Any) -> str:
-        redis = self._redis
-        if isinstance(client, redis.cluster.RedisCluster):
-            return "cluster"
-        if isinstance(client, redis.asyncio.cluster.RedisCluster):
-            return "async-cluster"
-        if isinstance(client, redis.asyncio.Redis):
-            return "async"
-        if isinstance(client, redis.Redis):
-            return "standalone"
-        return "unknown"
-
-    def _retry(self, asynchronous: bool) -> Any:
-        # One immediate retry, on connection errors only: it absorbs a pooled connection that
-        # went stale (server restarted, idle connection dropped) without turning an outage or
-        # a timeout into a longer wait. Everything else is the breaker's job.
-        redis = self._redis
-        retry_cls = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
-        return retry_cls(
-            redis.backoff.NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
-        )
-
     def _client_from_url(self, url: str, *, asynchronous: bool) -> Any:
-        cls = self._redis.asyncio.Redis if asynchronous else self._redis.Redis
-        try:
-            return cls.from_url(
-                url,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                retry=self._retry(asynchronous),
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid redis_url {_describe_url(url)}: {exc}") from exc
-
-    def _derive(self, client: Any, kind: str, *, asynchronous: bool) -> Callable[[], Any]:
-        """A factory of the other kind (sync <-> async) of ``client``, on the same server.
-
-        Raises ConfigurationError, without I/O, when the settings cannot be carried over.
-        """
-        redis = self._redis
-        if kind in ("standalone", "async"):
-            pool = client.connection_pool
-            if type(pool).__name__ not in _PLAIN_POOLS:
-                raise ConfigurationError(
-                    f"cannot build the {'async' if asynchronous else 'sync'} twin of a client whose "
-                    f"pool is {type(pool).__name__} (e.g. Sentinel); pass both redis_= and async_redis="
-                )
-            conn_name = pool.connection_class.__name__
-            settings = _portable(pool.connection_kwargs)
-            if conn_name == "SSLConnection":
-                settings["ssl"] = True
-            elif conn_name == "UnixDomainSocketConnection":
-                settings["unix_socket_path"] = pool.connection_kwargs["path"]
-                settings.pop("host", None)
-                settings.pop("port", None)
-            elif conn_name != "Connection":
-                raise ConfigurationError(
-                    f"cannot build the {'async' if asynchronous else 'sync'} twin of a client with "
-                    f"connection class {conn_name}; pass both redis_= and async_redis="
-                )
-            target = redis.asyncio.Redis if asynchronous else redis.Redis
-            settings = _accepted_by(target, settings)
-            return lambda: target(**settings, retry=self._retry(asynchronous))
-
-        # Redis Cluster: the nodes we know, and the connection settings of the nodes.
-        if kind == "cluster":
-            nodes = [(n.host, n.port) for n in client.get_nodes()]
-            first = client.get_nodes()[0].redis_connection.connection_pool
-            conn_kwargs = dict(first.connection_kwargs)
-            ssl = first.connection_class.__name__ == "SSLConnection"
-        else:
-            nodes = [(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]
-            conn_kwargs = dict(client.connection_kwargs)
-            ssl = getattr(conn_kwargs.get("connection_class"), "__name__", "") == "SSLConnection"
-        settings = _portable(conn_kwargs)
-        settings.pop("host", None)
-        settings.pop("port", None)
-        settings.pop("db", None)  # a cluster has only database 0
-        if ssl:
-            settings["ssl"] = True
-        if asynchronous:
-            target = redis.asyncio.cluster.RedisCluster
-            node_cls = redis.asyncio.cluster.ClusterNode
-        else:
-            target = redis.cluster.RedisCluster
-            node_cls = redis.cluster.ClusterNode
-        settings = _accepted_by(target, settings)
-        return lambda: target(
-            startup_nodes=[node_cls(host, port) for host, port in nodes],
-            retry=self._retry(asynchronous),
-            **settings,
+        return rc.client_from_url(
+            self._redis, url, asynchronous=asynchronous, socket_timeout=self.socket_timeout
         )
 
     def _sync(self) -> Any:
@@ -336,33 +201,13 @@ class RedisCache(BaseCache):
     async def _aclient(self) -> Any:
         if self._async_user is not None:
             return self._async_user
-        loop = asyncio.get_running_loop()
-        entry = self._aclients.get(loop)
-        if entry is None:
-            return await self._bind_async_client(loop)
-        return entry[0]
-
-    async def _bind_async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
         if self._make_async is None:
             raise ConfigurationError(
                 f"RedisCache cannot make an async client: {self._async_error}"
                 if self._async_error
                 else "RedisCache has no way to make an async client; pass async_redis="
             )
-        # Forget clients of loops that are gone (a loop closed without shutdown_asyncgens()).
-        # list() takes the keys in one step: other threads' loops may add theirs meanwhile.
-        for old in list(self._aclients):
-            if old.is_closed():
-                self._aclients.pop(old, None)
-        client = self._make_async()
-        closer = _close_at_loop_shutdown(client, self._aclients, loop)
-        # Starting the generator registers it with the running loop; when the loop shuts down
-        # (asyncio.run, pytest-asyncio) it is finalised inside the loop, which closes the client
-        # while its connections can still be closed properly. No suspension happens here, so
-        # no other task of this loop can bind a second client meanwhile.
-        await closer.__anext__()
-        self._aclients[loop] = (client, closer)
-        return client
+        return await rc.loop_client(self._aclients, self._make_async)
 
     # -- keys and values ----------------------------------------------------------------------
     def _key(self, prompt: str, llm_string: str) -> str:
@@ -380,15 +225,7 @@ class RedisCache(BaseCache):
         self._sync().set(self._prefix + cache_key_hex(prompt, llm_string), value, px=self._px)
 
     def _clear(self) -> None:
-        client = self._sync()
-        batch: list[Any] = []
-        for key in client.scan_iter(match=self._match, count=_SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= _UNLINK_BATCH:
-                client.unlink(*batch)
-                batch = []
-        if batch:
-            client.unlink(*batch)
+        rc.unlink_matching(self._sync(), self._match)
 
     async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         client = await self._aclient()
@@ -401,16 +238,7 @@ class RedisCache(BaseCache):
         await client.set(self._key(prompt, llm_string), value, px=self._px)
 
     async def _aclear(self) -> None:
-        client = await self._aclient()
-        batch: list[Any] = []
-        keys: AsyncIterator[Any] = client.scan_iter(match=self._match, count=_SCAN_COUNT)
-        async for key in keys:
-            batch.append(key)
-            if len(batch) >= _UNLINK_BATCH:
-                await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
+        await rc.aunlink_matching(await self._aclient(), self._match)
 
     # -- listing (what ``llm-cache stats | inspect | search | export`` read) ---------------------
     def entries(self) -> Iterator[CacheEntry]:
@@ -421,13 +249,7 @@ class RedisCache(BaseCache):
         SCAN and GET is skipped silently. Store errors are raised (this is not a lookup).
         """
         client = self._sync()
-        batch: list[Any] = []
-        for key in client.scan_iter(match=self._match, count=_SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= _UNLINK_BATCH:
-                yield from self._entries_of(client, batch)
-                batch = []
-        if batch:
+        for batch in rc.scan_batches(client, self._match):
             yield from self._entries_of(client, batch)
 
     def _entries_of(self, client: Any, keys: list[Any]) -> Iterator[CacheEntry]:
@@ -452,7 +274,7 @@ class RedisCache(BaseCache):
 
     def count(self) -> int:
         """Number of keys in this namespace (one SCAN; no value is read or checked)."""
-        return sum(1 for _ in self._sync().scan_iter(match=self._match, count=_SCAN_COUNT))
+        return rc.count_matching(self._sync(), self._match)
 
     def _probe(self) -> None:
         """The breaker's health check: a PING (no key, no value to decode)."""
@@ -472,94 +294,10 @@ class RedisCache(BaseCache):
 
     async def aclose(self) -> None:
         """Close the async client this cache made for the running event loop (if any)."""
-        entry = self._aclients.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[1].aclose()
-
-
-async def _close_at_loop_shutdown(
-    client: Any,
-    registry: dict[asyncio.AbstractEventLoop, tuple[Any, Any]],
-    loop: asyncio.AbstractEventLoop,
-) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        entry = registry.get(loop)
-        if entry is not None and entry[0] is client:
-            registry.pop(loop, None)
-        await client.aclose()
+        await rc.aclose_loop_client(self._aclients)
 
 
 # -- helpers (no I/O) ----------------------------------------------------------------------------
-def _redis_modules() -> Any:
-    """redis-py, with every submodule RedisCache uses imported (or the pip line to get it)."""
-    redis = require("redis", "redis", "RedisCache")
-    submodules = ("asyncio", "asyncio.cluster", "asyncio.retry", "cluster", "retry", "backoff", "exceptions")
-    for sub in submodules:
-        require(f"redis.{sub}", "redis", "RedisCache")
-    return redis
-
-
-def _validate_namespace(namespace: Any) -> str:
-    if not isinstance(namespace, str):
-        raise ConfigurationError(f"namespace must be a string, not {type(namespace).__name__}")
-    if not namespace:
-        raise ConfigurationError(
-            "namespace must not be empty: it is the prefix that keeps this cache's keys apart"
-        )
-    if any(ch.isspace() for ch in namespace):
-        raise ConfigurationError(
-            f"namespace must not contain whitespace (got {namespace!r}); use e.g. 'myapp:llm'"
-        )
-    return namespace
-
-
-def _validate_timeout(timeout: Any) -> float | None:
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ConfigurationError(
-            f"socket_timeout must be a positive number of seconds or None, not {timeout!r}"
-        )
-    return float(timeout)
-
-
-def _glob_escape(text: str) -> str:
-    for ch in _GLOB_SPECIAL:
-        text = text.replace(ch, "\\" + ch)
-    return text
-
-
-def _portable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {name: kwargs[name] for name in _PORTABLE_SETTINGS if name in kwargs}
-
-
-def _accepted_by(target: type, settings: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(target.__init__).parameters
-    return {name: value for name, value in settings.items() if name in params}
-
-
-def _describe_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
-    except ValueError:
-        return "<unparsable URL>"
-
-
-def _describe_client(client: Any) -> str:
-    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
-    if kwargs:
-        if "path" in kwargs:
-            return f"unix://{kwargs['path']}"
-        return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
-    return type(client).__name__
-
-
 def _encode(prompt: str, llm_string: str, generations: list[Generation]) -> bytes:
     """The stored value: the codec's ``{"v", "g"}`` plus the full prompt and llm_string."""
     text = json.dumps(

@@ -35,16 +35,16 @@ refuses a ``VADD`` with another one, which the store reports as a ConfigurationE
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ... import _redis_clients as rc
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError, CorruptEntryError
@@ -64,10 +64,6 @@ QUANTIZATIONS = ("Q8", "NOQUANT", "BIN")
 
 _FORMAT = 1  # version of the payload JSON
 _KEY_RE = re.compile(r"[0-9a-f]{64}\Z")
-_HEX_GLOB = "[0-9a-f]" * 64
-_GLOB_SPECIAL = ("\\", "*", "?", "[", "]")
-_SCAN_COUNT = 1000
-_UNLINK_BATCH = 500
 # A search asks VSIM for k candidates, and for more (up to this many rounds) only when stale
 # ones had to be dropped.
 _MAX_ROUNDS = 4
@@ -114,9 +110,9 @@ class RedisVectorStore(VectorStore):
         nothread: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = _redis_modules()
+        self._redis = rc.redis_modules("RedisVectorStore")
         self._np = require("numpy", "semantic", "RedisVectorStore")
-        self.namespace = _validate_namespace(namespace)
+        self.namespace = rc.validate_namespace(namespace)
         self.dimension = _validate_positive_int(dimension, "dimension")
         self.ttl = validate_ttl(ttl)
         quant = str(quantization).upper() if isinstance(quantization, str) else quantization
@@ -127,20 +123,12 @@ class RedisVectorStore(VectorStore):
         self.quantization: str = quant
         self.ef = None if ef is None else _validate_positive_int(ef, "ef")
         self.nothread = bool(nothread)
-        if socket_timeout is not None and (
-            isinstance(socket_timeout, bool)
-            or not isinstance(socket_timeout, (int, float))
-            or socket_timeout <= 0
-        ):
-            raise ConfigurationError(
-                f"socket_timeout must be a positive number of seconds or None, not {socket_timeout!r}"
-            )
-        self.socket_timeout = None if socket_timeout is None else float(socket_timeout)
+        self.socket_timeout = rc.validate_socket_timeout(socket_timeout)
         self._clock = clock
         self._entry_prefix = self.namespace + ":e:"
         self._set_prefix = self.namespace + ":v:"
-        self._match = _glob_escape(self.namespace) + ":[ev]:" + _HEX_GLOB
-        self._entry_match = _glob_escape(self.namespace) + ":e:" + _HEX_GLOB
+        self._match = rc.glob_escape(self.namespace) + ":[ev]:" + rc.HEX_GLOB
+        self._entry_match = rc.glob_escape(self.namespace) + ":e:" + rc.HEX_GLOB
 
         if redis_ is not None and redis_url is not None:
             raise ConfigurationError(
@@ -150,30 +138,31 @@ class RedisVectorStore(VectorStore):
             raise ConfigurationError(
                 "RedisVectorStore needs a server: pass redis_url='redis://localhost:6379/0' or a client (redis_=redis.Redis(...))"
             )
-        redis = self._redis
         self._owns_client = redis_ is None
-        self._make_async: Callable[[], Any] | None
+        self._make_async: Callable[[], Any] | None = None
         if redis_url is not None:
-            if not isinstance(redis_url, str):
-                raise ConfigurationError(
-                    f"redis_url must be a string like 'redis://host:6379/0', not {type(redis_url).__name__}"
-                )
+            rc.validate_redis_url(redis_url)
             self._client = self._from_url(redis_url, asynchronous=False)
             self._make_async = lambda: self._from_url(redis_url, asynchronous=True)
         else:
-            if isinstance(redis_, redis.asyncio.Redis) or not isinstance(
-                redis_, (redis.Redis, redis.cluster.RedisCluster)
-            ):
+            kind = rc.client_kind(self._redis, redis_)
+            if kind not in ("standalone", "cluster"):
                 raise ConfigurationError(
                     "redis_ must be a sync redis.Redis or redis.cluster.RedisCluster client "
                     f"(an asyncio client goes in async_redis=), not {type(redis_).__name__}"
                 )
             self._client = redis_
-            self._make_async = _async_twin(redis, redis_)
+            if kind == "standalone":
+                # A cluster client gets no derived async twin: async use of a cluster takes an
+                # explicit async_redis= (see test_redis_cluster_sync_and_async).
+                try:
+                    self._make_async = rc.twin_factory(self._redis, redis_, kind, asynchronous=True)
+                except ConfigurationError:
+                    pass  # e.g. Sentinel: only async use needs it, and it says to pass async_redis=
         self._async_user = async_redis
         # One async client per event loop: a redis.asyncio client belongs to the loop it first
-        # ran on. Each is closed by an async generator that the loop finalises at shutdown.
-        self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
+        # ran on. Each is closed by the loop at shutdown (see _redis_clients.loop_client).
+        self._aclients: rc.LoopRegistry = {}
 
     def __repr__(self) -> str:
         return (
@@ -183,44 +172,18 @@ class RedisVectorStore(VectorStore):
 
     # -- clients ----------------------------------------------------------------------------------
     def _from_url(self, url: str, *, asynchronous: bool) -> Any:
-        redis = self._redis
-        cls = redis.asyncio.Redis if asynchronous else redis.Redis
-        retry_cls = redis.asyncio.retry.Retry if asynchronous else redis.retry.Retry
-        # One immediate retry on a connection error (a pooled connection that went stale);
-        # none on a timeout, so a cache that is down costs one timeout, not ten with backoff.
-        retry = retry_cls(
-            redis.backoff.NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+        return rc.client_from_url(
+            self._redis, url, asynchronous=asynchronous, socket_timeout=self.socket_timeout
         )
-        try:
-            return cls.from_url(
-                url,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                retry=retry,
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid redis_url: {exc}") from exc
 
     async def _aclient(self) -> Any:
         if self._async_user is not None:
             return self._async_user
-        loop = asyncio.get_running_loop()
-        found = self._aclients.get(loop)
-        if found is not None:
-            return found[0]
         if self._make_async is None:
             raise ConfigurationError(
                 "RedisVectorStore cannot derive an async client from this redis_ client; pass async_redis="
             )
-        for old in [old for old in self._aclients if old.is_closed()]:
-            self._aclients.pop(old, None)
-        client = self._make_async()
-        closer = _close_at_loop_shutdown(client, self._aclients, loop)
-        # Starting the generator registers it with the loop, which finalises it (closing the
-        # client while its connections can still be closed) in shutdown_asyncgens().
-        await closer.__anext__()
-        self._aclients[loop] = (client, closer)
-        return client
+        return await rc.loop_client(self._aclients, self._make_async)
 
     # -- keys and values --------------------------------------------------------------------------
     def _entry_key(self, key: str) -> str:
@@ -392,19 +355,11 @@ class RedisVectorStore(VectorStore):
 
     def clear(self) -> None:
         """Remove every entry of this namespace (payloads and vector sets), and nothing else."""
-        client = self._client
-        batch: list[Any] = []
-        for key in client.scan_iter(match=self._match, count=_SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= _UNLINK_BATCH:
-                client.unlink(*batch)
-                batch = []
-        if batch:
-            client.unlink(*batch)
+        rc.unlink_matching(self._client, self._match)
 
     def count(self) -> int:
         """Number of live entries (payload keys) in this namespace; a ``SCAN`` of the database."""
-        return sum(1 for _ in self._client.scan_iter(match=self._entry_match, count=_SCAN_COUNT))
+        return rc.count_matching(self._client, self._entry_match)
 
     def close(self) -> None:
         """Close the clients the store made (never one you passed)."""
@@ -414,9 +369,7 @@ class RedisVectorStore(VectorStore):
 
     async def aclose(self) -> None:
         """Close the async client made for the running event loop, if any."""
-        found = self._aclients.pop(asyncio.get_running_loop(), None)
-        if found is not None:
-            await found[1].aclose()
+        await rc.aclose_loop_client(self._aclients)
 
     # -- native async twins -----------------------------------------------------------------------
     async def aadd(self, entry: SemanticEntry, vector: np.ndarray) -> None:
@@ -477,23 +430,10 @@ class RedisVectorStore(VectorStore):
         await pipe.execute()
 
     async def aclear(self) -> None:
-        client = await self._aclient()
-        batch: list[Any] = []
-        keys: AsyncIterator[Any] = client.scan_iter(match=self._match, count=_SCAN_COUNT)
-        async for key in keys:
-            batch.append(key)
-            if len(batch) >= _UNLINK_BATCH:
-                await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
+        await rc.aunlink_matching(await self._aclient(), self._match)
 
     async def acount(self) -> int:
-        client = await self._aclient()
-        n = 0
-        async for _ in client.scan_iter(match=self._entry_match, count=_SCAN_COUNT):
-            n += 1
-        return n
+        return await rc.acount_matching(await self._aclient(), self._entry_match)
 
     # -- helpers ----------------------------------------------------------------------------------
     def _live(self, raw: Any, key: str) -> SemanticEntry | None:
@@ -568,69 +508,6 @@ class RedisSemanticCache(SemanticCache):
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
-def _redis_modules() -> Any:
-    redis = require("redis", "redis", "RedisVectorStore")
-    for sub in ("asyncio", "asyncio.retry", "cluster", "retry", "backoff", "exceptions"):
-        require(f"redis.{sub}", "redis", "RedisVectorStore")
-    return redis
-
-
-_PORTABLE = (
-    "host",
-    "port",
-    "db",
-    "username",
-    "password",
-    "credential_provider",
-    "socket_timeout",
-    "socket_connect_timeout",
-    "socket_keepalive",
-    "encoding",
-    "encoding_errors",
-    "decode_responses",
-    "client_name",
-    "protocol",
-)
-
-
-def _async_twin(redis: Any, client: Any) -> Callable[[], Any] | None:
-    """A factory of a ``redis.asyncio.Redis`` on the same server as a plain TCP ``client``."""
-    if not isinstance(client, redis.Redis):
-        return None
-    pool = client.connection_pool
-    if pool.connection_class.__name__ != "Connection" or type(pool).__name__ not in (
-        "ConnectionPool",
-        "BlockingConnectionPool",
-    ):
-        return None  # TLS, Unix sockets, Sentinel: pass async_redis= explicitly
-    settings = {
-        name: pool.connection_kwargs[name] for name in _PORTABLE if name in pool.connection_kwargs
-    }
-    return lambda: redis.asyncio.Redis(**settings)
-
-
-async def _close_at_loop_shutdown(
-    client: Any,
-    registry: dict[asyncio.AbstractEventLoop, tuple[Any, Any]],
-    loop: asyncio.AbstractEventLoop,
-) -> AsyncIterator[None]:
-    try:
-        yield
-    finally:
-        found = registry.get(loop)
-        if found is not None and found[0] is client:
-            registry.pop(loop, None)
-        await client.aclose()
-
-
-def _validate_namespace(namespace: Any) -> str:
-    if not isinstance(namespace, str) or not namespace:
-        raise ConfigurationError(f"namespace must be a non-empty string, not {namespace!r}")
-    if any(ch.isspace() for ch in namespace):
-        raise ConfigurationError(f"namespace must not contain whitespace (got {namespace!r})")
-    return namespace
-
-
 def _validate_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
@@ -642,12 +519,6 @@ def _check_key(key: str) -> None:
         raise ConfigurationError(
             f"entry keys must be 64 lowercase hex digits (llm_cache.keys.cache_key_hex), not {key!r:.80}"
         )
-
-
-def _glob_escape(text: str) -> str:
-    for ch in _GLOB_SPECIAL:
-        text = text.replace(ch, "\\" + ch)
-    return text
 
 
 def _dimension_of(embedding: Any) -> int:
