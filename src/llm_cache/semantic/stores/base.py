@@ -26,7 +26,9 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ...errors import ConfigurationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,3 +107,27 @@ class VectorStore(ABC):
 
     async def aclear(self) -> None:
         await asyncio.to_thread(self.clear)
+
+
+# -- helpers for store modules (no I/O) --------------------------------------------------------
+def positive_int(value: Any, name: str) -> int:
+    """``value`` if it is a positive ``int`` (not a bool); ConfigurationError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
+    return value
+
+
+def embedding_with_dimension(embedding: Any) -> tuple[Any, int]:
+    """The embedding model a store-backed semantic cache uses and the dimension of its vectors.
+
+    ``None`` means :class:`~llm_cache.embeddings.LocalEmbeddings`. The dimension is the model's
+    ``dimension`` attribute when it has a positive one, otherwise the length of one embedding.
+    """
+    if embedding is None:
+        from ..embeddings import LocalEmbeddings
+
+        embedding = LocalEmbeddings()
+    dimension = getattr(embedding, "dimension", None)
+    if not (isinstance(dimension, int) and dimension > 0):
+        dimension = len(embedding.embed_query("dimension probe"))
+    return embedding, dimension

@@ -67,7 +67,7 @@ from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError
 from ..cache import SemanticCache
-from .base import Neighbour, SemanticEntry, VectorStore
+from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -135,15 +135,15 @@ class PGVectorStore(VectorStore):
                 f"namespace must be a non-empty string without NUL, not {namespace!r}"
             )
         self.namespace = namespace
-        self.dimension = _positive_int(dimension, "dimension")
+        self.dimension = positive_int(dimension, "dimension")
         if self.dimension > 16000:
             raise ConfigurationError(
                 f"pgvector's HNSW index takes at most 2,000 dimensions (16,000 stored), not {dimension}"
             )
         self.ttl = validate_ttl(ttl)
-        self.hnsw_m = _positive_int(hnsw_m, "hnsw_m")
-        self.hnsw_ef_construction = _positive_int(hnsw_ef_construction, "hnsw_ef_construction")
-        self.ef_search = _positive_int(ef_search, "ef_search")
+        self.hnsw_m = positive_int(hnsw_m, "hnsw_m")
+        self.hnsw_ef_construction = positive_int(hnsw_ef_construction, "hnsw_ef_construction")
+        self.ef_search = positive_int(ef_search, "ef_search")
         if iterative_scan not in ITERATIVE_SCANS:
             raise ConfigurationError(
                 f"iterative_scan must be one of {ITERATIVE_SCANS}, not {iterative_scan!r}"
@@ -483,15 +483,12 @@ class PGVectorSemanticCache(SemanticCache):
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        if embedding is None:
-            from ..embeddings import LocalEmbeddings
-
-            embedding = LocalEmbeddings()
+        embedding, dimension = embedding_with_dimension(embedding)
         store = PGVectorStore(
             engine_or_url,
             table=table,
             namespace=namespace,
-            dimension=_dimension_of(embedding),
+            dimension=dimension,
             hnsw_m=hnsw_m,
             hnsw_ef_construction=hnsw_ef_construction,
             ef_search=ef_search,
@@ -510,12 +507,6 @@ class PGVectorSemanticCache(SemanticCache):
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 def _split_table(table: Any) -> tuple[str | None, str]:
     if not isinstance(table, str):
         raise ConfigurationError(f"table must be a string, not {type(table).__name__}")
@@ -638,10 +629,3 @@ def _entry(row: Any) -> SemanticEntry:
         created_at=float(row.created_at),
         expires_at=None if row.expires_at is None else float(row.expires_at),
     )
-
-
-def _dimension_of(embedding: Any) -> int:
-    dimension = getattr(embedding, "dimension", None)
-    if isinstance(dimension, int) and dimension > 0:
-        return dimension
-    return len(embedding.embed_query("dimension probe"))

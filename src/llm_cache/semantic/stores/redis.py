@@ -49,7 +49,7 @@ from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError, CorruptEntryError
 from ..cache import SemanticCache
-from .base import Neighbour, SemanticEntry, VectorStore
+from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -113,7 +113,7 @@ class RedisVectorStore(VectorStore):
         self._redis = rc.redis_modules("RedisVectorStore")
         self._np = require("numpy", "semantic", "RedisVectorStore")
         self.namespace = rc.validate_namespace(namespace)
-        self.dimension = _validate_positive_int(dimension, "dimension")
+        self.dimension = positive_int(dimension, "dimension")
         self.ttl = validate_ttl(ttl)
         quant = str(quantization).upper() if isinstance(quantization, str) else quantization
         if quant not in QUANTIZATIONS:
@@ -121,7 +121,7 @@ class RedisVectorStore(VectorStore):
                 f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}"
             )
         self.quantization: str = quant
-        self.ef = None if ef is None else _validate_positive_int(ef, "ef")
+        self.ef = None if ef is None else positive_int(ef, "ef")
         self.nothread = bool(nothread)
         self.socket_timeout = rc.validate_socket_timeout(socket_timeout)
         self._clock = clock
@@ -481,15 +481,12 @@ class RedisSemanticCache(SemanticCache):
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        if embedding is None:
-            from ..embeddings import LocalEmbeddings
-
-            embedding = LocalEmbeddings()
+        embedding, dimension = embedding_with_dimension(embedding)
         store = RedisVectorStore(
             redis_,
             redis_url=redis_url,
             namespace=namespace,
-            dimension=_dimension_of(embedding),
+            dimension=dimension,
             quantization=quantization,
             socket_timeout=socket_timeout,
             async_redis=async_redis,
@@ -508,24 +505,11 @@ class RedisSemanticCache(SemanticCache):
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
-def _validate_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigurationError(f"{name} must be a positive integer, not {value!r}")
-    return value
-
-
 def _check_key(key: str) -> None:
     if not isinstance(key, str) or not _KEY_RE.match(key):
         raise ConfigurationError(
             f"entry keys must be 64 lowercase hex digits (llm_cache.keys.cache_key_hex), not {key!r:.80}"
         )
-
-
-def _dimension_of(embedding: Any) -> int:
-    dimension = getattr(embedding, "dimension", None)
-    if isinstance(dimension, int) and dimension > 0:
-        return dimension
-    return len(embedding.embed_query("dimension probe"))
 
 
 def _parse_vsim(reply: Any) -> list[tuple[str, float]]:
