@@ -70,7 +70,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 from .._imports import require
@@ -80,6 +80,7 @@ from ..generation import Generation
 from ..globals import get_llm_cache
 from ..keys import cache_key_hex, canonical_json, make_llm_string, messages_prompt
 from ..llms.coalesce import COALESCER
+from ..streaming import StreamAssembler, replay_chunks
 
 __all__ = ["cached_client", "CachedOpenAI", "CachedStream", "AsyncCachedStream"]
 
@@ -303,166 +304,23 @@ def _include_usage(kwargs: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and bool(options.get("include_usage"))
 
 
-def _pieces(text: str) -> Iterator[str]:
-    """Word-sized pieces that concatenate back to ``text`` (a provider's stream rhythm)."""
-    start = 0
-    for index, char in enumerate(text):
-        if char == " " and index > start:
-            yield text[start:index]
-            start = index
-    if start < len(text):
-        yield text[start:]
+class _SDKStreamAssembler(StreamAssembler):
+    """The shared :class:`~llm_cache.streaming.StreamAssembler`, fed the SDK's chunk objects.
 
-
-def replay_chunks(api: _Api, response: Mapping[str, Any], include_usage: bool) -> list[dict[str, Any]]:
-    """The chunks a provider would have streamed for ``response`` (as JSON dicts)."""
-    chunk_object = "chat.completion.chunk" if api is CHAT else "text_completion"
-    envelope = {name: response[name] for name in _CHUNK_ENVELOPE if response.get(name) is not None}
-    envelope["object"] = chunk_object
-
-    def chunk(choice: dict[str, Any]) -> dict[str, Any]:
-        out = {**envelope, "choices": [choice]}
-        if include_usage:
-            out["usage"] = None
-        return out
-
-    chunks: list[dict[str, Any]] = []
-    for choice in sorted(response.get("choices") or [], key=lambda c: c.get("index", 0)):
-        index = choice.get("index", 0)
-        final = {"index": index, "finish_reason": choice.get("finish_reason"), "logprobs": choice.get("logprobs")}
-        if api is CHAT:
-            message = choice.get("message") or {}
-            role = message.get("role", "assistant")
-            chunks.append(chunk({"index": index, "delta": {"role": role, "content": ""}}))
-            for position, call in enumerate(message.get("tool_calls") or []):
-                chunks.append(chunk({"index": index, "delta": {"tool_calls": [{"index": position, **call}]}}))
-            if message.get("function_call"):
-                chunks.append(chunk({"index": index, "delta": {"function_call": message["function_call"]}}))
-            for piece in _pieces(message.get("content") or ""):
-                chunks.append(chunk({"index": index, "delta": {"content": piece}}))
-            if message.get("refusal"):
-                chunks.append(chunk({"index": index, "delta": {"refusal": message["refusal"]}}))
-            chunks.append(chunk({**final, "delta": {}}))
-        else:
-            for piece in _pieces(choice.get("text") or ""):
-                chunks.append(chunk({"index": index, "text": piece, "finish_reason": None, "logprobs": None}))
-            chunks.append(chunk({**final, "text": ""}))
-    if include_usage and response.get("usage") is not None:
-        chunks.append({**envelope, "choices": [], "usage": response["usage"]})
-    return chunks
-
-
-@dataclass
-class _ChoiceState:
-    text: list[str] = field(default_factory=list)
-    refusal: list[str] = field(default_factory=list)
-    role: str | None = None
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    function_call: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    logprobs: dict[str, Any] | None = None
-
-
-class StreamAssembler:
-    """Rebuilds the full response (as JSON) from a stream's chunks."""
+    Keeps only the envelope fields a full response shares with its chunks, and gives the
+    response a ``created`` if no chunk had one (the SDK's response types require it).
+    """
 
     def __init__(self, api: _Api) -> None:
-        self.api = api
-        self.envelope: dict[str, Any] = {}
-        self.usage: dict[str, Any] | None = None
-        self.choices: dict[int, _ChoiceState] = {}
+        super().__init__(api.name, envelope_fields=_CHUNK_ENVELOPE)
 
     def add(self, chunk: Any) -> None:
-        data = chunk.model_dump(mode="json") if hasattr(chunk, "model_dump") else dict(chunk)
-        for name in _CHUNK_ENVELOPE:
-            if data.get(name) is not None:
-                self.envelope[name] = data[name]
-        if data.get("usage") is not None:
-            self.usage = data["usage"]
-        for choice in data.get("choices") or []:
-            state = self.choices.setdefault(choice.get("index", 0), _ChoiceState())
-            if choice.get("finish_reason") is not None:
-                state.finish_reason = choice["finish_reason"]
-            if choice.get("logprobs"):
-                state.logprobs = _merge_logprobs(state.logprobs, choice["logprobs"])
-            if self.api is CHAT:
-                self._add_delta(state, choice.get("delta") or {})
-            elif choice.get("text"):
-                state.text.append(choice["text"])
-
-    @staticmethod
-    def _add_delta(state: _ChoiceState, delta: dict[str, Any]) -> None:
-        if delta.get("role"):
-            state.role = delta["role"]
-        if delta.get("content"):
-            state.text.append(delta["content"])
-        if delta.get("refusal"):
-            state.refusal.append(delta["refusal"])
-        for call in delta.get("tool_calls") or []:
-            slot = state.tool_calls.setdefault(
-                call.get("index", 0), {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-            )
-            if call.get("id"):
-                slot["id"] = call["id"]
-            if call.get("type"):
-                slot["type"] = call["type"]
-            function = call.get("function") or {}
-            slot["function"]["name"] += function.get("name") or ""
-            slot["function"]["arguments"] += function.get("arguments") or ""
-        if delta.get("function_call"):
-            current = state.function_call or {"name": "", "arguments": ""}
-            current["name"] += delta["function_call"].get("name") or ""
-            current["arguments"] += delta["function_call"].get("arguments") or ""
-            state.function_call = current
-
-    def complete(self) -> bool:
-        """Every choice that appeared has finished (a stream cut short is never stored)."""
-        return bool(self.choices) and all(s.finish_reason is not None for s in self.choices.values())
+        super().add(chunk.model_dump(mode="json") if hasattr(chunk, "model_dump") else dict(chunk))
 
     def response(self) -> dict[str, Any]:
-        choices = []
-        for index in sorted(self.choices):
-            state = self.choices[index]
-            choice: dict[str, Any] = {
-                "index": index, "finish_reason": state.finish_reason, "logprobs": state.logprobs
-            }
-            if self.api is CHAT:
-                message: dict[str, Any] = {
-                    "role": state.role or "assistant",
-                    "content": "".join(state.text) if state.text or not state.tool_calls else None,
-                }
-                if state.refusal:
-                    message["refusal"] = "".join(state.refusal)
-                if state.tool_calls:
-                    message["tool_calls"] = [state.tool_calls[i] for i in sorted(state.tool_calls)]
-                if state.function_call is not None:
-                    message["function_call"] = state.function_call
-                choice["message"] = message
-            else:
-                choice["text"] = "".join(state.text)
-            choices.append(choice)
-        response = {
-            **self.envelope,
-            "object": "chat.completion" if self.api is CHAT else "text_completion",
-            "choices": choices,
-        }
+        response = super().response()
         response.setdefault("created", int(time.time()))
-        if self.usage is not None:
-            response["usage"] = self.usage
         return response
-
-
-def _merge_logprobs(total: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
-    """Concatenate the list fields of streamed logprobs (chat: content/refusal; completions:
-    tokens, token_logprobs, top_logprobs, text_offset)."""
-    if total is None:
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in part.items()}
-    for name, value in part.items():
-        if isinstance(value, list):
-            total[name] = (total.get(name) or []) + value
-        elif total.get(name) is None:
-            total[name] = value
-    return total
 
 
 # ----------------------------------------------------------------------------------------
@@ -556,7 +414,7 @@ class _RecordingStream:
         if self._done:
             return
         self._done = True
-        if self._assembler.complete():
+        if self._assembler.complete:
             self._on_complete(self._assembler.response())
 
     def close(self) -> None:
@@ -594,7 +452,7 @@ class _AsyncRecordingStream:
         except StopAsyncIteration:
             if not self._done:
                 self._done = True
-                if self._assembler.complete():
+                if self._assembler.complete:
                     await self._on_complete(self._assembler.response())
             raise
         except BaseException:
@@ -766,7 +624,8 @@ class _EndpointBase:
             # (``construct``, unvalidated: a streamed completion chunk's finish_reason is null,
             # which the Completion model's validation rejects) from the response just checked.
             chunk_type = _openai_type(openai, self._api.chunk_type)  # type: ignore[arg-type]
-            return [chunk_type.construct(**c) for c in replay_chunks(self._api, data, _include_usage(kwargs))]
+            chunks = replay_chunks(self._api.name, data, _include_usage(kwargs))
+            return [chunk_type.construct(**c) for c in chunks]
         except Exception as exc:  # a stored value of the wrong shape: a miss, never the caller's error
             logger.warning("llm-cache: cached %s entry unusable, treated as a miss: %s", self._api.name, exc)
             return None
@@ -825,7 +684,7 @@ class _SyncEndpoint(_EndpointBase):
         def store(response: dict[str, Any]) -> None:
             cache.update(prompt, llm_string, self._api.generations_from_dict(response))
 
-        return _RecordingStream(self._resource.create(**kwargs), StreamAssembler(self._api), store)
+        return _RecordingStream(self._resource.create(**kwargs), _SDKStreamAssembler(self._api), store)
 
 
 class _AsyncEndpoint(_EndpointBase):
@@ -882,4 +741,4 @@ class _AsyncEndpoint(_EndpointBase):
             await cache.aupdate(prompt, llm_string, self._api.generations_from_dict(response))
 
         stream = await self._resource.create(**kwargs)
-        return _AsyncRecordingStream(stream, StreamAssembler(self._api), store)
+        return _AsyncRecordingStream(stream, _SDKStreamAssembler(self._api), store)
