@@ -77,7 +77,7 @@ from .._imports import require
 from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..generation import Generation
-from ..globals import get_llm_cache
+from ..globals import resolve_cache, validate_cache_setting
 from ..keys import cache_key_hex, canonical_json, make_llm_string, messages_prompt
 from ..llms.coalesce import COALESCER
 from ..streaming import StreamAssembler, replay_chunks
@@ -479,15 +479,6 @@ class _AsyncRecordingStream:
 # ----------------------------------------------------------------------------------------
 # The wrapper
 # ----------------------------------------------------------------------------------------
-def _validate_cache_setting(cache: Any) -> None:
-    if cache is None or isinstance(cache, (bool, BaseCache)):
-        return
-    raise ConfigurationError(
-        f"cache must be None (use the global cache), False (never cache), True (require the "
-        f"global cache) or an llm_cache cache such as SQLiteCache(); got {type(cache).__name__}"
-    )
-
-
 class CachedOpenAI:
     """An ``openai.OpenAI`` / ``openai.AsyncOpenAI`` client whose completions, chat
     completions and embeddings are cached (see the module docstring).
@@ -507,7 +498,7 @@ class CachedOpenAI:
     def __init__(
         self, client: Any, cache: BaseCache | bool | None = None, *, namespace: str | None = None
     ) -> None:
-        _validate_cache_setting(cache)
+        validate_cache_setting(cache)
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ConfigurationError("namespace must be a non-empty string or None")
         if isinstance(client, CachedOpenAI):
@@ -524,18 +515,7 @@ class CachedOpenAI:
 
     def resolve_cache(self) -> BaseCache | None:
         """The cache this client uses right now, following the ``cache`` argument's rules."""
-        setting = self.cache
-        if isinstance(setting, BaseCache):
-            return setting
-        if setting is False:
-            return None
-        cache = get_llm_cache()
-        if cache is None and setting is True:
-            raise ConfigurationError(
-                "cached_client(cache=True) but no global cache is set: call "
-                "llm_cache.set_llm_cache(SQLiteCache()) first, or pass a cache object"
-            )
-        return cache
+        return resolve_cache(self.cache, owner="cached_client(cache=True)")
 
     def with_options(self, **options: Any) -> "CachedOpenAI":
         """The SDK's ``with_options``, still cached."""

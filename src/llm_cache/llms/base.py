@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Generic, Iterator, Sequence, TypeVar
 from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..generation import Generation, LLMResult
-from ..globals import get_llm_cache
+from ..globals import resolve_cache, validate_cache_setting
 from ..keys import make_llm_string
 from .coalesce import COALESCER
 
@@ -25,15 +25,6 @@ __all__ = ["BaseLLM"]
 InputT = TypeVar("InputT")
 
 _CACHED_ATTRIBUTE = "_llm_string_cache"
-
-
-def _validate_cache_setting(cache: Any) -> None:
-    if cache is None or isinstance(cache, (bool, BaseCache)):
-        return
-    raise ConfigurationError(
-        f"cache must be None (use the global cache), False (never cache), True (require the "
-        f"global cache) or a cache object such as SQLiteCache(); got {type(cache).__name__}"
-    )
 
 
 class _Batch(Generic[InputT]):
@@ -86,12 +77,12 @@ class BaseLLM(ABC, Generic[InputT]):
     provider: str = "base"
 
     def __init__(self, *, cache: BaseCache | bool | None = None) -> None:
-        _validate_cache_setting(cache)
+        validate_cache_setting(cache)
         self.cache = cache
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "cache":
-            _validate_cache_setting(value)
+            validate_cache_setting(value)
         object.__setattr__(self, name, value)
         if name != _CACHED_ATTRIBUTE:
             self.__dict__.pop(_CACHED_ATTRIBUTE, None)
@@ -120,18 +111,7 @@ class BaseLLM(ABC, Generic[InputT]):
     # -- cache resolution and keys ---------------------------------------------------------
     def resolve_cache(self) -> BaseCache | None:
         """The cache this model uses right now, following the ``cache`` argument's rules."""
-        setting = self.cache
-        if isinstance(setting, BaseCache):
-            return setting
-        if setting is False:
-            return None
-        cache = get_llm_cache()
-        if cache is None and setting is True:
-            raise ConfigurationError(
-                "this model was created with cache=True but no global cache is set: call "
-                "llm_cache.set_llm_cache(SQLiteCache()) first, or pass a cache object"
-            )
-        return cache
+        return resolve_cache(self.cache, owner="this model was created with cache=True")
 
     def llm_string(self, **kwargs: Any) -> str:
         """The canonical description of this model and call, as used in cache keys."""
