@@ -70,6 +70,19 @@ def _is_store_error(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
+def _store_errors_as_one_line(url: str) -> Iterator[None]:
+    """Inside the block, a store driver's exception becomes a one-line CacheBackendError."""
+    try:
+        yield
+    except LLMCacheError:
+        raise
+    except Exception as exc:
+        if _is_store_error(exc):
+            raise _store_error(url, exc) from exc
+        raise
+
+
+@contextlib.contextmanager
 def open_cache(url: str, *, namespace: str | None = None, must_exist: bool = True) -> Iterator["BaseCache"]:
     """The cache ``url`` names, closed on exit. Store errors raised inside the block come
     out as one-line :class:`CacheBackendError`; the cache is strict, so a failed write is an
@@ -85,23 +98,12 @@ def open_cache(url: str, *, namespace: str | None = None, must_exist: bool = Tru
         path = parts.path[1:] if parts.path.startswith("/") else parts.path  # as urls.py reads it
         if path and path != ":memory:" and not os.path.exists(path):
             raise ConfigurationError(f"no cache database at {path!r} ({redact_url(url)}): check the path")
-    try:
+    with _store_errors_as_one_line(url):
         cache = cache_from_url(url, namespace=namespace)
-    except LLMCacheError:
-        raise
-    except Exception as exc:
-        if _is_store_error(exc):
-            raise _store_error(url, exc) from exc
-        raise
     cache.strict = True
     try:
-        yield cache
-    except LLMCacheError:
-        raise
-    except Exception as exc:
-        if _is_store_error(exc):
-            raise _store_error(url, exc) from exc
-        raise
+        with _store_errors_as_one_line(url):
+            yield cache
     finally:
         with contextlib.suppress(Exception):
             cache.close()
