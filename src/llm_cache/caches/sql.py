@@ -128,6 +128,26 @@ def _decode_generation(raw: Any) -> Generation:
     return Generation.from_dict(data)
 
 
+def _entry_generations(
+    rows: list[Any], prompt: str, llm_string: str, now: float
+) -> list[Generation] | None:
+    """The generations of one entry's rows ``(idx, prompt, llm, response, expires_at)``,
+    ordered by ``idx``; ``None`` (a miss) when a row is for another prompt or llm_string
+    (both as stored) or has expired. Rows that are not exactly ``0..n-1`` are corrupt."""
+    generations = []
+    for position, (idx, row_prompt, row_llm, response, expiry) in enumerate(rows):
+        if row_prompt != prompt or row_llm != llm_string:
+            return None  # never another prompt's answer
+        if expiry is not None and now >= expiry:
+            return None
+        if idx != position:
+            raise CorruptEntryError(
+                f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}"
+            )
+        generations.append(_decode_generation(response))
+    return generations
+
+
 def _encode_generation(generation: Generation) -> str:
     return json.dumps(generation.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
@@ -584,20 +604,8 @@ class SQLAlchemyCache(BaseCache):
             cursor.close()
         if not rows:
             return None
-        stored_prompt, stored_llm = self._to_db(prompt), self._to_db(llm_string)
-        now = self._clock()
-        generations = []
-        for position, (idx, row_prompt, row_llm, response, expiry) in enumerate(rows):
-            if row_prompt != stored_prompt or row_llm != stored_llm:
-                return None  # a hash collision: a miss, never another prompt's answer
-            if expiry is not None and now >= expiry:
-                return None
-            if idx != position:
-                raise CorruptEntryError(
-                    f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}"
-                )
-            generations.append(_decode_generation(response))
-        return generations
+        # Compared again: a different prompt here is a hash collision, a miss.
+        return _entry_generations(rows, self._to_db(prompt), self._to_db(llm_string), self._clock())
 
     def _keyed_update(
         self,
@@ -682,21 +690,8 @@ class SQLAlchemyCache(BaseCache):
         rows = conn.execute(stmt, values).all()
         if not rows:
             return None
-        stored_prompt, stored_llm = values["p"], values["l"]
-        now = self._clock()
-        generations = []
-        for position, (idx, row_prompt, row_llm, response, row_expiry) in enumerate(rows):
-            # Compared again here: a case-insensitive or space-padding collation may match more.
-            if row_prompt != stored_prompt or row_llm != stored_llm:
-                return None
-            if row_expiry is not None and now >= row_expiry:
-                return None
-            if idx != position:
-                raise CorruptEntryError(
-                    f"entry has rows {[r[0] for r in rows]}, not 0..{len(rows) - 1}"
-                )
-            generations.append(_decode_generation(response))
-        return generations
+        # Compared again: a case-insensitive or space-padding collation may match more.
+        return _entry_generations(rows, values["p"], values["l"], self._clock())
 
     def _plain_update(
         self, conn: Connection, prompt: str, llm_string: str, generations: list[Generation]
