@@ -231,6 +231,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=150)
     parser.add_argument("--quick", action="store_true", help="fewer probes and rounds")
     parser.add_argument("--no-gptcache", action="store_true")
+    parser.add_argument("--keep", default=None, help="keep each size's directories under KEEP/<size> (for semantic_index_recall.py)")
     parser.add_argument("--gptcache-threshold", type=float, default=0.8,
                         help="GPTCache similarity_threshold (its default 0.8)")
     args = parser.parse_args()
@@ -252,7 +253,8 @@ def main() -> int:
     plan = [(n, gptcache_ok) for n in sizes] + ([(1_000_000, False)] if args.million else [])
     for n, with_gptcache in plan:
         print(f"== {n:,} entries", file=sys.stderr)
-        directory = tempfile.mkdtemp(prefix="llm-cache-bench-semantic-")
+        directory = os.path.join(args.keep, str(n)) if args.keep else tempfile.mkdtemp(prefix="llm-cache-bench-semantic-")
+        os.makedirs(directory, exist_ok=True)
         ours = SemanticCache(embed, data_dir=os.path.join(directory, "ours"))
         fill = fill_ours(ours, n, probes, seed=n)
         ours_lat, ours_search, ours_embed, ours_hits = time_ours(ours, probes, args.rounds)
@@ -275,7 +277,8 @@ def main() -> int:
                 latency_rows.append([f"{n:,}", "ratio (GPTCache / llm-cache, p50)",
                                      f"{statistics.median(g_lat) / statistics.median(ours_lat):.1f}x", "", "", "", "", ""])
         print(markdown_table(["entries", "cache", "hit p50", "hit p99", "search+fetch p50", "search+fetch p99", "embedding p50", "hits"], latency_rows[-3:]), file=sys.stderr)
-        shutil.rmtree(directory, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
 
     print("\n## Semantic hit latency (embedding + search + fetch)\n")
     print(markdown_table(["entries", "cache", "hit p50", "hit p99", "without embedding p50", "without embedding p99", "embedding alone p50", "hits / probes"], latency_rows))
