@@ -27,14 +27,15 @@ from __future__ import annotations
 import atexit
 import hashlib
 import os
-import sqlite3
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
 import weakref
 from typing import Callable, Iterator
 
+from .._sqlite import open_wal_connection
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
 from ..generation import Generation, decode_generations, encode_generations
@@ -145,10 +146,7 @@ class SQLiteCache(BaseCache):
         """A new configured connection (closed by :meth:`close`)."""
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = open_wal_connection(self._path, self._busy_ms)
         self._ensure_schema(conn)
         with self._connections_lock:
             self._connections.append(conn)

@@ -29,14 +29,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _run(args: argparse.Namespace) -> int:
     from ..semantic import evaluation as ev
     from ..semantic.cache import CONFIG_FILE, write_config
+    from .eval import measure
 
-    grid = ev.threshold_grid(args.threshold_grid)
-    pairs, outcomes = ev.evaluate_file(
-        args.pairs, guards=args.guards, limit=args.limit, k=args.k, progress=not args.no_progress and sys.stderr.isatty()
-    )
-    table = ev.threshold_table(outcomes, grid)
+    pairs, _, table, best = measure(args)
     print(ev.format_table(table))
-    best = ev.best_threshold(table, args.target_precision)
     if best is None:
         print(
             f"\nno threshold in {args.threshold_grid} reaches precision {args.target_precision} on these pairs; "

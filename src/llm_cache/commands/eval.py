@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,18 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-k", type=int, default=4, help="neighbours examined per lookup (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def measure(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Run the protocol the arguments describe: ``(pairs, outcomes, table, best)``,
+    shared by ``eval`` and ``calibrate``."""
+    from ..semantic import evaluation as ev
+
+    pairs, outcomes = ev.evaluate_file(
+        args.pairs, guards=args.guards, limit=args.limit, k=args.k, progress=not args.no_progress and sys.stderr.isatty()
+    )
+    table = ev.threshold_table(outcomes, ev.threshold_grid(args.threshold_grid))
+    return pairs, outcomes, table, ev.best_threshold(table, args.target_precision)
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -47,12 +60,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _run(args: argparse.Namespace) -> int:
     from ..semantic import evaluation as ev
 
-    grid = ev.threshold_grid(args.threshold_grid)
-    pairs, outcomes = ev.evaluate_file(
-        args.pairs, guards=args.guards, limit=args.limit, k=args.k, progress=not args.no_progress and sys.stderr.isatty()
-    )
-    table = ev.threshold_table(outcomes, grid)
-    best = ev.best_threshold(table, args.target_precision)
+    pairs, outcomes, table, best = measure(args)
     if args.json:
         print(json.dumps({
             "pairs": len(pairs), "guards": args.guards, "rows": list(ev.iter_rows(table)),
@@ -71,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"(precision {best.precision:.3f}, recall {best.recall:.3f}, F1 {best.f1:.3f})"
             )
     if args.by_category:
+        grid = ev.threshold_grid(args.threshold_grid)
         at = best.threshold if best else grid[len(grid) // 2]
         print(f"\nby category at threshold {at:.2f}:")
         rows = ev.by_category(outcomes, at)

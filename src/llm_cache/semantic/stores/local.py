@@ -46,6 +46,7 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from ..._imports import require
+from ..._sqlite import open_wal_connection
 from ...errors import ConfigurationError
 from .base import Neighbour, SemanticEntry, VectorStore
 
@@ -201,10 +202,7 @@ class LocalVectorStore(VectorStore):
             pass
         if self._closed:
             raise ConfigurationError("this LocalVectorStore was closed; create a new one")
-        conn = sqlite3.connect(self._db_path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        conn = open_wal_connection(self._db_path, self._busy_ms)
         self._ensure_schema(conn)
         with self._connections_lock:
             self._connections.append(conn)
