@@ -80,7 +80,7 @@ def settle(server: ProxyServer, timeout: float = 10.0) -> None:
     shares the in-flight answer (a coalesced HIT). Tests that count exact labels wait here.
     """
     deadline = time.monotonic() + timeout
-    while server.app.proxy._flights:
+    while server.app.proxy._flights or server.app.proxy._stores:
         assert time.monotonic() < deadline, "the proxy did not settle"
         time.sleep(0.01)
 

@@ -266,6 +266,7 @@ class CachingProxy:
         self.stream_usage = stream_usage
         self.models_ttl = models_ttl
         self._flights: dict[Any, Flight] = {}
+        self._stores: dict[Any, asyncio.Future[None]] = {}  # the last pending write per key
         # Bumped whenever a flight ends. A request that saw it unchanged across its lookup
         # knows no answer was stored meanwhile and can start a flight without a 2nd lookup.
         self._completions = 0
@@ -363,17 +364,31 @@ class CachingProxy:
         return generations, created, similarity
 
     async def _store(self, key: RequestKey, body: dict[str, Any], semantic: bool = False) -> None:
-        generations = response_to_generations(key.endpoint, body)
-        targets = [self.cache]
-        if semantic and self.semantic_cache is not None:
-            targets.append(self.semantic_cache)
-        for cache in targets:
-            try:
-                await cache.aupdate(key.prompt, key.llm_string, generations)
-            except Exception as exc:  # noqa: BLE001 - fail open: the answer was already given
-                logger.warning(
-                    "llm-cache proxy: cache write failed: %s: %s", type(exc).__name__, exc
-                )
+        # Writes of one key land in the order their answers arrived. Without this, a
+        # `Cache-Control: no-cache` refresh whose write overtook the still-running write of
+        # the answer before it (writes run in worker threads) was overwritten by that older
+        # answer (seen as a flaky test: 3 runs in 14).
+        previous = self._stores.get(key.flight_key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stores[key.flight_key] = mine
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            generations = response_to_generations(key.endpoint, body)
+            targets = [self.cache]
+            if semantic and self.semantic_cache is not None:
+                targets.append(self.semantic_cache)
+            for cache in targets:
+                try:
+                    await cache.aupdate(key.prompt, key.llm_string, generations)
+                except Exception as exc:  # noqa: BLE001 - fail open: the answer was already given
+                    logger.warning(
+                        "llm-cache proxy: cache write failed: %s: %s", type(exc).__name__, exc
+                    )
+        finally:
+            mine.set_result(None)
+            if self._stores.get(key.flight_key) is mine:
+                del self._stores[key.flight_key]
 
     # -- the cached endpoints --------------------------------------------------------------
     async def asgi_cached(
