@@ -499,11 +499,9 @@ class PGVectorSemanticCache(SemanticCache):
         super().__init__(
             embedding=embedding, store=store, ttl=ttl, namespace=namespace, clock=clock, **options
         )
-
-    def close(self) -> None:
-        """Dispose of the engine this cache made from a URL (never one you passed)."""
-        super().close()
-        self.store.close()
+        # This cache built the store, so SemanticCache.close() closes it (the store itself
+        # closes only the clients or engine it made, never ones the caller passed).
+        self._owns_store = True
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
