@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import subprocess
 import sys
 import threading
+from collections import Counter
 from typing import Iterator
 
 import numpy as np
@@ -17,6 +19,7 @@ import llm_cache.embeddings as public
 from llm_cache.embeddings import CachedEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
 from llm_cache.errors import ConfigurationError, MissingDependencyError, ProviderError
 from llm_cache.semantic.embeddings import as_array, default_model_path, default_tokenizer_path
+from llm_cache.semantic.int8_matmul import with_int8_matmuls
 from llm_cache.testing.fake_openai import FakeOpenAIServer, embed_text
 
 PARAPHRASE = ("How do I learn Python?", "What is the best way to learn Python?")
@@ -117,9 +120,30 @@ def test_local_batch_equals_single(local: LocalEmbeddings) -> None:
         np.testing.assert_allclose(batched[i], local.embed_query(text), atol=1e-5)
 
 
+def test_int8_matmul_rewrites_every_linear_layer_and_stays_close_to_float(local: LocalEmbeddings) -> None:
+    import onnx
+
+    rewritten = with_int8_matmuls(os.fspath(default_model_path()))
+    assert rewritten is not None
+    ops = Counter(node.op_type for node in onnx.load_model_from_string(rewritten).graph.node)
+    assert ops["DynamicQuantizeMatMul"] == 36  # 6 layers x (q, k, v, output, 2 feed-forward)
+    assert ops["Cast"] < 39  # the weights' casts went with them
+    assert with_int8_matmuls(rewritten) is None  # nothing left to rewrite
+    exact = LocalEmbeddings(int8_matmul=False).embed_array(MIXED)
+    fast = local.embed_array(MIXED)
+    assert local.int8_matmul and np.all(np.sum(exact * fast, axis=1) > 0.97)
+
+
+def test_int8_vectors_do_not_depend_on_batch_mates(local: LocalEmbeddings) -> None:
+    together = local.embed_array([*MIXED, "a much longer text " * 30])
+    for i, text in enumerate(MIXED):
+        assert np.array_equal(together[i], local.embed_array([text])[0])
+
+
 def test_local_batches_keep_caller_order() -> None:
     texts = [f"sentence number {i} " + "word " * (i * 7 % 23) for i in range(11)]
-    small = LocalEmbeddings(batch_size=3)  # several batches, sorted by length inside
+    # The float computation batches (int8_matmul runs one text per call).
+    small = LocalEmbeddings(batch_size=3, int8_matmul=False)  # several batches, sorted by length inside
     batched = small.embed_array(texts)
     for i, text in enumerate(texts):
         np.testing.assert_allclose(batched[i], small.embed_array([text])[0], atol=1e-5)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, runtime_checka
 
 from .._imports import require
 from ..errors import ConfigurationError, ProviderError
+from .int8_matmul import with_int8_matmuls
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from importlib.resources.abc import Traversable
@@ -189,6 +190,15 @@ class LocalEmbeddings:
     The ONNX session is created on first use (thread-safe), so constructing an instance
     is free. Instances are safe to share between threads. ``intra_op_threads`` caps the
     threads onnxruntime uses per call (default: its own choice, one per physical core).
+
+    ``int8_matmul`` (default True) runs the model's int8 weights as int8 matrix products
+    (see :mod:`llm_cache.semantic.int8_matmul`): a short query takes ~3 ms instead of ~7 ms
+    here, and the vectors differ from the float computation by cosine ~0.994. Pass False
+    for the float computation (sentence-transformers' numbers to ~1e-2). The 8-bit scale
+    of the activations is taken over a whole call, so in this mode texts are run one per
+    call and a text's vector never depends on what it was batched with (batches of 32
+    would differ by cosine down to 0.976 and were only 15% faster here); ``batch_size``
+    applies to the float computation.
     """
 
     def __init__(
@@ -198,6 +208,7 @@ class LocalEmbeddings:
         max_length: int = 256,
         batch_size: int = 32,
         intra_op_threads: int | None = None,
+        int8_matmul: bool = True,
     ) -> None:
         if max_length < 2:
             raise ConfigurationError("max_length must leave room for [CLS] and [SEP] (>= 2)")
@@ -214,6 +225,7 @@ class LocalEmbeddings:
         self.max_length = max_length
         self.batch_size = batch_size
         self.intra_op_threads = intra_op_threads
+        self.int8_matmul = int8_matmul
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -223,7 +235,7 @@ class LocalEmbeddings:
 
     def __repr__(self) -> str:
         model = "all-MiniLM-L6-v2-int8" if self.model_path is None else os.fspath(self.model_path)
-        return f"LocalEmbeddings(model={model!r}, max_length={self.max_length})"
+        return f"LocalEmbeddings(model={model!r}, max_length={self.max_length}, int8_matmul={self.int8_matmul})"
 
     @property
     def dimension(self) -> int:
@@ -276,6 +288,8 @@ class LocalEmbeddings:
         model: Any = _as_local_path(source)
         if model is None:  # inside a zip: onnxruntime also accepts the serialized bytes
             model = source.read_bytes()
+        if self.int8_matmul:
+            model = with_int8_matmuls(model) or model
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._input_names = frozenset(i.name for i in session.get_inputs())
         missing = {"input_ids", "attention_mask"} - self._input_names
@@ -304,9 +318,10 @@ class LocalEmbeddings:
         self._ensure_loaded()
         encodings = self._tokenizer.encode_batch(texts)
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        per_run = 1 if self.int8_matmul else self.batch_size  # see the class docstring
         out: np.ndarray | None = None
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        for start in range(0, len(order), per_run):
+            chunk = order[start : start + per_run]
             vectors = self._run_batch([encodings[i].ids for i in chunk])
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
