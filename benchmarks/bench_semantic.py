@@ -3,6 +3,7 @@
     python benchmarks/bench_semantic.py                      # 1k, 10k, 100k entries, both caches
     python benchmarks/bench_semantic.py --million            # + 1M entries, llm-cache only (~15-25 min)
     python benchmarks/bench_semantic.py --sizes 1000 --quick # smoke run
+    python benchmarks/bench_semantic.py --filler random      # random unit vectors as filler
 
 Needs the semantic extra and, for the comparison, ``gptcache==0.1.44`` and ``faiss-cpu``
 (its similar cache: SQLite + faiss). GPTCache is configured as its ``init_similar_cache``
@@ -15,9 +16,10 @@ What is measured, per size N:
 * **semantic hit latency** (p50, p99): ``lookup(paraphrase)`` for paraphrases of real cached
   questions (traps_dev's should-hit pairs), embedding + search + fetch, each query once
   per round (our per-cache embedding memo is emptied between calls, GPTCache has none), on
-  a cache holding the real questions plus N synthetic entries (random unit vectors with
-  small payloads: embedding N real texts would take hours here). Only lookups that hit
-  are counted.
+  a cache holding the real questions plus N filler entries with small payloads: by
+  default the embeddings of real questions (``--filler questions``, see :class:`Filler`),
+  or uniform random unit vectors (``--filler random``, HNSW's worst case). Only lookups
+  that hit are counted.
 * the same without the embedding (``search + fetch``), to show where the time goes;
 * **insert throughput**: ``update()`` with embedding (real texts) and bulk store loads;
 * **memory per entry** at the largest size: process RSS growth over the index build
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import shutil
@@ -80,6 +83,62 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
     return v
 
 
+class Filler:
+    """Vectors of the N entries around the probes.
+
+    ``random``: uniform random unit vectors, every entry nearly orthogonal to every other;
+    the worst case for an HNSW graph, unlike any real cache. ``questions``: the embeddings
+    of real questions (the distinct questions of qqp_dev.jsonl, none of them a probe),
+    then, past that pool, the normalised sum of three random pool vectors: vectors that
+    stay where real question embeddings lie without duplicating any one of them. The pool
+    is embedded once and kept in ``cache_dir``.
+    """
+
+    def __init__(self, kind: str, embed: LocalEmbeddings, cache_dir: str, probes: list[tuple[str, str]]) -> None:
+        self.kind = kind
+        self.pool: np.ndarray | None = None
+        if kind == "questions":
+            self.pool = self._question_pool(embed, cache_dir, {t for pair in probes for t in pair})
+
+    @staticmethod
+    def _question_pool(embed: LocalEmbeddings, cache_dir: str, exclude: set[str]) -> np.ndarray:
+        texts: dict[str, None] = {}
+        with open(os.path.join(DATA, "qqp_dev.jsonl"), encoding="utf-8") as f:
+            for line in f:
+                row = json.loads(line)
+                for text in (row["a"], row["b"]):
+                    if text not in exclude:
+                        texts[text] = None
+        model = hashlib.sha256(repr(embed).encode()).hexdigest()[:12]  # vectors depend on the model
+        path = os.path.join(cache_dir, f"filler-questions-{len(texts)}-{model}.npy")
+        if os.path.exists(path):
+            return np.load(path)
+        progress = Progress(f"embedding {len(texts):,} filler questions (once)")
+        chunks = []
+        ordered = list(texts)
+        for start in range(0, len(ordered), 1000):
+            chunks.append(embed.embed_array(ordered[start : start + 1000]))
+            progress(start + len(chunks[-1]), len(ordered))
+        pool = np.concatenate(chunks)
+        os.makedirs(cache_dir, exist_ok=True)
+        np.save(path, pool)
+        return pool
+
+    def vectors(self, start: int, count: int, seed: int) -> np.ndarray:
+        """Rows ``start .. start + count`` of an N-entry filler (the same for both caches)."""
+        if self.pool is None:
+            return unit_vectors(count, 384, seed + start)
+        pool = self.pool
+        rng = np.random.default_rng(seed + start)
+        out = np.empty((count, pool.shape[1]), dtype=np.float32)
+        real = max(0, min(count, len(pool) - start))
+        out[:real] = pool[start : start + real]
+        picks = rng.integers(0, len(pool), size=(count - real, 3))
+        mixed = pool[picks].sum(axis=1)
+        out[real:] = mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+        return out
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -102,7 +161,7 @@ class Progress:
 # ---------------------------------------------------------------------- llm-cache
 
 
-def fill_ours(cache: SemanticCache, n: int, probes: list[tuple[str, str]], seed: int) -> dict[str, float]:
+def fill_ours(cache: SemanticCache, n: int, probes: list[tuple[str, str]], filler: Filler, seed: int) -> dict[str, float]:
     partition = split_prompt("x", LLM).partition
     response = '{"v":1,"g":[{"text":"synthetic"}]}'
     progress = Progress(f"llm-cache: loading {n:,} synthetic entries")
@@ -113,7 +172,7 @@ def fill_ours(cache: SemanticCache, n: int, probes: list[tuple[str, str]], seed:
             SemanticEntry(f"{offset + i:064x}", partition, f"synthetic {offset + i}", f"synthetic {offset + i}", LLM, response, 0.0)
             for i in range(m)
         ]
-        cache.store.add_many(entries, unit_vectors(m, 384, seed + offset))
+        cache.store.add_many(entries, filler.vectors(offset, m, seed))
         progress(offset + m, n)
     bulk = time.perf_counter() - start
     # The first search builds the HNSW index (a process reopening the directory loads its
@@ -183,7 +242,7 @@ def make_gptcache(directory: str, n: int, embed: LocalEmbeddings, threshold: flo
     return cache, manager
 
 
-def fill_gptcache(cache: object, manager: object, n: int, probes: list[tuple[str, str]], seed: int) -> dict[str, float]:
+def fill_gptcache(cache: object, manager: object, n: int, probes: list[tuple[str, str]], filler: Filler, seed: int) -> dict[str, float]:
     from gptcache.adapter.api import put
 
     progress = Progress(f"GPTCache: loading {n:,} synthetic entries")
@@ -192,7 +251,7 @@ def fill_gptcache(cache: object, manager: object, n: int, probes: list[tuple[str
         m = min(20_000, n - offset)
         manager.import_data(  # type: ignore[attr-defined]
             [f"synthetic {offset + i}" for i in range(m)], ["synthetic"] * m,
-            list(unit_vectors(m, 384, seed + offset)), [None] * m,
+            list(filler.vectors(offset, m, seed)), [None] * m,
         )
         progress(offset + m, n)
     bulk = time.perf_counter() - start
@@ -232,6 +291,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer probes and rounds")
     parser.add_argument("--no-gptcache", action="store_true")
     parser.add_argument("--keep", default=None, help="keep each size's directories under KEEP/<size> (for semantic_index_recall.py)")
+    parser.add_argument("--filler", choices=["questions", "random"], default="questions",
+                        help="what the N entries are: real question embeddings (default) or random unit vectors (HNSW's worst case)")
+    parser.add_argument("--filler-cache", default=os.path.join(tempfile.gettempdir(), "llm-cache-bench-filler"),
+                        help="where the embedded filler questions are kept between runs")
     parser.add_argument("--gptcache-threshold", type=float, default=0.8,
                         help="GPTCache similarity_threshold (its default 0.8)")
     args = parser.parse_args()
@@ -241,6 +304,8 @@ def main() -> int:
     probes = probe_pairs(args.probes)
     embed = LocalEmbeddings()
     embed.embed_array(["warm up"])
+    filler = Filler(args.filler, embed, args.filler_cache, probes)
+    print(f"filler: {args.filler}", file=sys.stderr)
     gptcache_ok = not args.no_gptcache
     if gptcache_ok:
         try:
@@ -256,7 +321,7 @@ def main() -> int:
         directory = os.path.join(args.keep, str(n)) if args.keep else tempfile.mkdtemp(prefix="llm-cache-bench-semantic-")
         os.makedirs(directory, exist_ok=True)
         ours = SemanticCache(embed, data_dir=os.path.join(directory, "ours"))
-        fill = fill_ours(ours, n, probes, seed=n)
+        fill = fill_ours(ours, n, probes, filler, seed=n)
         ours_lat, ours_search, ours_embed, ours_hits = time_ours(ours, probes, args.rounds)
         row = [f"{n:,}", "llm-cache SemanticCache (usearch i8)", ms(pct(ours_lat, 0.5)), ms(pct(ours_lat, 0.99)),
                ms(pct(ours_search, 0.5)), ms(pct(ours_search, 0.99)), ms(pct(ours_embed, 0.5)), f"{ours_hits}/{len(probes)}"]
@@ -267,7 +332,7 @@ def main() -> int:
         ours.close()
         if with_gptcache:
             cache, manager = make_gptcache(directory, n, embed, args.gptcache_threshold)
-            gfill = fill_gptcache(cache, manager, n, probes, seed=n)
+            gfill = fill_gptcache(cache, manager, n, probes, filler, seed=n)
             g_lat, g_hits = time_gptcache(cache, probes, args.rounds)
             latency_rows.append([f"{n:,}", "GPTCache 0.1.44 similar cache (sqlite + faiss)",
                                  ms(pct(g_lat, 0.5)) if g_lat else "-", ms(pct(g_lat, 0.99)) if g_lat else "-",
@@ -280,7 +345,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
 
-    print("\n## Semantic hit latency (embedding + search + fetch)\n")
+    print(f"\n## Semantic hit latency (embedding + search + fetch; filler: {args.filler})\n")
     print(markdown_table(["entries", "cache", "hit p50", "hit p99", "without embedding p50", "without embedding p99", "embedding alone p50", "hits / probes"], latency_rows))
     print("\n## Inserts\n")
     print(markdown_table(["entries", "cache", "bulk load (precomputed vectors)", "update() with embedding", "index build"], insert_rows))
