@@ -1,0 +1,227 @@
+"""The cached endpoints: Cache-Control handling, the lookup/hit/store decisions.
+
+The request flow is described in :mod:`.app`; a miss (or a join of an identical request
+in flight) is handed to :mod:`._relay`, anything not cacheable to :mod:`._endpoints`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CorruptEntryError
+from ._http import _JSON, _SSE, ProxyRequest, _Disconnected, _dumps, _error, _read_body, _response
+from .codec import generations_to_response, response_to_generations, stored_created_at
+from .keys import RequestKey, parse_cache_control
+from .sse import replay_sse
+from .upstream import error_body
+
+logger = logging.getLogger("llm_cache.proxy")
+
+_RENDER_MEMO_ENTRIES = 1024
+_RENDER_MEMO_MAX_BYTES = 16 * 1024
+
+
+@dataclass(slots=True)
+class _Rendered:
+    """What a hit needs of a stored entry, kept per entry: rendered bodies by (stream, usage)."""
+
+    usage: dict[str, Any] | None
+    model: Any
+    variants: dict[tuple[bool, bool], bytes]
+
+
+class _CachedEndpoints:
+    """Mixin of :class:`~.app.CachingProxy`: the ``POST`` endpoints answered from the cache."""
+
+    async def _lookup(
+        self, key: RequestKey, max_age: float | None, semantic: bool = False
+    ) -> tuple[list[Any], float, float | None] | None:
+        """(generations, stored-at time, similarity of a semantic hit) of a usable entry, or ``None``."""
+        similarity: float | None = None
+        try:
+            generations = await self.cache.alookup(key.prompt, key.llm_string)
+        except Exception as exc:  # noqa: BLE001 - a cache that raises (strict mode, a bug) must not fail the request
+            logger.warning(
+                "llm-cache proxy: cache lookup failed, answering from upstream: %s: %s",
+                type(exc).__name__,
+                exc,
+            )
+            generations = None
+        if not generations and semantic and self.semantic_cache is not None:
+            try:
+                match = await self.semantic_cache.alookup_with_score(key.prompt, key.llm_string)
+            except Exception as exc:  # noqa: BLE001 - fail open: a broken semantic index is a miss
+                logger.warning(
+                    "llm-cache proxy: semantic lookup failed: %s: %s", type(exc).__name__, exc
+                )
+                match = None
+            if match is not None:
+                generations, similarity = match.generations, float(match.similarity)
+        if not generations:
+            return None
+        created = stored_created_at(generations)
+        if created is None:
+            logger.warning(
+                "llm-cache proxy: an entry that is not a proxy entry was treated as a miss"
+            )
+            return None
+        age = time.time() - created
+        if (max_age is not None and age > max_age) or (self.ttl is not None and age > self.ttl):
+            return None
+        return generations, created, similarity
+
+    async def _store(self, key: RequestKey, body: dict[str, Any], semantic: bool = False) -> None:
+        # Writes of one key land in the order their answers arrived. Without this, a
+        # `Cache-Control: no-cache` refresh whose write overtook the still-running write of
+        # the answer before it (writes run in worker threads) was overwritten by that older
+        # answer (seen as a flaky test: 3 runs in 14).
+        previous = self._stores.get(key.flight_key)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._stores[key.flight_key] = mine
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            generations = response_to_generations(key.endpoint, body)
+            targets = [self.cache]
+            if semantic and self.semantic_cache is not None:
+                targets.append(self.semantic_cache)
+            for cache in targets:
+                try:
+                    await cache.aupdate(key.prompt, key.llm_string, generations)
+                except Exception as exc:  # noqa: BLE001 - fail open: the answer was already given
+                    logger.warning(
+                        "llm-cache proxy: cache write failed: %s: %s", type(exc).__name__, exc
+                    )
+        finally:
+            mine.set_result(None)
+            if self._stores.get(key.flight_key) is mine:
+                del self._stores[key.flight_key]
+
+    # -- the cached endpoints --------------------------------------------------------------
+    async def asgi_cached(
+        self, scope: Mapping[str, Any], receive: Any, send: Any, endpoint: str
+    ) -> None:
+        """The ASGI entry of the cached endpoints (no router or middleware on this hot path)."""
+        try:
+            body = await _read_body(receive)
+        except _Disconnected:
+            return
+        try:
+            response = await self.cached_endpoint(ProxyRequest.from_scope(scope, body), endpoint)
+        except Exception as exc:
+            logger.exception("llm-cache proxy: internal error on POST %s", scope.get("path"))
+            response = _error(
+                500,
+                error_body(
+                    f"llm-cache proxy error: {type(exc).__name__}", "proxy_error", "proxy_error"
+                ),
+                "BYPASS",
+            )
+        await response(scope, receive, send)
+
+    async def cached_endpoint(self, request: ProxyRequest, endpoint: str) -> Any:
+        started = time.perf_counter()
+        headers = request.headers
+        if request.query:
+            return await self._passthrough(request, endpoint, request.body, started)
+        namespace = self.namespace(headers)
+        if namespace is None:
+            return _error(
+                400,
+                error_body(
+                    f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
+                    "invalid_namespace",
+                    "invalid_request_error",
+                ),
+                "BYPASS",
+            )
+        directives = parse_cache_control(headers.get("cache-control"))
+        parsed = None if directives.no_store else self._parse(endpoint, request.body, namespace)
+        if parsed is None or parsed.key is None:
+            return await self._passthrough(request, endpoint, request.body, started)
+        key, stream, include_usage = parsed.key, parsed.stream, parsed.include_usage
+
+        flight = None if directives.no_cache else self._flights.get(key.flight_key)
+        if flight is None and not directives.no_cache:
+            seen = self._completions
+            found = await self._lookup(key, directives.max_age, parsed.semantic)
+            if found is None and self._completions != seen:
+                found = await self._lookup(
+                    key, directives.max_age, parsed.semantic
+                )  # stored meanwhile
+            if found is not None:
+                response = self._hit(endpoint, key, *found, stream, include_usage, started)
+                if response is not None:
+                    return response
+            flight = self._flights.get(key.flight_key)  # started while we looked up?
+        if directives.only_if_cached and flight is None:
+            self.metrics.request(endpoint, "miss", time.perf_counter() - started)
+            return _error(
+                504,
+                error_body(
+                    "no cached answer for this request (only-if-cached)",
+                    "only_if_cached",
+                    "cache_miss",
+                ),
+                "MISS",
+            )
+        if flight is not None:
+            return await self._answer(
+                flight, endpoint, stream, include_usage, leader=False, started=started
+            )
+        flight = self._start_flight(
+            request, key, parsed, register=key.flight_key not in self._flights
+        )
+        return await self._answer(
+            flight, endpoint, stream, include_usage, leader=True, started=started
+        )
+
+    def _hit(
+        self,
+        endpoint: str,
+        key: RequestKey,
+        generations: list[Any],
+        created_at: float,
+        similarity: float | None,
+        stream: bool,
+        include_usage: bool,
+        started: float,
+    ) -> Any:
+        """The response for a cache hit; ``None`` if the entry turns out unusable (a miss)."""
+        # A semantic hit is another entry's answer: not memoised under this request's key.
+        memo_key = (key.flight_key, created_at) if similarity is None else None
+        rendered = self._render_memo.get_recent(memo_key) if memo_key is not None else None
+        variant = (stream, include_usage)
+        content = rendered.variants.get(variant) if rendered is not None else None
+        if rendered is None or content is None:
+            try:
+                cached = generations_to_response(generations)
+            except CorruptEntryError as exc:
+                logger.warning("llm-cache proxy: unusable cache entry treated as a miss: %s", exc)
+                return None
+            if stream:
+                content = replay_sse(endpoint, cached.body, include_usage)
+            else:
+                content = _dumps(cached.body)
+            if rendered is None:
+                rendered = _Rendered(cached.usage, cached.body.get("model"), {})
+            if memo_key is not None and len(content) <= _RENDER_MEMO_MAX_BYTES:
+                rendered.variants[variant] = content
+                self._render_memo.put(memo_key, rendered)
+        semantic = similarity is not None and similarity < 1.0
+        extra = {
+            "x-cache": "SEMANTIC-HIT" if semantic else "HIT",
+            "age": str(max(0, int(time.time() - created_at))),
+        }
+        if semantic:
+            extra["x-cache-similarity"] = f"{similarity:.4f}"
+        self.metrics.saved(rendered.usage, rendered.model)
+        self.metrics.request(
+            endpoint, "semantic_hit" if semantic else "hit", time.perf_counter() - started
+        )
+        return _response(content, media_type=_SSE if stream else _JSON, extra=extra)

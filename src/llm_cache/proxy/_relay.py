@@ -1,0 +1,265 @@
+"""Misses: start a coalesced upstream call (a :class:`~.flights.Flight`) and relay it.
+
+The flight task reads the upstream answer (streamed or not) and stores it; each client of
+the flight, the one that started it and any that joined, gets its answer from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ._http import _JSON, _SSE, ProxyRequest, _add_headers, _dumps, _error, _response
+from ._request import _Parsed
+from .flights import Flight
+from .keys import RequestKey
+from .sse import DONE_EVENT, SSEParser, StreamAssembler, format_event, replay_sse
+from .upstream import UpstreamError, UpstreamResponse, error_body
+
+logger = logging.getLogger("llm_cache.proxy")
+
+
+def _render(data: str, parsed: Any, strip_usage: bool) -> bytes:
+    """One upstream event as this client gets it."""
+    if strip_usage and isinstance(parsed, dict) and "usage" in parsed:
+        if parsed.get("choices") == [] and parsed.get("usage") is not None:
+            return b""  # the usage chunk the proxy asked for, not the client
+        return format_event(_dumps({k: v for k, v in parsed.items() if k != "usage"}))
+    return format_event(data)
+
+
+class _FlightRelay:
+    """Mixin of :class:`~.app.CachingProxy`: upstream calls shared by identical requests."""
+
+    def _start_flight(
+        self, request: ProxyRequest, key: RequestKey, parsed: _Parsed, *, register: bool
+    ) -> Flight:
+        body, stream, include_usage = parsed.body, parsed.stream, parsed.include_usage
+        injected = False
+        content = request.body
+        if stream and self.stream_usage and not include_usage:
+            # Ask for the usage chunk even if this client did not, so that the stored answer
+            # has usage (for tokens-saved metrics and for non-streamed hits); it is removed
+            # again from what this client receives.
+            content = _dumps(
+                {
+                    **body,
+                    "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+                }
+            )
+            injected = True
+        flight = Flight(key.flight_key, stream=stream, injected_usage=injected)
+        if register:
+            self._flights[key.flight_key] = flight
+        task = asyncio.get_running_loop().create_task(
+            self._fly(flight, key, request.path, request.headers, content, parsed.semantic)
+        )
+        flight.task = task
+        return flight
+
+    async def _fly(
+        self,
+        flight: Flight,
+        key: RequestKey,
+        path: str,
+        headers: dict[str, str],
+        content: bytes,
+        semantic: bool,
+    ) -> None:
+        endpoint = key.endpoint
+        metrics = self.metrics
+        metrics.inflight += 1
+        up: UpstreamResponse | None = None
+        try:
+            try:
+                up = await self.upstream.send("POST", path, headers=headers, content=content)
+            except UpstreamError as exc:
+                metrics.upstream_error(endpoint, exc.kind)
+                logger.warning("llm-cache proxy: %s", exc.message)
+                flight.fail(exc)
+                return
+            if up.status == 200 and up.content_type.startswith("text/event-stream"):
+                flight.set_head(200, up.headers, sse=True)
+                await self._read_stream(flight, up, endpoint)
+            else:
+                try:
+                    data = await up.read()
+                except Exception as exc:  # noqa: BLE001 - any read failure is an upstream failure for the client
+                    error = self.upstream.read_error(exc)
+                    metrics.upstream_error(endpoint, error.kind)
+                    flight.fail(error)
+                    return
+                flight.body = data
+                if up.status == 200:
+                    try:
+                        parsed = json.loads(data)
+                    except (ValueError, UnicodeDecodeError):
+                        parsed = None
+                    flight.result = parsed if isinstance(parsed, dict) else None
+                else:
+                    metrics.upstream_error(endpoint, "status")
+                flight.set_head(up.status, up.headers, sse=False)
+                flight.finish()
+            metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
+            if flight.result is not None:
+                await self._store(key, flight.result, semantic)
+        except asyncio.CancelledError:
+            if not flight.finished:
+                flight.fail(
+                    UpstreamError("cancelled", 502, "every client of this stream disconnected")
+                )
+            raise
+        except Exception as exc:  # a bug here must not leave followers waiting forever
+            logger.exception("llm-cache proxy: upstream call failed unexpectedly")
+            if not flight.finished:
+                flight.fail(UpstreamError("proxy_error", 502, f"proxy error: {type(exc).__name__}"))
+        finally:
+            if up is not None and flight.sse:
+                await up.response.aclose()
+            metrics.inflight -= 1
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            self._completions += 1
+
+    async def _read_stream(self, flight: Flight, up: UpstreamResponse, endpoint: str) -> None:
+        parser = SSEParser()
+        assembler = StreamAssembler(endpoint)
+        loads = json.loads
+
+        def accept(events: list[str]) -> None:
+            for data in events:
+                if data.strip() == "[DONE]":
+                    flight.saw_done = True
+                    continue
+                try:
+                    parsed = loads(data)
+                except ValueError:
+                    parsed = None
+                assembler.add(parsed)
+                flight.push(data, parsed)
+
+        try:
+            async for chunk in up.response.aiter_bytes():
+                accept(parser.feed(chunk))
+            accept(parser.close())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ditto, mid-stream
+            flight.error = self.upstream.read_error(exc)
+            self.metrics.upstream_error(endpoint, "stream")
+        if flight.error is None:
+            if flight.saw_done and assembler.complete:
+                flight.result = assembler.response()
+            else:
+                self.metrics.upstream_error(endpoint, "stream")
+        flight.finish()
+
+    def _release(self, flight: Flight) -> None:
+        if flight.release():
+            # The last reader of an unfinished stream left: stop paying for it.
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+            if flight.task is not None:
+                flight.task.cancel()
+
+    async def _answer(
+        self,
+        flight: Flight,
+        endpoint: str,
+        stream: bool,
+        include_usage: bool,
+        *,
+        leader: bool,
+        started: float,
+    ) -> Any:
+        label = "miss" if leader else "coalesced"
+        # A follower shares an answer made for another request just now: a hit, of age 0.
+        extra = (
+            {"x-cache": "MISS"}
+            if leader
+            else {"x-cache": "HIT", "x-cache-coalesced": "true", "age": "0"}
+        )
+        flight.interest += 1
+        handed_off = False
+        try:
+            await flight.head.wait()
+            if flight.sse and stream:
+                from starlette.responses import StreamingResponse
+
+                strip_usage = flight.injected_usage and not include_usage
+                handed_off = True
+                response = StreamingResponse(
+                    self._subscribe(flight, strip_usage, leader), status_code=200
+                )
+                _add_headers(
+                    response, flight.headers if leader else [("content-type", _SSE)], extra
+                )
+                self.metrics.request(endpoint, label, time.perf_counter() - started)
+                return response
+            await flight.wait_finished()
+            self.metrics.request(endpoint, label, time.perf_counter() - started)
+            if flight.result is None:
+                if flight.error is not None:
+                    return _error(flight.error.status, flight.error.body(), extra["x-cache"])
+                if flight.body is not None:  # an upstream error answer: passed through unchanged
+                    return _response(
+                        flight.body, flight.status, headers=flight.headers, extra=extra
+                    )
+                return _error(
+                    502,
+                    error_body(
+                        "the upstream stream ended before the answer was complete",
+                        "upstream_incomplete_stream",
+                    ),
+                    extra["x-cache"],
+                )
+            if not leader:
+                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+            if stream:
+                return _response(
+                    replay_sse(endpoint, flight.result, include_usage), media_type=_SSE, extra=extra
+                )
+            if flight.body is not None:  # the upstream's own bytes
+                return _response(
+                    flight.body,
+                    headers=flight.headers if leader else None,
+                    media_type=None if leader else _JSON,
+                    extra=extra,
+                )
+            return _response(_dumps(flight.result), media_type=_JSON, extra=extra)
+        finally:
+            if not handed_off:
+                self._release(flight)
+
+    async def _subscribe(
+        self, flight: Flight, strip_usage: bool, leader: bool
+    ) -> AsyncIterator[bytes]:
+        """Stream a flight's events to one client: those so far, then each new one."""
+        position = 0
+        try:
+            while True:
+                events = flight.events
+                if position < len(events):
+                    end = len(events)
+                    out = b"".join(
+                        _render(data, parsed, strip_usage) for data, parsed in events[position:end]
+                    )
+                    position = end
+                    if out:
+                        yield out
+                    continue
+                if flight.finished:
+                    break
+                await flight.changed()
+            if flight.error is not None:
+                yield format_event(_dumps(flight.error.body()))
+            elif flight.saw_done:
+                yield DONE_EVENT
+            if not leader and flight.result is not None:
+                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+        finally:
+            self._release(flight)

@@ -1,0 +1,60 @@
+"""Semantic mode: which caches can match by meaning, and the one built from a cache URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..urls import redact_url
+
+
+def _is_semantic(cache: Any) -> bool:
+    """Whether ``cache`` reports similarities: ``alookup_with_score`` -> a match or ``None``.
+
+    The match has ``generations`` and ``similarity`` (1.0 for an exact hit), as
+    :meth:`llm_cache.semantic.cache.SemanticCache.alookup_with_score` returns.
+    """
+    return callable(getattr(cache, "alookup_with_score", None)) and callable(
+        getattr(cache, "aupdate", None)
+    )
+
+
+def semantic_cache_from_url(url: str, *, ttl: float | None = None) -> Any:
+    """The semantic cache that goes with an exact cache URL (``--semantic``).
+
+    ``memory://`` -> an in-memory :class:`~llm_cache.semantic.cache.SemanticCache`;
+    ``sqlite:///x.db`` -> ``SemanticCache(data_dir="x.semantic")`` beside the file;
+    ``redis://...`` -> ``RedisSemanticCache``; ``postgresql://...`` -> ``PGVectorSemanticCache``.
+    Embeddings are the offline default (``LocalEmbeddings``).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    bare = urlunsplit(parts._replace(query=""))
+    try:
+        if scheme == "memory":
+            from ..semantic.cache import SemanticCache
+
+            return SemanticCache(ttl=ttl)
+        if scheme == "sqlite":
+            from ..semantic.cache import SemanticCache
+
+            path = parts.path.removeprefix("/")
+            stem = path.removesuffix(".db")
+            return SemanticCache(data_dir=stem + ".semantic", ttl=ttl)
+        if scheme in ("redis", "rediss"):
+            from ..semantic.stores.redis import RedisSemanticCache
+
+            return RedisSemanticCache(redis_url=bare, ttl=ttl)
+        if scheme.startswith(("postgresql", "postgres")):
+            from ..semantic.stores.pgvector import PGVectorSemanticCache
+
+            return PGVectorSemanticCache(bare, ttl=ttl)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--semantic needs llm-cache's semantic cache ({exc}); install it with: pip install 'llm-cache[semantic]'"
+        ) from exc
+    raise ConfigurationError(
+        f"--semantic works with memory://, sqlite:///, redis:// and postgresql:// caches, not {redact_url(url)!r}"
+    )
