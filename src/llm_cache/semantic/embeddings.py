@@ -172,6 +172,24 @@ def _as_local_path(resource: PathLike | Traversable) -> str | None:
     return None
 
 
+class _QueryAsOneDocument:
+    """``embed_query`` / ``aembed_query`` as a one-text ``embed_documents`` call."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one text."""
+        return self.embed_documents([text])[0]
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`."""
+        return (await self.aembed_documents([text]))[0]
+
+
 # --------------------------------------------------------------------------- local model
 
 
@@ -381,7 +399,7 @@ def _openai_error_class() -> type[Exception]:
     return openai.OpenAIError
 
 
-class OpenAIEmbeddings:
+class OpenAIEmbeddings(_QueryAsOneDocument):
     """Embeddings from any OpenAI-compatible ``/v1/embeddings`` endpoint (official SDK).
 
     ``base_url`` and ``api_key`` default to the SDK's own (``OPENAI_BASE_URL``,
@@ -548,14 +566,6 @@ class OpenAIEmbeddings:
             vectors.extend(self._parse(response, len(chunk)))
         return vectors
 
-    def embed_query(self, text: str) -> list[float]:
-        """Embed one text."""
-        return self.embed_documents([text])[0]
-
-    async def aembed_query(self, text: str) -> list[float]:
-        """Async :meth:`embed_query`."""
-        return (await self.aembed_documents([text]))[0]
-
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         """Float32 ``(n, dimension)`` array of normalised vectors (needs numpy)."""
         np = require("numpy", extra="semantic", feature="OpenAIEmbeddings.embed_array")
@@ -574,7 +584,7 @@ def _frozen(vector: Any) -> tuple[float, ...]:
     return tuple(tolist()) if tolist is not None else tuple(float(x) for x in vector)
 
 
-class CachedEmbeddings:
+class CachedEmbeddings(_QueryAsOneDocument):
     """An in-memory LRU of vectors in front of any :class:`Embeddings`.
 
     Keyed by the exact text, so the same text is embedded once while it stays among the
@@ -673,14 +683,6 @@ class CachedEmbeddings:
         if missing:
             found.update(self._remember(missing, await self.inner.aembed_documents(missing)))
         return [list(found[text]) for text in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        """Embed one text through the cache."""
-        return self.embed_documents([text])[0]
-
-    async def aembed_query(self, text: str) -> list[float]:
-        """Async :meth:`embed_query`."""
-        return (await self.aembed_documents([text]))[0]
 
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         """Float32 ``(n, dimension)`` array; misses go through the inner fast path if any."""
