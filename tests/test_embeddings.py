@@ -134,6 +134,16 @@ def test_int8_matmul_rewrites_every_linear_layer_and_stays_close_to_float(local:
     assert local.int8_matmul and np.all(np.sum(exact * fast, axis=1) > 0.97)
 
 
+def test_without_onnx_the_float_products_are_used_and_the_user_told(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
+    with caplog.at_level("WARNING", logger="llm_cache"):
+        vectors = LocalEmbeddings().embed_array(MIXED)
+    assert "pip install" in caplog.text and "float products" in caplog.text
+    np.testing.assert_allclose(vectors, LocalEmbeddings(int8_matmul=False).embed_array(MIXED), atol=1e-5)
+
+
 def test_int8_vectors_do_not_depend_on_batch_mates(local: LocalEmbeddings) -> None:
     together = local.embed_array([*MIXED, "a much longer text " * 30])
     for i, text in enumerate(MIXED):

@@ -23,6 +23,7 @@ import time: the CLI imports this module and must start fast.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import threading
@@ -30,8 +31,10 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, runtime_checkable
 
 from .._imports import require
-from ..errors import ConfigurationError, ProviderError
+from ..errors import ConfigurationError, MissingDependencyError, ProviderError
 from .int8_matmul import with_int8_matmuls
+
+logger = logging.getLogger("llm_cache")
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from importlib.resources.abc import Traversable
@@ -307,7 +310,10 @@ class LocalEmbeddings:
         if model is None:  # inside a zip: onnxruntime also accepts the serialized bytes
             model = source.read_bytes()
         if self.int8_matmul:
-            model = with_int8_matmuls(model) or model
+            try:
+                model = with_int8_matmuls(model) or model
+            except MissingDependencyError as exc:  # a partial install: slower, not broken
+                logger.warning("llm-cache: %s; embedding with float products (about 2x slower)", exc)
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._input_names = frozenset(i.name for i in session.get_inputs())
         missing = {"input_ids", "attention_mask"} - self._input_names
