@@ -74,6 +74,20 @@ def test_schema_version_is_checked(tmp_path: Path) -> None:
         SQLiteCache(path)
 
 
+def test_a_table_of_another_layout_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with sqlite3.connect(path) as conn:  # an earlier development layout, stamped version 1
+        conn.executescript(
+            "CREATE TABLE llm_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO llm_cache_meta VALUES ('schema_version', '1');"
+            "CREATE TABLE llm_cache (namespace TEXT NOT NULL, key BLOB NOT NULL, prompt TEXT NOT NULL,"
+            " llm_string TEXT NOT NULL, response TEXT NOT NULL, created_at REAL NOT NULL,"
+            " expires_at REAL, hit_count INTEGER NOT NULL DEFAULT 0, last_hit_at REAL);"
+        )
+    with pytest.raises(ConfigurationError, match=r"without the columns \['id'\].*delete this one"):
+        SQLiteCache(path)
+
+
 def test_hit_counts_and_entries(tmp_path: Path) -> None:
     cache = SQLiteCache(tmp_path / "c.db")
     cache.update("popular", LLM, [Generation("a")])

@@ -67,6 +67,9 @@ CREATE INDEX IF NOT EXISTS llm_cache_namespace ON llm_cache (namespace);
 CREATE INDEX IF NOT EXISTS llm_cache_expiry ON llm_cache (expires_at) WHERE expires_at IS NOT NULL;
 """
 
+_COLUMNS = frozenset(
+    {"namespace", "id", "prompt", "llm_string", "response", "created_at", "expires_at", "hit_count", "last_hit_at"}
+)
 _SELECT = "SELECT namespace, prompt, llm_string, response, expires_at FROM llm_cache WHERE id = ?"
 _UPSERT = """
 INSERT INTO llm_cache (id, namespace, prompt, llm_string, response, created_at, expires_at)
@@ -179,6 +182,15 @@ class SQLiteCache(BaseCache):
                 raise ConfigurationError(
                     f"{self.database_path} holds an llm-cache schema version {row[0]}, but this llm-cache "
                     f"uses version {SCHEMA_VERSION}: point SQLiteCache at a new file, or delete this one"
+                )
+            # CREATE TABLE IF NOT EXISTS keeps a table of another layout (a development build
+            # wrote version 1 with a key column instead of id): every query would then fail.
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(llm_cache)")}
+            if not _COLUMNS <= columns:
+                raise ConfigurationError(
+                    f"{self.database_path} has an llm_cache table without the columns "
+                    f"{sorted(_COLUMNS - columns)} this llm-cache needs (written by another "
+                    "version or program): point SQLiteCache at a new file, or delete this one"
                 )
             conn.execute("COMMIT")
         except BaseException:
