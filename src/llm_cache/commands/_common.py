@@ -184,6 +184,11 @@ def add_limit_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def entries_phrase(count: int) -> str:
+    """``"1 entry"``, ``"3 entries"``."""
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
+
+
 def one_line(text: Any, width: int) -> str:
     """``text`` on one line (newlines and tabs shown as spaces), cut to ``width`` with '…'."""
     flat = " ".join(str(text).split())

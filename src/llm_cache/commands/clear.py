@@ -35,17 +35,17 @@ def _run(args: argparse.Namespace) -> int:
     from ..errors import ConfigurationError
     from ..inspection import count_entries, is_inspectable
     from ..urls import redact_url
-    from ._common import open_cache
+    from ._common import entries_phrase, open_cache
 
     with open_cache(args.cache, namespace=args.namespace) as cache:
         namespace = getattr(cache, "namespace", None)
         where = redact_url(args.cache) + (f" namespace {namespace!r}" if namespace else "")
         count = count_entries(cache) if is_inspectable(cache) else None
         if not args.yes:
-            what = "every entry" if count is None else f"{count} entr{'y' if count == 1 else 'ies'}"
+            what = "every entry" if count is None else entries_phrase(count)
             if not _confirm(f"Delete {what} of {where}?"):
                 raise ConfigurationError("not confirmed; nothing was deleted (pass --yes to skip the question)")
         cache.clear()
-    removed = "" if count is None else f"{count} entr{'y' if count == 1 else 'ies'} "
+    removed = "" if count is None else f"{entries_phrase(count)} "
     print(f"cleared {removed}from {where}")
     return 0

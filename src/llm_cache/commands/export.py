@@ -29,7 +29,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def _run(args: argparse.Namespace) -> int:
     from ..inspection import count_entries, iter_entries
-    from ._common import Progress, open_cache
+    from ._common import Progress, entries_phrase, open_cache
 
     to_stdout = args.file == "-"
     with open_cache(args.cache, namespace=args.namespace) as cache:
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
             written = progress.count
         if not to_stdout:
             os.replace(partial, args.file)
-    print(f"exported {written} entries to {'stdout' if to_stdout else args.file}", file=sys.stderr)
+    print(f"exported {entries_phrase(written)} to {'stdout' if to_stdout else args.file}", file=sys.stderr)
     return 0
 
 

@@ -35,7 +35,7 @@ _MAX_REPORTED = 50  # bad lines listed one by one; beyond this only counted
 def _run(args: argparse.Namespace) -> int:
     from ..errors import ConfigurationError
     from ..inspection import import_entry, parse_entry_line
-    from ._common import Progress, open_cache
+    from ._common import Progress, entries_phrase, open_cache
 
     from_stdin = args.file == "-"
     if not from_stdin and not os.path.isfile(args.file):
@@ -70,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             progress.advance(len(raw))
     if bad > _MAX_REPORTED:
         print(f"... and {bad - _MAX_REPORTED} more bad lines", file=sys.stderr)
-    summary = f"imported {imported} entries"
+    summary = f"imported {entries_phrase(imported)}"
     if expired:
         summary += f", skipped {expired} expired"
     if bad:
