@@ -13,6 +13,7 @@ from llm_cache.semantic.guards import (
     EntityGuard,
     NegationGuard,
     NumberGuard,
+    OrderGuard,
     analyse,
     first_rejection,
     resolve_guards,
@@ -133,6 +134,38 @@ def test_edit_guard_rejects_a_swapped_or_added_content_word() -> None:
     assert accepts(guard, "How do I cancel my plan?", "How can I cancel my plan?")
     # Reworded pairs are left to the embedding.
     assert accepts(guard, "What are your opening hours?", "When are you open?")
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("How do I get from Paris to London by train?", "How do I get from London to Paris by train?"),
+        ("Convert 5 miles to kilometers", "Convert 5 kilometers to miles"),
+        ("How to convert miles to kilometers?", "How to convert kilometers to miles?"),
+        ("Is Python faster than Java?", "Is Java faster than Python?"),
+        ("Translate 'good morning' from English to French", "Translate 'good morning' from French to English"),
+        ("Can Iran win against Bosnia?", "Can Bosnia win against Iran?"),
+    ],
+)
+def test_order_guard_rejects_words_that_trade_sides(a: str, b: str) -> None:
+    assert rejects(OrderGuard(), a, b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        # The phrase moves with its preposition: the same request.
+        ("How do I transfer money from PayPal to my bank?", "How do I transfer money to my bank from PayPal?"),
+        # Symmetric words ("between", "and", "or") are not directional.
+        ("Who won the match between Spain and Italy?", "Who won the match between Italy and Spain?"),
+        ("Is it better to rent or buy a house?", "Is it better to buy or rent a house?"),
+        # Reordered without a directional word.
+        ("What are the beauty standards in the Philippines?", "What is the standard of beauty in the Philippines?"),
+        ("What is the best way to learn Python quickly?", "How to quickly learn Python?"),
+    ],
+)
+def test_order_guard_accepts_reordered_paraphrases(a: str, b: str) -> None:
+    assert accepts(OrderGuard(), a, b)
 
 
 def test_resolve_guards() -> None:

@@ -15,7 +15,10 @@ candidate match and rejects it when they differ in a way that changes the answer
   ("increase" / "decrease", "turn on" / "turn off", "before" / "after").
 * :class:`EntityGuard` (``"entities"``): a name, acronym or brand on one side that the
   other does not mention ("CEO of Microsoft" / "CEO of Apple").
-* :class:`EditGuard` (``"edits"``): the two texts are the same sentence except for a
+* :class:`OrderGuard` (``"order"``): words trade sides of a directional word
+  ("from Paris to London" / "from London to Paris", "Is Python faster than Java?" /
+  "Is Java faster than Python?").
+* :class:`EditGuard` (``"edits"``, opt-in): the two texts are the same sentence except for a
   content word swapped, added or dropped ("Does the hotel have a pool?" / "... a gym?",
   "symptoms of flu" / "symptoms of flu in babies"); typos and fillers ("um", "Hi,") do
   not count. Heavily reworded pairs are left to the embedding.
@@ -47,6 +50,7 @@ __all__ = [
     "NegationGuard",
     "AntonymGuard",
     "EntityGuard",
+    "OrderGuard",
     "EditGuard",
     "GUARDS",
     "DEFAULT_GUARDS",
@@ -73,6 +77,12 @@ _STOPWORDS = frozenset(
     up out off over under again further once
     please thanks thank
     """.split()
+)
+
+# Words that give the words on their two sides different roles: "from A to B", "A than B",
+# "A against B". Symmetric ones ("and", "or", "between", "with") are left out on purpose.
+_DIRECTIONAL = frozenset(
+    "from to into onto than vs versus against toward towards before after".split()
 )
 
 # Words people add to a question without changing it (greetings, hedges, hesitation).
@@ -448,6 +458,43 @@ class EntityGuard:
         return None
 
 
+class OrderGuard:
+    """Reject when words trade sides of a directional word.
+
+    "from Paris to London" / "from London to Paris", "5 miles to km" / "5 km to miles",
+    "Is Python faster than Java?" / "Is Java faster than Python?" embed almost identically
+    (cosine 0.99) but need different answers. The texts' n-th occurrences of the same
+    directional word are compared: a content word left of it in one text and right of it
+    in the other, *and* another one moving the opposite way, reject. A phrase that moves
+    with its preposition ("to my bank from PayPal" / "from PayPal to my bank") keeps its
+    words on their side of that preposition, so reordered paraphrases pass.
+    """
+
+    name = "order"
+
+    def __call__(self, query: TextFeatures, cached: TextFeatures) -> str | None:
+        for marker in _DIRECTIONAL & query.word_set & cached.word_set:
+            query_at = [i for i, w in enumerate(query.core) if w == marker]
+            cached_at = [i for i, w in enumerate(cached.core) if w == marker]
+            if len(query_at) != len(cached_at):
+                continue  # not the same construction on both sides
+            for i, j in zip(query_at, cached_at):
+                query_left, query_right = _sides(query.core, i)
+                cached_left, cached_right = _sides(cached.core, j)
+                went_right = query_left & cached_right
+                went_left = query_right & cached_left
+                if went_right and went_left:
+                    return f"{min(went_right)!r} and {min(went_left)!r} swap sides of {marker!r}"
+        return None
+
+
+def _sides(words: tuple[str, ...], at: int) -> tuple[set[str], set[str]]:
+    """Content words left and right of ``words[at]``; a word on both sides is on neither."""
+    left = {w for w in words[:at] if w not in _STOPWORDS}
+    right = {w for w in words[at + 1 :] if w not in _STOPWORDS}
+    return left - right, right - left
+
+
 def _same_word(a: str, b: str) -> bool:
     """Spelling variants and inflections count as the same word."""
     if a == b:
@@ -514,10 +561,11 @@ GUARDS: dict[str, Callable[[], Guard]] = {
     "antonyms": AntonymGuard,
     "entities": EntityGuard,
     "edits": EditGuard,
+    "order": OrderGuard,
 }
 
 #: The guards ``SemanticCache(guards="default")`` uses (chosen in docs/semantic.md).
-DEFAULT_GUARDS: tuple[str, ...] = ("numbers", "negation", "antonyms", "entities")
+DEFAULT_GUARDS: tuple[str, ...] = ("numbers", "negation", "antonyms", "entities", "order")
 
 
 def resolve_guards(guards: "str | Iterable[str | GuardLike] | None") -> tuple[GuardLike, ...]:
