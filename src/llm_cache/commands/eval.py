@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from ..semantic.guards import GUARDS  # pure Python, cheap: the help lists every guard
+
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments shared by ``eval`` and ``calibrate``."""
@@ -19,7 +21,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-precision", type=float, default=0.92, help="precision to reach (default: %(default)s)")
     parser.add_argument(
         "--guards", default="default",
-        help="'default', 'strict', 'none' or comma-separated names: numbers,negation,antonyms,entities,edits",
+        help=f"'default', 'strict', 'none' or comma-separated names: {','.join(GUARDS)}",
     )
     parser.add_argument("-k", type=int, default=4, help="neighbours examined per lookup (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
