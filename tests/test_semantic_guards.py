@@ -14,6 +14,7 @@ from llm_cache.semantic.guards import (
     NegationGuard,
     NumberGuard,
     OrderGuard,
+    QuestionGuard,
     analyse,
     first_rejection,
     resolve_guards,
@@ -166,6 +167,34 @@ def test_order_guard_rejects_words_that_trade_sides(a: str, b: str) -> None:
 )
 def test_order_guard_accepts_reordered_paraphrases(a: str, b: str) -> None:
     assert accepts(OrderGuard(), a, b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("Why did God create the universe?", "How did God create the universe?"),
+        ("When did rap music start?", "Who started rap music?"),
+        ("Where is Sonia Gandhi?", "Who is Sonia Gandhi?"),
+        ("Hi! So why is my train late?", "How late is my train? And where is it now?"),
+    ],
+)
+def test_question_guard_rejects_different_questions(a: str, b: str) -> None:
+    assert rejects(QuestionGuard(), a, b)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("How can I see who is connected to my WiFi?", "How do I find out who is on my WiFi?"),
+        ("How much does a passport cost?", "What is the price of a passport?"),
+        ("How come the sky is blue?", "Why is the sky blue?"),
+        ("Why does my mouse keep freezing?", "Why does my mouse keep freezing? How can I fix it?"),
+        ("When does the shop open?", "What time does the shop open?"),
+        ("I want to know why the sky is blue", "Why is the sky blue?"),
+    ],
+)
+def test_question_guard_accepts_the_same_question(a: str, b: str) -> None:
+    assert accepts(QuestionGuard(), a, b)
 
 
 def test_resolve_guards() -> None:

@@ -18,6 +18,8 @@ candidate match and rejects it when they differ in a way that changes the answer
 * :class:`OrderGuard` (``"order"``): words trade sides of a directional word
   ("from Paris to London" / "from London to Paris", "Is Python faster than Java?" /
   "Is Java faster than Python?").
+* :class:`QuestionGuard` (``"questions"``): the sentences open with different question
+  words ("Why did God create the universe?" / "How did God create the universe?").
 * :class:`EditGuard` (``"edits"``, opt-in): the two texts are the same sentence except for a
   content word swapped, added or dropped ("Does the hotel have a pool?" / "... a gym?",
   "symptoms of flu" / "symptoms of flu in babies"); typos and fillers ("um", "Hi,") do
@@ -51,6 +53,7 @@ __all__ = [
     "AntonymGuard",
     "EntityGuard",
     "OrderGuard",
+    "QuestionGuard",
     "EditGuard",
     "GUARDS",
     "DEFAULT_GUARDS",
@@ -84,6 +87,15 @@ _STOPWORDS = frozenset(
 _DIRECTIONAL = frozenset(
     "from to into onto than vs versus against toward towards before after".split()
 )
+
+# The question a sentence asks, from its first word: "why" and "how come" ask for a reason,
+# "how" for a way, ... "What"/"which" can ask any of them ("what is the reason ...") and
+# "how much/many/long/..." asks for a quantity a "what" question asks too: neither counts.
+_QUESTION_WORDS = {"why": "why", "how": "how", "where": "where", "when": "when", "who": "who", "whom": "who", "whose": "who"}
+_HOW_QUANTITIES = frozenset(
+    "much many long often far old big large tall fast soon high deep heavy".split()
+)
+_CLAUSE_END = re.compile(r"[.!?;:\n]+")
 
 # Words people add to a question without changing it (greetings, hedges, hesitation).
 _FILLERS = frozenset(
@@ -211,6 +223,7 @@ class TextFeatures:
     numbers: tuple[str, ...]  # sorted canonical numeric values, times, dates
     negated: bool  # odd number of negation cues
     entities: frozenset[str]  # lowercase names, acronyms, brands
+    questions: frozenset[str]  # what its sentences ask: "why", "how", "where", "when", "who"
 
 
 def _fold(text: str) -> str:
@@ -330,6 +343,22 @@ def _entities(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
+def _questions(lower: str) -> frozenset[str]:
+    """The question words that open the text's sentences (after fillers and "and", "so")."""
+    found = set()
+    for sentence in _CLAUSE_END.split(lower):
+        words = [w for w in _TOKEN.findall(sentence) if w not in _FILLERS and w not in ("and", "but", "also", "then", "or")]
+        kind = _QUESTION_WORDS.get(words[0]) if words else None
+        if kind == "how" and len(words) > 1:
+            if words[1] == "come":
+                kind = "why"
+            elif words[1] in _HOW_QUANTITIES:
+                kind = None
+        if kind is not None:
+            found.add(kind)
+    return frozenset(found)
+
+
 @lru_cache(maxsize=8192)
 def analyse(text: str) -> TextFeatures:
     """Tokens, numbers, negation and entities of ``text`` (memoised)."""
@@ -372,6 +401,7 @@ def analyse(text: str) -> TextFeatures:
         numbers=tuple(sorted(numbers)),
         negated=negations % 2 == 1,
         entities=_entities(folded),
+        questions=_questions(lower),
     )
 
 
@@ -455,6 +485,22 @@ class EntityGuard:
             for entity in entities:
                 if entity not in other.word_set and re.sub(r"[\W_]+", "", entity) not in other.squashed:
                     return f"entity {entity!r} only on one side"
+        return None
+
+
+class QuestionGuard:
+    """Reject when the two texts ask different kinds of question: "Why did God create the
+    universe?" / "How did God create the universe?", "When did rap music start?" / "Who
+    started rap music?". Only the word opening each sentence counts, so "how can I see who
+    is connected" asks "how"; "what"/"which" and "how much/many/long" ask nothing in
+    particular, and a text asking several things passes if one of them is shared.
+    """
+
+    name = "questions"
+
+    def __call__(self, query: TextFeatures, cached: TextFeatures) -> str | None:
+        if query.questions and cached.questions and query.questions.isdisjoint(cached.questions):
+            return f"different questions: {'/'.join(sorted(query.questions))} vs {'/'.join(sorted(cached.questions))}"
         return None
 
 
@@ -562,10 +608,11 @@ GUARDS: dict[str, Callable[[], Guard]] = {
     "entities": EntityGuard,
     "edits": EditGuard,
     "order": OrderGuard,
+    "questions": QuestionGuard,
 }
 
 #: The guards ``SemanticCache(guards="default")`` uses (chosen in docs/semantic.md).
-DEFAULT_GUARDS: tuple[str, ...] = ("numbers", "negation", "antonyms", "entities", "order")
+DEFAULT_GUARDS: tuple[str, ...] = ("numbers", "negation", "antonyms", "entities", "order", "questions")
 
 
 def resolve_guards(guards: "str | Iterable[str | GuardLike] | None") -> tuple[GuardLike, ...]:
