@@ -96,6 +96,7 @@ _HOW_QUANTITIES = frozenset(
     "much many long often far old big large tall fast soon high deep heavy".split()
 )
 _CLAUSE_END = re.compile(r"[.!?;:\n]+")
+_LEADING_CONJUNCTIONS = frozenset({"and", "but", "also", "then", "or"})
 
 # Words people add to a question without changing it (greetings, hedges, hesitation).
 _FILLERS = frozenset(
@@ -347,7 +348,7 @@ def _questions(lower: str) -> frozenset[str]:
     """The question words that open the text's sentences (after fillers and "and", "so")."""
     found = set()
     for sentence in _CLAUSE_END.split(lower):
-        words = [w for w in _TOKEN.findall(sentence) if w not in _FILLERS and w not in ("and", "but", "also", "then", "or")]
+        words = [w for w in _TOKEN.findall(sentence) if w not in _FILLERS and w not in _LEADING_CONJUNCTIONS]
         kind = _QUESTION_WORDS.get(words[0]) if words else None
         if kind == "how" and len(words) > 1:
             if words[1] == "come":
