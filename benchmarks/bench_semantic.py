@@ -95,7 +95,6 @@ class Filler:
     """
 
     def __init__(self, kind: str, embed: LocalEmbeddings, cache_dir: str, probes: list[tuple[str, str]]) -> None:
-        self.kind = kind
         self.pool: np.ndarray | None = None
         if kind == "questions":
             self.pool = self._question_pool(embed, cache_dir, {t for pair in probes for t in pair})
