@@ -144,6 +144,21 @@ def test_without_onnx_the_float_products_are_used_and_the_user_told(
     np.testing.assert_allclose(vectors, LocalEmbeddings(int8_matmul=False).embed_array(MIXED), atol=1e-5)
 
 
+def test_a_failed_int8_rewrite_falls_back_to_the_model_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import llm_cache.semantic.embeddings as module
+
+    def broken(model: object) -> bytes:
+        return b"not an onnx model"  # onnxruntime refuses it
+
+    monkeypatch.setattr(module, "with_int8_matmuls", broken)
+    with caplog.at_level("WARNING", logger="llm_cache"):
+        vectors = LocalEmbeddings().embed_array(MIXED)
+    assert "float products" in caplog.text
+    np.testing.assert_allclose(vectors, LocalEmbeddings(int8_matmul=False).embed_array(MIXED), atol=1e-5)
+
+
 def test_int8_vectors_do_not_depend_on_batch_mates(local: LocalEmbeddings) -> None:
     together = local.embed_array([*MIXED, "a much longer text " * 30])
     for i, text in enumerate(MIXED):

@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, runtime_checkable
 
 from .._imports import require
-from ..errors import ConfigurationError, MissingDependencyError, ProviderError
+from ..errors import ConfigurationError, ProviderError
 from .int8_matmul import with_int8_matmuls
 
 logger = logging.getLogger("llm_cache")
@@ -309,12 +309,19 @@ class LocalEmbeddings:
         model: Any = _as_local_path(source)
         if model is None:  # inside a zip: onnxruntime also accepts the serialized bytes
             model = source.read_bytes()
+        session = None
         if self.int8_matmul:
             try:
-                model = with_int8_matmuls(model) or model
-            except MissingDependencyError as exc:  # a partial install: slower, not broken
-                logger.warning("llm-cache: %s; embedding with float products (about 2x slower)", exc)
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+                rewritten = with_int8_matmuls(model)
+                if rewritten is not None:
+                    session = ort.InferenceSession(rewritten, options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # noqa: BLE001 - an optimisation: without it, slower, not broken
+                logger.warning(
+                    "llm-cache: cannot run the model's int8 weights as int8 products (%s: %s); "
+                    "embedding with float products (about 2x slower)", type(exc).__name__, exc,
+                )
+        if session is None:
+            session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._input_names = frozenset(i.name for i in session.get_inputs())
         missing = {"input_ids", "attention_mask"} - self._input_names
         if missing:
