@@ -29,6 +29,7 @@ What is measured, per size N:
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import hashlib
 import json
@@ -314,6 +315,10 @@ def main() -> int:
             gptcache_ok = False
 
     latency_rows, insert_rows, memory_rows = [], [], []
+    # GPTCache writes its faiss index from an atexit hook; directories it used are removed by
+    # a hook registered before any GPTCache exists, so it runs after GPTCache's (LIFO).
+    gptcache_dirs: list[str] = []
+    atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in gptcache_dirs])
     plan = [(n, gptcache_ok) for n in sizes] + ([(1_000_000, False)] if args.million else [])
     for n, with_gptcache in plan:
         print(f"== {n:,} entries", file=sys.stderr)
@@ -341,7 +346,12 @@ def main() -> int:
                 latency_rows.append([f"{n:,}", "ratio (GPTCache / llm-cache, p50)",
                                      f"{statistics.median(g_lat) / statistics.median(ours_lat):.1f}x", "", "", "", "", ""])
         print(markdown_table(["entries", "cache", "hit p50", "hit p99", "search+fetch p50", "search+fetch p99", "embedding p50", "hits"], latency_rows[-3:]), file=sys.stderr)
-        if not args.keep:
+        if args.keep:
+            pass
+        elif with_gptcache:
+            shutil.rmtree(os.path.join(directory, "ours"), ignore_errors=True)
+            gptcache_dirs.append(directory)
+        else:
             shutil.rmtree(directory, ignore_errors=True)
 
     print(f"\n## Semantic hit latency (embedding + search + fetch; filler: {args.filler})\n")
