@@ -31,6 +31,7 @@ class TestRedisVectorStore(VectorStoreContract):
     # Q8 (the default quantization) stores each component in 8 bits: similarities are within
     # about 0.005 of the exact cosine on these vectors; allow some margin.
     similarity_tolerance = 0.02
+    quantization = "Q8"
 
     @pytest.fixture
     def store_factory(self, redis_url: str) -> Iterator[Callable[..., VectorStore]]:
@@ -41,9 +42,10 @@ class TestRedisVectorStore(VectorStoreContract):
         def factory(namespace: str | None = None, ttl: float | None = None) -> RedisVectorStore:
             store = RedisVectorStore(
                 redis_url=redis_url,
-                namespace=namespace or f"test-vs:{uuid.uuid4().hex[:12]}",
+                namespace=namespace or f"test-vs-{self.quantization}:{uuid.uuid4().hex[:12]}",
                 dimension=self.dimension,
                 ttl=ttl,
+                quantization=self.quantization,
                 socket_timeout=5,
             )
             made.append(store)
@@ -58,29 +60,7 @@ class TestRedisVectorStore(VectorStoreContract):
 @pytest.mark.redis
 class TestRedisVectorStoreNoQuant(TestRedisVectorStore):
     similarity_tolerance = 1e-5
-
-    @pytest.fixture
-    def store_factory(self, redis_url: str) -> Iterator[Callable[..., VectorStore]]:
-        from llm_cache.semantic.stores.redis import RedisVectorStore
-
-        made: list[RedisVectorStore] = []
-
-        def factory(namespace: str | None = None, ttl: float | None = None) -> RedisVectorStore:
-            store = RedisVectorStore(
-                redis_url=redis_url,
-                namespace=namespace or f"test-vsf:{uuid.uuid4().hex[:12]}",
-                dimension=self.dimension,
-                ttl=ttl,
-                quantization="NOQUANT",
-                socket_timeout=5,
-            )
-            made.append(store)
-            return store
-
-        yield factory
-        for store in made:
-            store.clear()
-            store.close()
+    quantization = "NOQUANT"
 
 
 @pytest.mark.postgres
