@@ -455,6 +455,12 @@ class SemanticCache(BaseCache):
         verdicts += [Candidate(n.entry.text, n.similarity, "not examined (a better one hit)", n.entry) for n in neighbours if id(n.entry) not in seen]
         return verdicts
 
+    def _init_owning(self, store: Any, **options: Any) -> None:
+        """``__init__`` for a subclass that built ``store`` itself: close() then closes it
+        (a store closes only the clients or engine it made, never ones the caller passed)."""
+        SemanticCache.__init__(self, store=store, **options)
+        self._owns_store = True
+
     def count(self) -> int:
         """Entries in this cache's namespace."""
         return self.store.count()

@@ -494,12 +494,7 @@ class RedisSemanticCache(SemanticCache):
             nothread=nothread,
             clock=clock,
         )
-        super().__init__(
-            embedding=embedding, store=store, ttl=ttl, namespace=namespace, clock=clock, **options
-        )
-        # This cache built the store, so SemanticCache.close() closes it (the store itself
-        # closes only the clients or engine it made, never ones the caller passed).
-        self._owns_store = True
+        self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
