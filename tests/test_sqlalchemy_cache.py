@@ -362,6 +362,21 @@ def test_fulltext_search(fulltext: SQLAlchemyCache) -> None:
 
 
 @pytest.mark.postgres
+def test_fulltext_asearch_matches_search_on_the_async_driver(fulltext: SQLAlchemyCache) -> None:
+    fulltext.update("What is the weather forecast for Paris tomorrow?", LLM, [Generation("Sunny.")])
+    fulltext.update("Tell me a joke about the weather", LLM, [Generation("Cloudy humour.")])
+
+    async def scenario() -> None:
+        hits = await fulltext.asearch("weather", limit=5)
+        assert hits == fulltext.search("weather", limit=5) and len(hits) == 2
+        assert (await fulltext.asearch("forecast"))[0].generations == [Generation("Sunny.")]
+        assert fulltext._async_engine().sync_engine.dialect.driver == "psycopg"
+        await fulltext.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.postgres
 def test_fulltext_documented_query_uses_the_gin_index(fulltext: SQLAlchemyCache) -> None:
     """The query in the module docstring, run as written, and the GIN index can serve it."""
     from sqlalchemy import cast, desc, func

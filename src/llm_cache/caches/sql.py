@@ -831,6 +831,26 @@ class SQLAlchemyCache(BaseCache):
         ``websearch_to_tsquery`` syntax: words, ``"quoted phrases"``, ``or``, ``-excluded``.
         ``config`` must be the text search configuration the column was built with.
         """
+        stmt = self._search_statement(query, limit, config)
+        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True)
+        hits = []
+        for prompt, llm_string, rank in self._search_rows(rows):
+            hits.append(SearchHit(prompt, llm_string, rank, self._lookup(prompt, llm_string)))
+        return hits
+
+    async def asearch(
+        self, query: str, *, limit: int = 10, config: str = "english"
+    ) -> list[SearchHit]:
+        """Async :meth:`search` (on the async engine when the driver has one)."""
+        stmt = self._search_statement(query, limit, config)
+        rows = await self._acore(lambda conn: conn.execute(stmt).all(), read=True)
+        hits = []
+        for prompt, llm_string, rank in self._search_rows(rows):
+            generations = await self._alookup(prompt, llm_string)
+            hits.append(SearchHit(prompt, llm_string, rank, generations))
+        return hits
+
+    def _search_statement(self, query: str, limit: int, config: str) -> Any:
         if self._dialect != "postgresql" or self.info.tsvector_column is None:
             raise ConfigurationError(
                 "search() needs PostgreSQL and a cache_schema with a tsvector column, e.g. "
@@ -846,15 +866,10 @@ class SQLAlchemyCache(BaseCache):
         stmt = select(t.c.prompt, t.c.llm, rank).where(vector.op("@@")(tsquery), t.c.idx == 0)
         if self.info.has_namespace:
             stmt = stmt.where(t.c.namespace == self.namespace)
-        stmt = stmt.order_by(desc("rank")).limit(limit)
-        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True)
-        hits = []
-        for stored_prompt, stored_llm, score in rows:
-            prompt, llm_string = self._from_db(stored_prompt), self._from_db(stored_llm)
-            hits.append(
-                SearchHit(prompt, llm_string, float(score), self._lookup(prompt, llm_string))
-            )
-        return hits
+        return stmt.order_by(desc("rank")).limit(limit)
+
+    def _search_rows(self, rows: Any) -> list[tuple[str, str, float]]:
+        return [(self._from_db(p), self._from_db(llm), float(rank)) for p, llm, rank in rows]
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def aclose(self) -> None:
