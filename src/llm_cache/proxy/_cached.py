@@ -6,7 +6,6 @@ in flight) is handed to :mod:`._relay`, anything not cacheable to :mod:`._endpoi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -14,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CorruptEntryError
+from ._endpoints import _RoutedEndpoints
 from ._http import _JSON, _SSE, ProxyRequest, _Disconnected, _dumps, _error, _read_body, _response
-from .codec import generations_to_response, response_to_generations, stored_created_at
+from ._relay import _FlightRelay
+from .codec import generations_to_response
 from .keys import RequestKey, parse_cache_control
 from .sse import replay_sse
 from .upstream import error_body
@@ -35,72 +36,8 @@ class _Rendered:
     variants: dict[tuple[bool, bool], bytes]
 
 
-class _CachedEndpoints:
+class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
     """Mixin of :class:`~.app.CachingProxy`: the ``POST`` endpoints answered from the cache."""
-
-    async def _lookup(
-        self, key: RequestKey, max_age: float | None, semantic: bool = False
-    ) -> tuple[list[Any], float, float | None] | None:
-        """(generations, stored-at time, similarity of a semantic hit) of a usable entry, or ``None``."""
-        similarity: float | None = None
-        try:
-            generations = await self.cache.alookup(key.prompt, key.llm_string)
-        except Exception as exc:  # noqa: BLE001 - a cache that raises (strict mode, a bug) must not fail the request
-            logger.warning(
-                "llm-cache proxy: cache lookup failed, answering from upstream: %s: %s",
-                type(exc).__name__,
-                exc,
-            )
-            generations = None
-        if not generations and semantic and self.semantic_cache is not None:
-            try:
-                match = await self.semantic_cache.alookup_with_score(key.prompt, key.llm_string)
-            except Exception as exc:  # noqa: BLE001 - fail open: a broken semantic index is a miss
-                logger.warning(
-                    "llm-cache proxy: semantic lookup failed: %s: %s", type(exc).__name__, exc
-                )
-                match = None
-            if match is not None:
-                generations, similarity = match.generations, float(match.similarity)
-        if not generations:
-            return None
-        created = stored_created_at(generations)
-        if created is None:
-            logger.warning(
-                "llm-cache proxy: an entry that is not a proxy entry was treated as a miss"
-            )
-            return None
-        age = time.time() - created
-        if (max_age is not None and age > max_age) or (self.ttl is not None and age > self.ttl):
-            return None
-        return generations, created, similarity
-
-    async def _store(self, key: RequestKey, body: dict[str, Any], semantic: bool = False) -> None:
-        # Writes of one key land in the order their answers arrived. Without this, a
-        # `Cache-Control: no-cache` refresh whose write overtook the still-running write of
-        # the answer before it (writes run in worker threads) was overwritten by that older
-        # answer (seen as a flaky test: 3 runs in 14).
-        previous = self._stores.get(key.flight_key)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._stores[key.flight_key] = mine
-        try:
-            if previous is not None:
-                await asyncio.shield(previous)
-            generations = response_to_generations(key.endpoint, body)
-            targets = [self.cache]
-            if semantic and self.semantic_cache is not None:
-                targets.append(self.semantic_cache)
-            for cache in targets:
-                try:
-                    await cache.aupdate(key.prompt, key.llm_string, generations)
-                except Exception as exc:  # noqa: BLE001 - fail open: the answer was already given
-                    logger.warning(
-                        "llm-cache proxy: cache write failed: %s: %s", type(exc).__name__, exc
-                    )
-        finally:
-            mine.set_result(None)
-            if self._stores.get(key.flight_key) is mine:
-                del self._stores[key.flight_key]
 
     # -- the cached endpoints --------------------------------------------------------------
     async def asgi_cached(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._http import _JSON, ProxyRequest, _add_headers, _dumps, _error, _response
+from ._request import _RequestParsing
 from .upstream import UpstreamError
 
 logger = logging.getLogger("llm_cache.proxy")
@@ -16,7 +17,7 @@ logger = logging.getLogger("llm_cache.proxy")
 _MAX_MODELS_ENTRIES = 1024
 
 
-class _RoutedEndpoints:
+class _RoutedEndpoints(_RequestParsing):
     """Mixin of :class:`~.app.CachingProxy`: everything that is not answered from the cache."""
 
     # -- pass-through ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._cache_io import _CacheIO
 from ._http import _JSON, _SSE, ProxyRequest, _add_headers, _dumps, _error, _response
 from ._request import _Parsed
 from .flights import Flight
@@ -32,7 +33,7 @@ def _render(data: str, parsed: Any, strip_usage: bool) -> bytes:
     return format_event(data)
 
 
-class _FlightRelay:
+class _FlightRelay(_CacheIO):
     """Mixin of :class:`~.app.CachingProxy`: upstream calls shared by identical requests."""
 
     def _start_flight(

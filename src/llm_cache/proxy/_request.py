@@ -7,36 +7,17 @@ hot path of a cache; see :class:`_RequestParsing`.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._state import _ProxyState
 from .keys import RequestKey, api_key_of, key_namespace, request_key, valid_namespace
 
 # Memo limits: the parse memo only keeps small bodies, so it stays within a few MB.
 _PARSE_MEMO_ENTRIES = 2048
 _PARSE_MEMO_MAX_BODY = 16 * 1024
 _NAMESPACE_MEMO_ENTRIES = 1024
-
-
-class _LRU(OrderedDict):  # type: ignore[type-arg]
-    """A small bounded mapping; the least recently used entry goes first."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__()
-        self.maxsize = maxsize
-
-    def get_recent(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        if len(self) > self.maxsize:
-            self.popitem(last=False)
 
 
 @dataclass(slots=True)
@@ -50,13 +31,8 @@ class _Parsed:
     semantic: bool  # may be matched by meaning: chat, or a completion with one string prompt
 
 
-class _RequestParsing:
+class _RequestParsing(_ProxyState):
     """Mixin of :class:`~.app.CachingProxy`: who is asking, and for what."""
-
-    share_across_keys: bool
-    namespace_header: str
-    _namespace_memo: _LRU
-    _parse_memo: _LRU
 
     def namespace(self, headers: Mapping[str, str]) -> str | None:
         """The tenant partition of a request; ``None`` if the namespace header is invalid."""

@@ -49,11 +49,10 @@ from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
-from ._endpoints import _RoutedEndpoints
 from ._http import _JSON, ProxyRequest, _dumps
-from ._relay import _FlightRelay
-from ._request import _LRU, _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES, _RequestParsing
+from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
+from ._state import _LRU
 from .flights import Flight
 from .keys import ENDPOINTS
 from .metrics import Metrics, PriceTable
@@ -77,12 +76,14 @@ DEFAULT_UPSTREAM = "https://api.openai.com/v1"
 DEFAULT_NAMESPACE_HEADER = "X-LLM-Cache-Namespace"
 
 
-class CachingProxy(_RequestParsing, _CachedEndpoints, _FlightRelay, _RoutedEndpoints):
+class CachingProxy(_CachedEndpoints):
     """State and handlers of one proxy app (use :func:`create_app`).
 
-    The handlers are grouped by job in private mixins: :mod:`._request` (tenant and cache
-    key), :mod:`._cached` (the cached endpoints), :mod:`._relay` (flights: upstream calls
-    shared by identical requests), :mod:`._endpoints` (pass-through, models, operations).
+    The handlers are grouped by job in private mixins over one declared state
+    (:mod:`._state`): :mod:`._request` (tenant and cache key), :mod:`._endpoints`
+    (pass-through, models, operations), :mod:`._cache_io` (cache reads and writes),
+    :mod:`._relay` (flights: upstream calls shared by identical requests) and
+    :mod:`._cached` (the cached endpoints, built on all of them).
     """
 
     def __init__(
