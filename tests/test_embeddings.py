@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -506,3 +507,24 @@ def test_openai_rejects_bad_configuration() -> None:
         OpenAIEmbeddings(dimensions=0)
     with pytest.raises(ConfigurationError):
         OpenAIEmbeddings(batch_size=5000)
+
+
+def test_model_files_inside_a_zip_archive_are_read_as_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local: LocalEmbeddings
+) -> None:
+    """A package imported from a zip gives Traversables that are not paths: still loads."""
+    import zipfile
+
+    import llm_cache.semantic.embeddings as module
+
+    archive = tmp_path / "models.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("model.onnx", default_model_path().read_bytes())
+        zf.writestr("tokenizer.json", default_tokenizer_path().read_bytes())
+    monkeypatch.setattr(module, "default_model_path", lambda: zipfile.Path(archive, "model.onnx"))
+    monkeypatch.setattr(
+        module, "default_tokenizer_path", lambda: zipfile.Path(archive, "tokenizer.json")
+    )
+    zipped = LocalEmbeddings()
+    text = "Where is the nearest train station?"
+    assert _cos(zipped.embed_query(text), local.embed_query(text)) > 0.9999

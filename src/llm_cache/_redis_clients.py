@@ -253,7 +253,7 @@ def _portable(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _accepted_by(target: type, settings: dict[str, Any]) -> dict[str, Any]:
-    params = inspect.signature(target.__init__).parameters
+    params = inspect.signature(target).parameters  # a class's signature is its __init__'s
     return {name: value for name, value in settings.items() if name in params}
 
 

@@ -31,7 +31,8 @@ def state_of_the_union() -> str:
     shipped inside the package (``llm_cache/data/state_of_the_union.txt``)."""
     return (
         resources.files("llm_cache")
-        .joinpath("data", "state_of_the_union.txt")
+        .joinpath("data")
+        .joinpath("state_of_the_union.txt")  # one name per call: Python 3.10's Traversable
         .read_text(encoding="utf-8")
     )
 

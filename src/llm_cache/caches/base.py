@@ -194,7 +194,8 @@ class BaseCache(ABC):
         try:
             result = self._lookup(prompt, llm_string)
         except Exception as exc:
-            return self._lookup_failed(exc)
+            self._lookup_failed(exc)
+            return None
         return self._lookup_done(result)
 
     async def alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -205,7 +206,8 @@ class BaseCache(ABC):
         try:
             result = await self._alookup(prompt, llm_string)
         except Exception as exc:
-            return self._lookup_failed(exc)
+            self._lookup_failed(exc)
+            return None
         return self._lookup_done(result)
 
     def update(self, prompt: str, llm_string: str, generations: Sequence[Generation]) -> None:
@@ -271,15 +273,15 @@ class BaseCache(ABC):
         self.stats.updates += 1
 
     def _lookup_failed(self, exc: Exception) -> None:
+        """Count a failed lookup as a miss (re-raised by ``_failed`` in strict mode)."""
         if isinstance(exc, CorruptEntryError):
             # A bad value is the entry's problem, not the store's: a miss, no breaker.
             self.stats.corrupt += 1
             self.stats.misses += 1
             logger.warning("llm-cache: %s: corrupt entry treated as a miss: %s", type(self).__name__, exc)
-            return None
+            return
         self._failed("lookup", exc)
         self.stats.misses += 1
-        return None
 
     def _failed(self, operation: str, exc: Exception) -> None:
         if isinstance(exc, LLMCacheError) and not isinstance(exc, CacheBackendError):

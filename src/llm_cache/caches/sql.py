@@ -69,7 +69,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Iterator, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
@@ -129,7 +129,7 @@ def _decode_generation(raw: Any) -> Generation:
 
 
 def _entry_generations(
-    rows: list[Any], prompt: str, llm_string: str, now: float
+    rows: Sequence[Any], prompt: str, llm_string: str, now: float
 ) -> list[Generation] | None:
     """The generations of one entry's rows ``(idx, prompt, llm, response, expires_at)``,
     ordered by ``idx``; ``None`` (a miss) when a row is for another prompt or llm_string
@@ -781,7 +781,7 @@ class SQLAlchemyCache(BaseCache):
         rows = self._core(lambda conn: conn.execute(stmt.order_by(*order, t.c.idx)).all(), read=True)
         current: tuple[Any, Any] | None = None
         generations: list[Generation] = []
-        times: list[float | None] = [None, None]
+        times: tuple[float | None, float | None] = (None, None)
         for row in rows:
             prompt, llm, response, *rest = row
             created = _epoch(rest.pop(0)) if self.info.has_created_at else None
@@ -789,7 +789,7 @@ class SQLAlchemyCache(BaseCache):
             if current != (prompt, llm):
                 if current is not None and generations:
                     yield CacheEntry(self._from_db(current[0]), self._from_db(current[1]), generations, *times)
-                current, generations, times = (prompt, llm), [], [created, expiry]
+                current, generations, times = (prompt, llm), [], (created, expiry)
             try:
                 raw = bytes(response).decode() if isinstance(response, (bytes, bytearray, memoryview)) else response
                 generations.append(Generation.from_dict(json.loads(raw)))

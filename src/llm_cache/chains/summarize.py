@@ -179,7 +179,8 @@ class _SummarizeChain:
         ``stuff``) and ``steps`` (a :class:`StepReport` per prompt, in call order).
         """
         docs = _documents(input)
-        plan, steps = self._plan(docs), []
+        plan = self._plan(docs)
+        steps: list[StepReport] = []
         call = next(plan)  # every plan makes at least one call
         while True:
             start = time.perf_counter()
@@ -195,7 +196,8 @@ class _SummarizeChain:
         """Async :meth:`invoke`: each step's prompts go to ``agenerate`` together, so
         cache lookups and provider requests of one step run concurrently."""
         docs = _documents(input)
-        plan, steps = self._plan(docs), []
+        plan = self._plan(docs)
+        steps: list[StepReport] = []
         call = next(plan)  # every plan makes at least one call
         while True:
             start = time.perf_counter()

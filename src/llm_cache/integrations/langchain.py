@@ -45,14 +45,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .._imports import require
 from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..generation import Generation
 
-_caches = require("langchain_core.caches", "langchain", "LangChainCache")
+if TYPE_CHECKING:  # the base class is found at import time; a type checker needs its name
+    from langchain_core.caches import BaseCache as _LangChainBaseCache
+else:
+    _LangChainBaseCache = require("langchain_core.caches", "langchain", "LangChainCache").BaseCache
 _outputs = require("langchain_core.outputs", "langchain", "LangChainCache")
 _messages = require("langchain_core.messages", "langchain", "LangChainCache")
 
@@ -100,7 +103,7 @@ def to_langchain_generation(generation: Generation) -> Any:
     return _outputs.ChatGeneration(message=lc_message, generation_info=generation.generation_info)
 
 
-class LangChainCache(_caches.BaseCache):
+class LangChainCache(_LangChainBaseCache):
     """An llm-cache cache (``SQLiteCache``, ``RedisCache``, ``InMemoryCache``, ...) behind
     langchain-core's ``BaseCache`` interface, for ``langchain_core.globals.set_llm_cache``
     or a model's ``cache=`` argument.

@@ -282,7 +282,8 @@ def _sdk_object(openai: Any, type_name: str, data: dict[str, Any]) -> Any:
     try:
         return type_.model_validate(data)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        errors = exc.errors() if callable(getattr(exc, "errors", None)) else None
+        errors_of = getattr(exc, "errors", None)
+        errors = errors_of() if callable(errors_of) else None
         # Forgiven: a value outside a literal, and a base64 ``embedding`` string (typed as a
         # list of floats; the SDK keeps the string when the caller asked for base64). A wrong
         # type anywhere else or a missing field means it is not a response at all: a miss.
@@ -504,7 +505,7 @@ class CachedOpenAI:
         if isinstance(client, CachedOpenAI):
             client = client.wrapped
         self._openai = require("openai", "openai", "cached_client")
-        self.wrapped = client
+        self.wrapped: Any = client
         self.cache = cache
         self.namespace = namespace
         self.is_async = _is_async_client(self._openai, client)

@@ -10,18 +10,22 @@ callers coalesce with each other too.
 from __future__ import annotations
 
 import threading
+from collections.abc import Hashable, Iterable
 from concurrent.futures import Future
-from typing import Hashable, Iterable
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ..generation import Generation
 
+if TYPE_CHECKING:
+    from ..caches.base import BaseCache
+
 __all__ = ["Coalescer", "COALESCER"]
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)
 
 
-class Coalescer:
-    """Registry of in-flight provider calls."""
+class Coalescer(Generic[Key]):
+    """Registry of in-flight provider calls, by key."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,4 +72,5 @@ class Coalescer:
         return len(self._inflight)
 
 
-COALESCER = Coalescer()
+# Keyed by (cache, prompt, llm_string): the same request through another cache is another call.
+COALESCER: Coalescer[tuple[BaseCache, str, str]] = Coalescer()

@@ -336,7 +336,8 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.
-        results, usage = [], {}
+        results: list[list[Generation]] = []
+        usage: dict[str, int] = {}
         for value in inputs:
             response = self.client.chat.completions.create(**self._request(value, kwargs))
             results.append(self._parse(response))

@@ -417,7 +417,8 @@ class SemanticCache(BaseCache):
         try:
             match = self._match(prompt, llm_string)
         except Exception as exc:
-            return self._lookup_failed(exc)
+            self._lookup_failed(exc)
+            return None
         self._lookup_done(None if match is None else match.generations)
         return match
 
@@ -429,7 +430,8 @@ class SemanticCache(BaseCache):
         try:
             match = await self._amatch(prompt, llm_string)
         except Exception as exc:
-            return self._lookup_failed(exc)
+            self._lookup_failed(exc)
+            return None
         self._lookup_done(None if match is None else match.generations)
         return match
 

@@ -26,9 +26,10 @@ import asyncio
 import logging
 import math
 import os
+import sys
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, cast, runtime_checkable
 
 from .._imports import require
 from ..errors import ConfigurationError, ProviderError
@@ -37,7 +38,10 @@ from .int8_matmul import with_int8_matmuls
 logger = logging.getLogger("llm_cache")
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from importlib.resources.abc import Traversable
+    if sys.version_info >= (3, 11):
+        from importlib.resources.abc import Traversable
+    else:
+        from importlib.abc import Traversable
 
     import numpy as np
 
@@ -71,7 +75,10 @@ class Embeddings(Protocol):
     array from any :class:`Embeddings`, through the fast path when there is one.
     """
 
-    dimension: int
+    @property
+    def dimension(self) -> int:
+        """Length of every vector (a plain attribute or a read-only property will do)."""
+        ...
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed several texts; one vector per text, in order."""
@@ -282,14 +289,14 @@ class LocalEmbeddings:
 
     def _load_tokenizer(self) -> Any:
         tokenizers = require("tokenizers", extra="semantic", feature="LocalEmbeddings")
-        source = self.tokenizer_path
-        if source is None:
-            source = default_tokenizer_path()
+        source: PathLike | Traversable = (
+            self.tokenizer_path if self.tokenizer_path is not None else default_tokenizer_path()
+        )
         path = _as_local_path(source)
         if path is not None:
             tokenizer = tokenizers.Tokenizer.from_file(path)
         else:
-            tokenizer = tokenizers.Tokenizer.from_str(source.read_text(encoding="utf-8"))
+            tokenizer = tokenizers.Tokenizer.from_str(cast("Traversable", source).read_text(encoding="utf-8"))
         # The shipped tokenizer.json pads and truncates to a fixed 128 tokens. We pad each
         # batch ourselves (to its longest text) and truncate at max_length like
         # sentence-transformers' max_seq_length=256, so switch its padding off.
@@ -308,7 +315,7 @@ class LocalEmbeddings:
             options.intra_op_num_threads = self.intra_op_threads
         model: Any = _as_local_path(source)
         if model is None:  # inside a zip: onnxruntime also accepts the serialized bytes
-            model = source.read_bytes()
+            model = cast("Traversable", source).read_bytes()
         session = None
         if self.int8_matmul:
             try:
@@ -663,7 +670,7 @@ class CachedEmbeddings(_QueryAsOneDocument):
         return found, list(missing)
 
     def _remember(
-        self, texts: list[str], vectors: Sequence[Sequence[float]]
+        self, texts: list[str], vectors: Sequence[Sequence[float]] | np.ndarray
     ) -> dict[str, tuple[float, ...]]:
         """Store freshly embedded vectors, evicting the least recently used beyond maxsize."""
         if len(vectors) != len(texts):

@@ -55,11 +55,14 @@ import time
 from collections import Counter
 from concurrent import futures
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .._imports import require
 
-grpc = require("grpc", "momento", "MomentoEmulator")
+if TYPE_CHECKING:
+    import grpc
+else:
+    grpc = require("grpc", "momento", "MomentoEmulator")
 from momento_wire_types import cacheclient_pb2 as cache_pb  # noqa: E402  (after the check above)
 from momento_wire_types import cacheclient_pb2_grpc as cache_grpc  # noqa: E402
 from momento_wire_types import controlclient_pb2 as control_pb  # noqa: E402
