@@ -368,39 +368,6 @@ def test_an_engine_passed_in_is_used_but_not_changed_or_disposed(
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
 
 
-def test_async_runs_on_psycopg_async_connections_with_the_search_settings(make_store: Any) -> None:
-    """The async twins use the async psycopg driver (no worker thread), one engine per loop,
-    and its connections get the same session settings as the sync pool's."""
-    import asyncio
-
-    clock = FakeClock()
-    store = make_store(ef_search=55, clock=clock)
-
-    async def scenario() -> None:
-        await store.aadd(make_entry("old", expires_at=clock.now + 10), vector_at(0.2, D))
-        await store.aadd(make_entry("a"), vector_at(1.0, D))
-        engine = store._async_engines.current()
-        assert engine.sync_engine.dialect.is_async and engine.sync_engine.dialect.driver == "psycopg"
-        async with engine.connect() as conn:
-            assert (await conn.exec_driver_sql("SHOW hnsw.ef_search")).scalar() == "55"
-            assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
-        found = await store.asearch("p1", vector_at(1.0, D), k=4)
-        assert [n.entry.prompt for n in found] == ["a", "old"]
-        assert (await store.aget(found[0].entry.key)).prompt == "a"
-        clock.now += 61  # "old" expired, and a purge is due at the next write
-        await store.aadd(make_entry("b"), vector_at(0.5, D))
-        assert store.count() == 2
-        await store.adelete([found[0].entry.key])
-        assert [n.entry.prompt for n in await store.asearch("p1", vector_at(1.0, D))] == ["b"]
-        await store.aclear()
-        assert store.count() == 0
-        await store.aclose()
-        assert store._async_engines.current() is None
-
-    asyncio.run(scenario())
-    asyncio.run(scenario())  # a second event loop gets an engine of its own
-
-
 # -- PGVectorSemanticCache -----------------------------------------------------------------------
 @pytest.fixture
 def make_cache(postgres_url: str, engine: Any) -> Iterator[Callable[..., Any]]:

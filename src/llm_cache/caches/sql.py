@@ -60,16 +60,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, TypeVar
 
-from .._async_engines import LoopEngines, derive_async_url
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
 from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
@@ -81,7 +82,7 @@ from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema,
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
 from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 __all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
 
@@ -433,9 +434,11 @@ class SQLAlchemyCache(BaseCache):
             else engine
         )
         self._user_async_engine = async_engine
-        self._async_engines = LoopEngines(
-            None if async_engine is not None else derive_async_url(engine.url)
-        )
+        self._async_url = None if async_engine is not None else _derive_async_url(engine.url)
+        # loop -> (AsyncEngine, its finaliser): weak on the loop, so a finished loop's engine goes.
+        self._async_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Any, Any]
+        ] = weakref.WeakKeyDictionary()
         self._statements: dict[tuple[Any, ...], _KeyedStatements] = {}
         self._connections = _RawConnections(engine)
         self._md5_index = False
@@ -497,12 +500,24 @@ class SQLAlchemyCache(BaseCache):
         """The async engine for the running loop (None: no async driver, use a worker thread)."""
         if self._user_async_engine is not None:
             return self._user_async_engine
-        return self._async_engines.current()
+        if self._async_url is None:
+            return None
+        found = self._async_engines.get(asyncio.get_running_loop())
+        return None if found is None else found[0]
 
     async def _aengine(self) -> Any:
-        if self._user_async_engine is not None:
-            return self._user_async_engine
-        return await self._async_engines.get()
+        engine = self._async_engine()
+        if engine is not None or self._async_url is None:
+            return engine
+        # Async drivers' connections belong to the event loop that opened them: one engine per
+        # loop, disposed while that loop still runs (see _dispose_with_loop).
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(self._async_url)
+        finaliser = _dispose_with_loop(engine)
+        await finaliser.__anext__()
+        self._async_engines[asyncio.get_running_loop()] = (engine, finaliser)
+        return engine
 
     async def _araw(self, op: Callable[..., T], *args: Any) -> T:
         engine = await self._aengine()
@@ -859,7 +874,10 @@ class SQLAlchemyCache(BaseCache):
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def aclose(self) -> None:
         """Dispose of the async engine this cache derived for the running loop (not the user's)."""
-        await self._async_engines.aclose()
+        found = self._async_engines.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].dispose()
+            await found[1].aclose()
 
     def close(self) -> None:
         """Close this cache's own connections and forget derived async engines.
@@ -867,13 +885,58 @@ class SQLAlchemyCache(BaseCache):
         The ``engine`` (and an ``async_engine`` you passed) are yours: they are not disposed.
         """
         self._connections.close()
-        self._async_engines.forget()
+        self._async_engines = weakref.WeakKeyDictionary()
+
+
+async def _dispose_with_loop(engine: Any) -> Any:
+    """An async generator whose ``finally`` disposes ``engine`` when its event loop shuts down.
+
+    ``asyncio.run`` (and any loop owner calling ``loop.shutdown_asyncgens()``) closes the
+    async generators still suspended in the loop before closing it, so the pool's connections
+    are closed while their loop can still run the close. Without this, they would be closed
+    by the garbage collector after the loop is gone ("Event loop is closed" from aiomysql).
+    """
+    try:
+        yield
+    finally:
+        # The loop is shutting down: a failure here has nobody left to tell.
+        with contextlib.suppress(Exception):
+            await engine.dispose()
 
 
 def _rollback(cursor: Any) -> None:
     # The original error is the one to report; a connection too broken to roll back is dropped.
     with contextlib.suppress(Exception):
         cursor.execute("ROLLBACK")
+
+
+def _derive_async_url(url: URL) -> URL | None:
+    """The URL of an async twin of a sync engine, or None when the dialect has no async driver here."""
+    if importlib.util.find_spec("greenlet") is None:
+        return None  # SQLAlchemy's asyncio extension needs greenlet
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        return (
+            url.set(drivername="postgresql+psycopg")
+            if importlib.util.find_spec("psycopg")
+            else None
+        )
+    if backend == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or "mode=memory" in str(url):
+            return None  # another connection would open another, empty, database
+        return (
+            url.set(drivername="sqlite+aiosqlite")
+            if importlib.util.find_spec("aiosqlite")
+            else None
+        )
+    if backend in ("mysql", "mariadb"):
+        return (
+            url.set(drivername=f"{backend}+aiomysql")
+            if importlib.util.find_spec("aiomysql")
+            else None
+        )
+    return None
 
 
 def _epoch(value: Any) -> float | None:

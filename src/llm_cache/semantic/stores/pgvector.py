@@ -49,15 +49,12 @@ at a time, by ``add()`` at most once a minute per store.
 PostgreSQL text cannot hold NUL characters and psycopg refuses lone surrogates: strings that
 contain either are stored JSON-escaped behind a private-use marker, reversibly.
 
-Async methods are native: psycopg's async driver through SQLAlchemy's asyncio extension,
-one engine per event loop (its connections belong to that loop; it is disposed when the
-loop ends, or by ``aclose()``), whose connections get the same session settings. Without
-psycopg (another driver in the URL, no greenlet) they run the sync ones in a worker thread.
+Async methods run the sync ones in a worker thread (the :class:`VectorStore` default): the
+engine's pool then serves every event loop, with no per-loop engine to create and dispose.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -66,7 +63,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..._async_engines import LoopEngines, derive_async_url
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError
@@ -170,13 +166,6 @@ class PGVectorStore(VectorStore):
         self._statements = _Statements(sa, self.table)
         self._pgvector_version: tuple[int, ...] = ()
         self._fast: Any = None  # the hot path's engine, made once the schema is ready
-        # Native async (psycopg's async driver through SQLAlchemy), one engine per event loop,
-        # with the same session settings; None without psycopg (async runs in a thread).
-        self._async_engines = LoopEngines(
-            derive_async_url(self.engine.url),
-            prepare=self._prepare_async_engine,
-            isolation_level="AUTOCOMMIT",
-        )
         self._ready = False
         self._ready_lock = threading.Lock()
         self._last_purge = 0.0
@@ -247,32 +236,23 @@ class PGVectorStore(VectorStore):
         """
         sa = self._sa
         pool = self.engine.pool.recreate()
-        sa.event.listen(pool, "connect", self._apply_session_settings)
-        return sa.create_engine(self.engine.url, pool=pool, isolation_level="AUTOCOMMIT")
-
-    def _apply_session_settings(self, dbapi_connection: Any, _record: Any = None) -> None:
-        """Pool ``connect`` event: the search settings, once per new connection (sync or async)."""
         params: list[Any] = [str(self.ef_search)]
         sql = "SELECT set_config('hnsw.ef_search', %s, false), set_config('plan_cache_mode', 'force_custom_plan', false)"
         if self._pgvector_version >= (0, 8):
             sql += ", set_config('hnsw.iterative_scan', %s, false)"
             params.append(self.iterative_scan)
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(sql, params)
-        finally:
-            cursor.close()
-        if not getattr(dbapi_connection, "autocommit", False):
-            dbapi_connection.commit()
 
-    def _prepare_async_engine(self, engine: Any) -> None:
-        self._sa.event.listen(engine.sync_engine.pool, "connect", self._apply_session_settings)
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(sql, params)
+            finally:
+                cursor.close()
+            if not getattr(dbapi_connection, "autocommit", False):
+                dbapi_connection.commit()
 
-    async def _aengine(self) -> Any:
-        """The running loop's async engine (psycopg), or None: then the sync path runs in a thread."""
-        if not self._ready:
-            await asyncio.to_thread(self._ensure_schema)
-        return await self._async_engines.get()
+        sa.event.listen(pool, "connect", on_connect)
+        return sa.create_engine(self.engine.url, pool=pool, isolation_level="AUTOCOMMIT")
 
     def _qualified(self) -> str:
         preparer = self.engine.dialect.identifier_preparer
@@ -310,38 +290,36 @@ class PGVectorStore(VectorStore):
     def add(self, entry: SemanticEntry, vector: np.ndarray) -> None:
         """Insert or replace (by ``entry.key``) one entry with its vector."""
         self._ensure_schema()
-        values, now = self._add_values(entry, vector)
+        embedding = self._vector_param(vector)
+        now = self._clock()
+        expiry = entry.expires_at
+        if self.ttl is not None:
+            cap = now + self.ttl
+            expiry = cap if expiry is None else min(expiry, cap)
+        values = {
+            "namespace": self.namespace,
+            "key": _to_db(entry.key),
+            "partition": _to_db(entry.partition),
+            "text": _to_db(entry.text),
+            "prompt": _to_db(entry.prompt),
+            "llm_string": _to_db(entry.llm_string),
+            "response": _to_db(entry.response),
+            "created_at": entry.created_at,
+            "expires_at": expiry,
+            "embedding": embedding,
+        }
         with self._fast.connect() as conn:
             conn.execute(self._statements.upsert, values)
-        if self._purge_due(now):
-            with self._fast.connect() as conn:
-                conn.execute(self._statements.purge, self._purge_params(now))
-
-    async def aadd(self, entry: SemanticEntry, vector: np.ndarray) -> None:
-        """Async :meth:`add` (native psycopg async; a worker thread without it)."""
-        engine = await self._aengine()
-        if engine is None:
-            return await super().aadd(entry, vector)
-        values, now = self._add_values(entry, vector)
-        async with engine.connect() as conn:
-            await conn.execute(self._statements.upsert, values)
-            if self._purge_due(now):
-                await conn.execute(self._statements.purge, self._purge_params(now))
+        if now - self._last_purge >= _PURGE_EVERY:
+            self._last_purge = now
+            self._purge(now)
 
     def get(self, key: str) -> SemanticEntry | None:
         """The live entry with this exact key, or ``None``."""
         self._ensure_schema()
+        params = {"ns": self.namespace, "key": _to_db(key), "now": self._clock()}
         with self._fast.connect() as conn:
-            row = conn.execute(self._statements.get, self._get_params(key)).first()
-        return None if row is None else _entry(row)
-
-    async def aget(self, key: str) -> SemanticEntry | None:
-        """Async :meth:`get`."""
-        engine = await self._aengine()
-        if engine is None:
-            return await super().aget(key)
-        async with engine.connect() as conn:
-            row = (await conn.execute(self._statements.get, self._get_params(key))).first()
+            row = conn.execute(self._statements.get, params).first()
         return None if row is None else _entry(row)
 
     def search(self, partition: str, vector: np.ndarray, k: int = 4) -> list[Neighbour]:
@@ -352,19 +330,13 @@ class PGVectorStore(VectorStore):
         params = self._search_params(partition, vector, k)
         with self._fast.connect() as conn:
             rows = conn.execute(self._statements.search, params).all()
-        return _neighbours(rows)
-
-    async def asearch(self, partition: str, vector: np.ndarray, k: int = 4) -> list[Neighbour]:
-        """Async :meth:`search`."""
-        if k <= 0:
-            return []
-        engine = await self._aengine()
-        if engine is None:
-            return await super().asearch(partition, vector, k)
-        params = self._search_params(partition, vector, k)
-        async with engine.connect() as conn:
-            rows = (await conn.execute(self._statements.search, params)).all()
-        return _neighbours(rows)
+        found = [
+            Neighbour(entry=_entry(row), similarity=max(-1.0, min(1.0, 1.0 - float(row.distance))))
+            for row in rows
+        ]
+        # relaxed_order may return rows slightly out of order.
+        found.sort(key=lambda n: n.similarity, reverse=True)
+        return found
 
     def delete(self, keys: Sequence[str]) -> None:
         """Remove these entries (missing keys are ignored)."""
@@ -375,30 +347,11 @@ class PGVectorStore(VectorStore):
         with self._fast.connect() as conn:
             conn.execute(self._statements.delete, {"ns": self.namespace, "keys": keys})
 
-    async def adelete(self, keys: Sequence[str]) -> None:
-        """Async :meth:`delete`."""
-        if not keys:
-            return
-        engine = await self._aengine()
-        if engine is None:
-            return await super().adelete(keys)
-        db_keys = [_to_db(key) for key in dict.fromkeys(keys)]
-        async with engine.connect() as conn:
-            await conn.execute(self._statements.delete, {"ns": self.namespace, "keys": db_keys})
-
     def clear(self) -> None:
         """Delete every row of this namespace (other namespaces in the table stay)."""
         self._ensure_schema()
         with self._fast.connect() as conn:
             conn.execute(self._statements.clear, {"ns": self.namespace})
-
-    async def aclear(self) -> None:
-        """Async :meth:`clear`."""
-        engine = await self._aengine()
-        if engine is None:
-            return await super().aclear()
-        async with engine.connect() as conn:
-            await conn.execute(self._statements.clear, {"ns": self.namespace})
 
     def count(self) -> int:
         """Rows of this namespace, expired ones not yet purged included."""
@@ -407,19 +360,11 @@ class PGVectorStore(VectorStore):
             return int(conn.execute(self._statements.count, {"ns": self.namespace}).scalar())
 
     def close(self) -> None:
-        """Close the store's own pool, and dispose of the engine it made (never one you passed).
-
-        Async engines are disposed by their event loops when those end (or by :meth:`aclose`).
-        """
+        """Close the store's own pool, and dispose of the engine it made (never one you passed)."""
         if self._fast is not None:
             self._fast.dispose()
-        self._async_engines.forget()
         if self._owns_engine:
             self.engine.dispose()
-
-    async def aclose(self) -> None:
-        """Dispose of the running loop's async engine now (``close()`` does the rest)."""
-        await self._async_engines.aclose()
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (a health check for circuit breakers)."""
@@ -446,40 +391,11 @@ class PGVectorStore(VectorStore):
             raise ConfigurationError("vector contains NaN or infinity")
         return array.tolist()
 
-    def _add_values(self, entry: SemanticEntry, vector: Any) -> tuple[dict[str, Any], float]:
-        embedding = self._vector_param(vector)
-        now = self._clock()
-        expiry = entry.expires_at
-        if self.ttl is not None:
-            cap = now + self.ttl
-            expiry = cap if expiry is None else min(expiry, cap)
-        values = {
-            "namespace": self.namespace,
-            "key": _to_db(entry.key),
-            "partition": _to_db(entry.partition),
-            "text": _to_db(entry.text),
-            "prompt": _to_db(entry.prompt),
-            "llm_string": _to_db(entry.llm_string),
-            "response": _to_db(entry.response),
-            "created_at": entry.created_at,
-            "expires_at": expiry,
-            "embedding": embedding,
-        }
-        return values, now
-
-    def _get_params(self, key: str) -> dict[str, Any]:
-        return {"ns": self.namespace, "key": _to_db(key), "now": self._clock()}
-
-    def _purge_due(self, now: float) -> bool:
-        """Whether this write should also purge expired rows (at most every _PURGE_EVERY s)."""
-        if now - self._last_purge < _PURGE_EVERY:
-            return False
-        self._last_purge = now
-        return True
-
-    def _purge_params(self, now: float) -> dict[str, Any]:
-        # A bounded statement: up to a batch of this namespace's expired rows.
-        return {"ns": self.namespace, "now": now, "batch": _PURGE_BATCH}
+    def _purge(self, now: float) -> None:
+        """Delete up to a batch of this namespace's expired rows (a bounded statement)."""
+        params = {"ns": self.namespace, "now": now, "batch": _PURGE_BATCH}
+        with self._fast.connect() as conn:
+            conn.execute(self._statements.purge, params)
 
     def explain(self, partition: str, vector: Any, k: int = 4) -> str:
         """``EXPLAIN ANALYZE`` of :meth:`search`, on the store's own connections (for tuning)."""
@@ -693,16 +609,6 @@ def _utf8_encodable(value: str) -> bool:
 
 def _from_db(value: str) -> str:
     return json.loads(value[len(_ESCAPED) :]) if value.startswith(_ESCAPED) else value
-
-
-def _neighbours(rows: Any) -> list[Neighbour]:
-    found = [
-        Neighbour(entry=_entry(row), similarity=max(-1.0, min(1.0, 1.0 - float(row.distance))))
-        for row in rows
-    ]
-    # relaxed_order may return rows slightly out of order.
-    found.sort(key=lambda n: n.similarity, reverse=True)
-    return found
 
 
 def _entry(row: Any) -> SemanticEntry:
