@@ -51,6 +51,12 @@ contain either are stored JSON-escaped behind a private-use marker, reversibly.
 
 Async methods run the sync ones in a worker thread (the :class:`VectorStore` default): the
 engine's pool then serves every event loop, with no per-loop engine to create and dispose.
+A native version (psycopg's async driver, an engine per event loop with the same session
+settings) was built and measured against this, 2,000 rows of 384 dimensions, searches from
+one loop: the same at one search at a time (p50 5.2 against 5.4 ms); with 16 at once,
+2.6 times slower with SQLAlchemy's default pool (connections beyond its 5 were opened and
+closed again every round, each paying a SCRAM login) and no faster with a fixed pool of 5
+(396 against 343 searches/s, 405 against 396 with 64 at once). The worker thread stays.
 """
 
 from __future__ import annotations
