@@ -251,6 +251,13 @@ class BaseCache(ABC):
     def close(self) -> None:
         """Release connections and files. The cache must not be used afterwards."""
 
+    async def aclose(self) -> None:
+        """Release what this cache holds for the running event loop; it stays usable.
+
+        Backends whose async clients belong to one event loop (Redis, Momento) close that
+        loop's client here; call it before the loop ends. For the others it does nothing.
+        """
+
     def __enter__(self) -> "BaseCache":
         return self
 

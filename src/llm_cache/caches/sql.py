@@ -60,12 +60,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +80,7 @@ from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema,
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
 from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
 
@@ -370,11 +368,10 @@ class SQLAlchemyCache(BaseCache):
         namespace: entries are partitioned by namespace and ``clear()`` deletes only this one;
             default ``"default"``. Needs a ``namespace`` column (a user schema without one
             must leave it ``None``; ``clear()`` then empties that table).
-        async_engine: a :class:`sqlalchemy.ext.asyncio.AsyncEngine` for ``alookup`` & co.
-            When omitted, one is derived from ``engine.url`` if the dialect has an async driver
-            installed (psycopg, aiosqlite for file databases, aiomysql), one per event loop;
-            otherwise async calls run the sync ones in a worker thread. A derived engine takes
-            settings from the URL (e.g. ``?connect_timeout=2``), not from ``connect_args``.
+        async_engine: a :class:`sqlalchemy.ext.asyncio.AsyncEngine` for ``alookup`` & co.,
+            used as given (its connections belong to the event loop that opened them). When
+            omitted, async calls run the sync ones in a worker thread, which measured faster
+            than async drivers on all three databases (see ``_araw``).
         strict: raise store errors instead of treating them as misses.
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
     """
@@ -433,12 +430,7 @@ class SQLAlchemyCache(BaseCache):
             if engine.dialect.driver == "psycopg"
             else engine
         )
-        self._user_async_engine = async_engine
-        self._async_url = None if async_engine is not None else _derive_async_url(engine.url)
-        # loop -> (AsyncEngine, its finaliser): weak on the loop, so a finished loop's engine goes.
-        self._async_engines: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[Any, Any]
-        ] = weakref.WeakKeyDictionary()
+        self.async_engine = async_engine
         self._statements: dict[tuple[Any, ...], _KeyedStatements] = {}
         self._connections = _RawConnections(engine)
         self._md5_index = False
@@ -496,31 +488,14 @@ class SQLAlchemyCache(BaseCache):
             return op(conn, *args)
 
     # -- running operations: async ---------------------------------------------------------------
-    def _async_engine(self) -> Any:
-        """The async engine for the running loop (None: no async driver, use a worker thread)."""
-        if self._user_async_engine is not None:
-            return self._user_async_engine
-        if self._async_url is None:
-            return None
-        found = self._async_engines.get(asyncio.get_running_loop())
-        return None if found is None else found[0]
-
-    async def _aengine(self) -> Any:
-        engine = self._async_engine()
-        if engine is not None or self._async_url is None:
-            return engine
-        # Async drivers' connections belong to the event loop that opened them: one engine per
-        # loop, disposed while that loop still runs (see _dispose_with_loop).
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        engine = create_async_engine(self._async_url)
-        finaliser = _dispose_with_loop(engine)
-        await finaliser.__anext__()
-        self._async_engines[asyncio.get_running_loop()] = (engine, finaliser)
-        return engine
-
     async def _araw(self, op: Callable[..., T], *args: Any) -> T:
-        engine = await self._aengine()
+        # Without an async engine of the user's, the sync path runs in a worker thread. Async
+        # drivers were measured slower (benchmarks/bench_sql_async.py, BENCHMARKS.md): through
+        # SQLAlchemy's greenlet bridge they gave 1.5-9x fewer hit lookups per second than
+        # threads on SQLite (aiosqlite), MariaDB (aiomysql) and PostgreSQL (psycopg), and 11x
+        # fewer with 16 lookups at once on PostgreSQL with the default pool, which opened and
+        # closed its overflow connections (a SCRAM login each) again and again.
+        engine = self.async_engine
         if engine is None:
             return await asyncio.to_thread(self._raw, op, *args)
         if not self._schema_ready:
@@ -544,7 +519,7 @@ class SQLAlchemyCache(BaseCache):
             return await conn.run_sync(run)
 
     async def _acore(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
-        engine = await self._aengine()
+        engine = self.async_engine
         if engine is None:
             return await asyncio.to_thread(self._core, op, *args, read=read)
         if not self._schema_ready:
@@ -872,71 +847,18 @@ class SQLAlchemyCache(BaseCache):
         return [(self._from_db(p), self._from_db(llm), float(rank)) for p, llm, rank in rows]
 
     # -- lifecycle -----------------------------------------------------------------------------------------
-    async def aclose(self) -> None:
-        """Dispose of the async engine this cache derived for the running loop (not the user's)."""
-        found = self._async_engines.pop(asyncio.get_running_loop(), None)
-        if found is not None:
-            await found[0].dispose()
-            await found[1].aclose()
-
     def close(self) -> None:
-        """Close this cache's own connections and forget derived async engines.
+        """Close this cache's own connections.
 
         The ``engine`` (and an ``async_engine`` you passed) are yours: they are not disposed.
         """
         self._connections.close()
-        self._async_engines = weakref.WeakKeyDictionary()
-
-
-async def _dispose_with_loop(engine: Any) -> Any:
-    """An async generator whose ``finally`` disposes ``engine`` when its event loop shuts down.
-
-    ``asyncio.run`` (and any loop owner calling ``loop.shutdown_asyncgens()``) closes the
-    async generators still suspended in the loop before closing it, so the pool's connections
-    are closed while their loop can still run the close. Without this, they would be closed
-    by the garbage collector after the loop is gone ("Event loop is closed" from aiomysql).
-    """
-    try:
-        yield
-    finally:
-        # The loop is shutting down: a failure here has nobody left to tell.
-        with contextlib.suppress(Exception):
-            await engine.dispose()
 
 
 def _rollback(cursor: Any) -> None:
     # The original error is the one to report; a connection too broken to roll back is dropped.
     with contextlib.suppress(Exception):
         cursor.execute("ROLLBACK")
-
-
-def _derive_async_url(url: URL) -> URL | None:
-    """The URL of an async twin of a sync engine, or None when the dialect has no async driver here."""
-    if importlib.util.find_spec("greenlet") is None:
-        return None  # SQLAlchemy's asyncio extension needs greenlet
-    backend = url.get_backend_name()
-    if backend == "postgresql":
-        return (
-            url.set(drivername="postgresql+psycopg")
-            if importlib.util.find_spec("psycopg")
-            else None
-        )
-    if backend == "sqlite":
-        database = url.database or ""
-        if database in ("", ":memory:") or "mode=memory" in str(url):
-            return None  # another connection would open another, empty, database
-        return (
-            url.set(drivername="sqlite+aiosqlite")
-            if importlib.util.find_spec("aiosqlite")
-            else None
-        )
-    if backend in ("mysql", "mariadb"):
-        return (
-            url.set(drivername=f"{backend}+aiomysql")
-            if importlib.util.find_spec("aiomysql")
-            else None
-        )
-    return None
 
 
 def _epoch(value: Any) -> float | None:
