@@ -354,6 +354,20 @@ def make_cache(redis_url: str) -> Iterator[Callable[..., Any]]:
         cache.close()
 
 
+def test_cache_aclose_releases_the_stores_loop_client(make_cache: Callable[..., Any]) -> None:
+    cache = make_cache()
+
+    async def scenario() -> None:
+        await cache.aupdate("What is the capital of France?", LLM, [Generation("Paris")])
+        assert len(cache.store._aclients) == 1  # this loop's client
+        await cache.aclose()
+        assert cache.store._aclients == {}
+        assert await cache.alookup("What is the capital of France?", LLM) == [Generation("Paris")]
+        await cache.aclose()
+
+    asyncio.run(scenario())
+
+
 class TestRedisSemantic(SemanticCacheContract):
     """The exact-cache contract and the semantic suite on RedisSemanticCache."""
 

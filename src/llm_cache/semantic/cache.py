@@ -471,3 +471,7 @@ class SemanticCache(BaseCache):
         """Close the store if this cache created it (a local store saves its index)."""
         if self._owns_store:
             self.store.close()
+
+    async def aclose(self) -> None:
+        """Release the store's client for the running event loop (Redis); it stays usable."""
+        await self.store.aclose()

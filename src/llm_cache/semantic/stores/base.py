@@ -108,6 +108,9 @@ class VectorStore(ABC):
     async def aclear(self) -> None:
         await asyncio.to_thread(self.clear)
 
+    async def aclose(self) -> None:
+        """Release what the store holds for the running event loop (it stays usable)."""
+
 
 # -- helpers for store modules (no I/O) --------------------------------------------------------
 def positive_int(value: Any, name: str) -> int:
