@@ -9,7 +9,7 @@ from typing import Callable
 import pytest
 
 from llm_cache import InMemoryCache, SQLiteCache
-from llm_cache.testing.contract import CacheContract
+from llm_cache.testing.contract import CacheContract, tracked_factory
 
 
 class FakeClock:
@@ -38,16 +38,11 @@ class TestSQLiteContract(CacheContract):
     @pytest.fixture
     def cache_factory(self, tmp_path: Path) -> Callable[..., SQLiteCache]:
         clock = FakeClock()
-        made: list[SQLiteCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> SQLiteCache:
-            cache = SQLiteCache(tmp_path / "cache.db", ttl=ttl, namespace=namespace, clock=clock)
-            made.append(cache)
-            return cache
-
-        yield factory  # type: ignore[misc]
-        for cache in made:
-            cache.close()
+        with tracked_factory(
+            lambda ns, ttl: SQLiteCache(tmp_path / "cache.db", ttl=ttl, namespace=ns, clock=clock),
+            clear=False,  # the file goes with tmp_path
+        ) as factory:
+            yield factory  # type: ignore[misc]
 
     def advance(self, cache: SQLiteCache, seconds: float) -> None:  # type: ignore[override]
         cache._clock.now += seconds  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from llm_cache import Generation
 from llm_cache.caches.redis import RedisCache
 from llm_cache.errors import ConfigurationError, MissingDependencyError
 from llm_cache.keys import cache_key_hex
-from llm_cache.testing.contract import LLM, CacheContract, sample_generations
+from llm_cache.testing.contract import LLM, CacheContract, sample_generations, tracked_factory
 
 pytestmark = pytest.mark.redis
 
@@ -58,17 +58,10 @@ class TestRedisContract(_RedisContractBase):
     @pytest.fixture
     def cache_factory(self, redis_url: str) -> Iterator[Callable[..., RedisCache]]:
         base = unique()
-        made: list[RedisCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> RedisCache:
-            cache = RedisCache(redis_url=redis_url, namespace=f"{base}:{namespace}", ttl=ttl)
-            made.append(cache)
-            return cache
-
-        yield factory
-        for cache in made:
-            cache.clear()
-            cache.close()
+        with tracked_factory(
+            lambda ns, ttl: RedisCache(redis_url=redis_url, namespace=f"{base}:{ns}", ttl=ttl)
+        ) as factory:
+            yield factory
 
 
 class TestRedisUserClientContract(_RedisContractBase):
@@ -78,17 +71,10 @@ class TestRedisUserClientContract(_RedisContractBase):
     def cache_factory(self, redis_server: Any) -> Iterator[Callable[..., RedisCache]]:
         client = redis.Redis(host=redis_server.host, port=redis_server.port, db=2, socket_timeout=1.0)
         base = unique()
-        made: list[RedisCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> RedisCache:
-            cache = RedisCache(client, namespace=f"{base}:{namespace}", ttl=ttl)
-            made.append(cache)
-            return cache
-
-        yield factory
-        for cache in made:
-            cache.clear()
-            cache.close()
+        with tracked_factory(
+            lambda ns, ttl: RedisCache(client, namespace=f"{base}:{ns}", ttl=ttl)
+        ) as factory:
+            yield factory
         client.close()
 
 
@@ -99,17 +85,10 @@ class TestRedisClusterContract(_RedisContractBase):
     def cache_factory(self, redis_cluster: Any) -> Iterator[Callable[..., RedisCache]]:
         client = redis_cluster.client(socket_timeout=1.0)
         base = unique()
-        made: list[RedisCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> RedisCache:
-            cache = RedisCache(client, namespace=f"{base}:{namespace}", ttl=ttl)
-            made.append(cache)
-            return cache
-
-        yield factory
-        for cache in made:
-            cache.clear()
-            cache.close()
+        with tracked_factory(
+            lambda ns, ttl: RedisCache(client, namespace=f"{base}:{ns}", ttl=ttl)
+        ) as factory:
+            yield factory
         client.close()
 
 

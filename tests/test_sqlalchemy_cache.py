@@ -8,6 +8,7 @@ when MYSQL_URL is unset: ``export $(bash .ci/mariadb.sh | tail -1)`` starts one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import string
@@ -44,7 +45,7 @@ from llm_cache.caches.sql import FullLLMCache, SQLAlchemyCache
 from llm_cache.errors import ConfigurationError
 from llm_cache.keys import cache_key_hex
 from llm_cache.llms import OpenAI
-from llm_cache.testing.contract import LLM, CacheContract, sample_generations
+from llm_cache.testing.contract import LLM, CacheContract, sample_generations, tracked_factory
 
 with warnings.catch_warnings():
     # ext.declarative's declarative_base is deprecated (MovedIn20Warning), but it is the seed's.
@@ -149,37 +150,27 @@ class _SQLContract(CacheContract):
         assert len(ran_in) >= 3 and loop_thread not in ran_in
 
     @staticmethod
-    def make_factory(
-        engine: Engine, schema: Any = FullLLMCache, **extra: Any
-    ) -> tuple[Callable[..., SQLAlchemyCache], list]:
-        base = unique()
-        clock = FakeClock()
-        made: list[SQLAlchemyCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> SQLAlchemyCache:
-            cache = SQLAlchemyCache(
-                engine, schema, namespace=f"{base}:{namespace}", ttl=ttl, clock=clock, **extra
+    @contextlib.contextmanager
+    def factory_on(
+        url: str, schema: Any = FullLLMCache, **extra: Any
+    ) -> Iterator[Callable[..., SQLAlchemyCache]]:
+        """Caches on one engine of ``url``, in namespaces of their own, a fake clock for TTL."""
+        engine = create_engine(url)
+        base, clock = unique(), FakeClock()
+        with tracked_factory(
+            lambda ns, ttl: SQLAlchemyCache(
+                engine, schema, namespace=f"{base}:{ns}", ttl=ttl, clock=clock, **extra
             )
-            made.append(cache)
-            return cache
-
-        return factory, made
-
-
-def _finish(made: list[SQLAlchemyCache], engine: Engine) -> None:
-    for cache in made:
-        cache.clear()
-        cache.close()
-    engine.dispose()
+        ) as factory:
+            yield factory
+        engine.dispose()
 
 
 class TestSQLiteFileContract(_SQLContract):
     @pytest.fixture
     def cache_factory(self, tmp_path: Path) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        engine = create_engine(f"sqlite:///{tmp_path / 'cache.db'}")
-        factory, made = self.make_factory(engine)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(f"sqlite:///{tmp_path / 'cache.db'}") as factory:
+            yield factory
 
 
 class TestSQLiteUserSchemaContract(_SQLContract):
@@ -187,20 +178,16 @@ class TestSQLiteUserSchemaContract(_SQLContract):
 
     @pytest.fixture
     def cache_factory(self, tmp_path: Path) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        engine = create_engine(f"sqlite:///{tmp_path / 'user.db'}")
-        factory, made = self.make_factory(engine, UserLLMCache)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(f"sqlite:///{tmp_path / 'user.db'}", UserLLMCache) as factory:
+            yield factory
 
 
 @pytest.mark.postgres
 class TestPostgresContract(_SQLContract):
     @pytest.fixture
     def cache_factory(self, postgres_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        engine = create_engine(postgres_url)
-        factory, made = self.make_factory(engine)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(postgres_url) as factory:
+            yield factory
 
 
 @pytest.mark.postgres
@@ -211,13 +198,11 @@ class TestPostgresUserAsyncEngineContract(_SQLContract):
     def cache_factory(self, postgres_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
         from sqlalchemy.ext.asyncio import create_async_engine
 
-        engine = create_engine(postgres_url)
         async_engine = create_async_engine(
             postgres_url, poolclass=__import__("sqlalchemy").pool.NullPool
         )
-        factory, made = self.make_factory(engine, async_engine=async_engine)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(postgres_url, async_engine=async_engine) as factory:
+            yield factory
         asyncio.run(async_engine.dispose())
 
 
@@ -231,17 +216,12 @@ class TestPostgresFulltextContract(_SQLContract):
     def cache_factory(self, postgres_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
         engine = create_engine(postgres_url)
         clock = FakeClock()
-        made: list[SQLAlchemyCache] = []
-
-        def factory(namespace: str = "default", ttl: float | None = None) -> SQLAlchemyCache:
-            cache = SQLAlchemyCache(engine, FulltextLLMCache, ttl=ttl, clock=clock)
-            made.append(cache)
-            return cache
-
-        with _fulltext_lock:  # one table for every test: never two at once
+        with _fulltext_lock, tracked_factory(  # one table for every test: never two at once
+            lambda ns, ttl: SQLAlchemyCache(engine, FulltextLLMCache, ttl=ttl, clock=clock)
+        ) as factory:
             factory().clear()
             yield factory
-            _finish(made, engine)
+        engine.dispose()
 
     def test_ttl_expires_entries(self, cache_factory: Callable[..., SQLAlchemyCache]) -> None:  # type: ignore[override]
         with pytest.raises(ConfigurationError, match="expires_at"):
@@ -258,10 +238,8 @@ _fulltext_lock = threading.Lock()
 class TestMariaDBContract(_SQLContract):
     @pytest.fixture
     def cache_factory(self, mysql_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        engine = create_engine(mysql_url)
-        factory, made = self.make_factory(engine)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(mysql_url) as factory:
+            yield factory
 
 
 @pytest.mark.mysql
@@ -270,10 +248,8 @@ class TestMariaDBUserSchemaContract(_SQLContract):
 
     @pytest.fixture
     def cache_factory(self, mysql_url: str) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        engine = create_engine(mysql_url)
-        factory, made = self.make_factory(engine, UserLLMCache)
-        yield factory
-        _finish(made, engine)
+        with self.factory_on(mysql_url, UserLLMCache) as factory:
+            yield factory
 
 
 # --- the seed's schema on PostgreSQL ----------------------------------------------------------------------

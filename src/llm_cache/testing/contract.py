@@ -10,6 +10,14 @@ that builds a fresh, empty cache of that backend, and optionally overrides:
 * ``shares_namespaces``: whether two namespaces of this backend share a store (so that
   ``clear()`` isolation is meaningful).
 
+:func:`tracked_factory` builds such a factory from a constructor and cleans up after it::
+
+    @pytest.fixture
+    def cache_factory(self, redis_url):
+        base = uuid.uuid4().hex  # namespaces of their own, on a shared server
+        with tracked_factory(lambda ns, ttl: RedisCache(redis_url=redis_url, namespace=f"{base}:{ns}", ttl=ttl)) as factory:
+            yield factory
+
 Load this module with ``pytest.register_assert_rewrite("llm_cache.testing.contract")``
 before importing it so that failures show the compared values.
 """
@@ -17,17 +25,20 @@ before importing it so that failures show the compared values.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from typing import Callable
+from collections.abc import Iterator
+from typing import Any, Callable, TypeVar
 
 import pytest
 
 from ..caches.base import BaseCache
 from ..generation import Generation
 
-__all__ = ["CacheContract", "sample_generations"]
+__all__ = ["CacheContract", "sample_generations", "tracked_factory"]
 
 CacheFactory = Callable[..., BaseCache]
+C = TypeVar("C", bound=BaseCache)
 LLM = '{"model":"m","provider":"test","temperature":0}'
 
 
@@ -36,6 +47,26 @@ def sample_generations(tag: str = "a", n: int = 1) -> list[Generation]:
         Generation(text=f"{tag} answer {i} ✓", generation_info={"finish_reason": "stop", "i": i}, message=None)
         for i in range(n)
     ]
+
+
+@contextlib.contextmanager
+def tracked_factory(make: Callable[..., C], *, clear: bool = True) -> Iterator[Callable[..., C]]:
+    """A ``cache_factory`` from ``make(namespace, ttl, **kwargs)``: each cache it made is
+    cleared (when ``clear``) and closed when the ``with`` block ends."""
+    made: list[C] = []
+
+    def factory(namespace: str = "default", ttl: float | None = None, **kwargs: Any) -> C:
+        cache = make(namespace, ttl, **kwargs)
+        made.append(cache)
+        return cache
+
+    try:
+        yield factory
+    finally:
+        for cache in made:
+            if clear:
+                cache.clear()
+            cache.close()
 
 
 class CacheContract:
