@@ -465,7 +465,8 @@ class SQLAlchemyCache(BaseCache):
             self._schema_ready = True
 
     def _keyed(self, dialect: Any) -> _KeyedStatements:
-        # Keyed by what decides the compiled text (not id(): per-loop async engines come and go).
+        # Keyed by what decides the compiled text: the sync engine and an async_engine you pass
+        # may have different drivers (paramstyles).
         key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
         found = self._statements.get(key)
         if found is None:
@@ -816,7 +817,7 @@ class SQLAlchemyCache(BaseCache):
     async def asearch(
         self, query: str, *, limit: int = 10, config: str = "english"
     ) -> list[SearchHit]:
-        """Async :meth:`search` (on the async engine when the driver has one)."""
+        """Async :meth:`search` (in a worker thread, or on the ``async_engine`` you passed)."""
         stmt = self._search_statement(query, limit, config)
         rows = await self._acore(lambda conn: conn.execute(stmt).all(), read=True)
         hits = []
