@@ -66,7 +66,8 @@ async def measure(lookup: Callable[[str], Awaitable[Any]], concurrency: int, cal
 
 
 def implementations(url: str, schema_engine: Any) -> dict[str, Callable[[], Any]]:
-    """name -> a coroutine factory running one measurement's setup inside the event loop."""
+    """name -> ``make()`` giving ``(cache, async engine or None)``; it is called inside the
+    measurement's event loop, because an async engine's connections belong to that loop."""
     backend = schema_engine.url.get_backend_name()
     async_url = schema_engine.url.set(drivername=ASYNC_DRIVERS[backend])
     made: dict[str, Callable[[], Any]] = {

@@ -122,7 +122,7 @@ def main() -> int:
             m = ev.metrics_at(result, DEFAULT_THRESHOLD)
             print(f"| {name} | {config} | {m.right} | {m.wrong} | {m.other} | {fmt(m.precision)} | {fmt(m.recall)} | {fmt(m.miss_hit_rate)} |")
     best = ev.best_threshold(ev.threshold_table(outcomes[("qqp_dev[:4000]", "default")], GRID), 0.92)
-    print(f"\nqqp_dev, default guards: lowest threshold reaching precision 0.92: "
+    print("\nqqp_dev, default guards: lowest threshold reaching precision 0.92: "
           + (f"{best.threshold:.2f} (recall {best.recall:.3f})" if best else "none in 0.80-0.98"))
 
     print(f"\n### traps_dev by category at {DEFAULT_THRESHOLD} (default guards; no guards in brackets)\n")

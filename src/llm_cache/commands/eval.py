@@ -81,8 +81,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"(precision {best.precision:.3f}, recall {best.recall:.3f}, F1 {best.f1:.3f})"
             )
     if args.by_category:
-        grid = ev.threshold_grid(args.threshold_grid)
-        at = best.threshold if best else grid[len(grid) // 2]
+        at = best.threshold if best else table[len(table) // 2].threshold  # the grid's middle
         print(f"\nby category at threshold {at:.2f}:")
         rows = ev.by_category(outcomes, at)
         print("| category | pairs | right | wrong | other | hit rate |")

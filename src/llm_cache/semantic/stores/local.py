@@ -650,7 +650,6 @@ class LocalVectorStore(VectorStore):
                 shutil.rmtree(self._tempdir, ignore_errors=True)
 
 
-
 def _guard_usearch_import_order() -> None:
     """usearch 2.26.2 to 2.26.6 (at least) make a later ``import onnxruntime`` segfault
     (measured with onnxruntime 1.32; 2.26.1 and earlier are fine, and onnxruntime imported
