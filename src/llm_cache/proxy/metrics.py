@@ -17,6 +17,12 @@ dependency fewer. Metric names (all prefixed ``llm_cache_proxy_``):
                                       without an upstream call (from the stored usage)
 ``cost_saved_usd_total``              estimated from the price table
 ``inflight_requests``                 upstream calls in flight (gauge)
+``refused_requests_total``            requests the proxy answered itself with an error,
+                                      by endpoint and code (request_too_large,
+                                      invalid_api_key, upstream_busy, only_if_cached, ...)
+``responses_not_stored_total``        upstream answers passed on but not stored, by
+                                      endpoint and reason: too_large (over
+                                      ``max_stored_bytes``), unencodable
 ``cache_errors_total`` ...            the cache object's own counters and breaker state
 ====================================  ====================================================
 """
@@ -174,6 +180,8 @@ class Metrics:
         self.tokens_saved = {"prompt": 0, "completion": 0}
         self.cost_saved = 0.0
         self.inflight = 0
+        self.refused_requests: dict[tuple[str, str], int] = {}
+        self.not_stored: dict[tuple[str, str], int] = {}
 
     # -- updates (event-loop thread only) ------------------------------------------------
     def request(self, endpoint: str, cache: str, seconds: float) -> None:
@@ -196,6 +204,14 @@ class Metrics:
     def upstream_error(self, endpoint: str, kind: str) -> None:
         key = (endpoint, kind)
         self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+
+    def refused(self, endpoint: str, code: str) -> None:
+        key = (endpoint, code)
+        self.refused_requests[key] = self.refused_requests.get(key, 0) + 1
+
+    def not_stored_answer(self, endpoint: str, reason: str) -> None:
+        key = (endpoint, reason)
+        self.not_stored[key] = self.not_stored.get(key, 0) + 1
 
     def saved(self, usage: Mapping[str, Any] | None, model: Any) -> None:
         """Count the tokens (and estimated cost) of an answer served without an upstream call."""
@@ -268,6 +284,18 @@ class Metrics:
         lines.append(f"{p}cost_saved_usd_total {_number(self.cost_saved)}")
         family("inflight_requests", "gauge", "Upstream calls in flight.")
         lines.append(f"{p}inflight_requests {self.inflight}")
+        family(
+            "refused_requests_total",
+            "counter",
+            "Requests the proxy answered itself with an error, by endpoint and code.",
+        )
+        samples("refused_requests_total", ("endpoint", "code"), self.refused_requests.items())
+        family(
+            "responses_not_stored_total",
+            "counter",
+            "Upstream answers passed on without being stored, by endpoint and reason.",
+        )
+        samples("responses_not_stored_total", ("endpoint", "reason"), self.not_stored.items())
         if cache_stats is not None:
             for name in ("hits", "misses", "updates", "errors", "corrupt", "skipped"):
                 if name in cache_stats:

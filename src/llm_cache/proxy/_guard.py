@@ -1,0 +1,175 @@
+"""Connection limits uvicorn lacks: a uvicorn HTTP protocol (httptools) with guards.
+
+uvicorn gives an idle keep-alive timeout (armed only after a first response) and
+``limit_concurrency`` (which still accepts and holds every connection, answering 503
+only once a request's headers are in). Measured against the landed proxy: 19,990 idle
+connections locked out new clients, and a connection that never sent a byte, or sent
+half a header, was still open after 90 s. This protocol adds, per connection:
+
+* a cap on open connections: the next one gets a 503 with ``Retry-After`` and is closed
+  at once (it never holds a slot);
+* the idle timeout from the moment of connecting, not only after a response;
+* a header-read timeout (first byte to end of headers, 408) and a header size limit (431);
+* a body timeout (end of headers to end of body, 408): a client trickling its body cannot
+  hold a connection and a request task for longer.
+
+Every refusal is a complete HTTP response with an OpenAI-style JSON error body, followed
+by closing the connection. The request body size is limited by the app (it also covers
+other ASGI servers), see :func:`._http._read_body`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from .._imports import require
+from .limits import ProxyLimits
+from .upstream import error_body
+
+_REASONS = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+def raw_error(status: int, message: str, code: str, retry_after: int | None = None) -> bytes:
+    """A whole ``Connection: close`` HTTP/1.1 error response, written without the app."""
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    body = json.dumps(error_body(message, code, type_)).encode()
+    head = [
+        b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error")),
+        b"content-type: application/json",
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    if retry_after is not None:
+        head.append(b"retry-after: %d" % retry_after)
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def guarded_protocol(limits: ProxyLimits) -> type[Any]:
+    """A uvicorn ``http=`` protocol class enforcing ``limits`` (needs httptools)."""
+    require("httptools", "proxy", "the llm-cache proxy's HTTP server")
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc]
+        """uvicorn's httptools protocol with the guards of :mod:`llm_cache.proxy._guard`."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._refused = False
+            self._awaiting_headers = True
+            self._header_bytes = 0
+            self._header_timer: asyncio.TimerHandle | None = None
+            self._body_timer: asyncio.TimerHandle | None = None
+
+        # -- connection ---------------------------------------------------------------
+        def connection_made(self, transport: Any) -> None:
+            if len(self.connections) >= limits.max_connections:
+                # Refused before it is counted or parsed: it holds nothing.
+                self._refused = True
+                self.transport = transport
+                transport.write(
+                    raw_error(
+                        503,
+                        f"the proxy has {limits.max_connections} open connections, its limit; retry later",
+                        "too_many_connections",
+                        limits.retry_after,
+                    )
+                )
+                transport.close()
+                return
+            super().connection_made(transport)
+            # uvicorn arms its keep-alive timer only after a response: a connection that
+            # never sends a byte would otherwise be held forever.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_timers()
+            if self._refused:
+                return
+            super().connection_lost(exc)
+
+        def _cancel_timers(self) -> None:
+            for timer in (self._header_timer, self._body_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._header_timer = self._body_timer = None
+
+        def _reject(self, status: int, message: str, code: str) -> None:
+            """Answer with an error (unless a response has begun) and close."""
+            self._cancel_timers()
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                if cycle is not None:
+                    cycle.disconnected = True  # the app's own answer, if any, is dropped
+                self.transport.write(raw_error(status, message, code))
+            self.transport.close()
+
+        # -- headers ------------------------------------------------------------------
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(
+                    limits.header_timeout,
+                    self._reject,
+                    408,
+                    f"the request headers did not arrive within {limits.header_timeout:g} s",
+                    "header_timeout",
+                )
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            if self._awaiting_headers:
+                self._header_bytes += len(data)
+                self._arm_header_timer()
+            super().data_received(data)
+            if (
+                self._awaiting_headers
+                and self._header_bytes > limits.max_header_bytes
+                and not self.transport.is_closing()
+            ):
+                self._reject(
+                    431,
+                    f"the request line and headers exceed {limits.max_header_bytes} bytes",
+                    "headers_too_large",
+                )
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._awaiting_headers = True
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._awaiting_headers = False
+            self._header_bytes = 0
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            super().on_headers_complete()
+            # Cancelled by on_message_complete, which follows at once for a bodyless request.
+            self._body_timer = self.loop.call_later(
+                limits.body_timeout,
+                self._reject,
+                408,
+                f"the request body did not arrive within {limits.body_timeout:g} s",
+                "body_timeout",
+            )
+
+        def on_message_complete(self) -> None:
+            if self._body_timer is not None:
+                self._body_timer.cancel()
+                self._body_timer = None
+            self._awaiting_headers = True
+            self._header_bytes = 0
+            super().on_message_complete()
+
+    return GuardedHttpToolsProtocol
