@@ -40,7 +40,7 @@ class ProxyLimits:
     #: Seconds from the end of the headers to the end of the body (408 past it).
     body_timeout: float = 60.0
     #: Open client connections; the next one is answered 503 with Retry-After and closed.
-    max_connections: int = 1000
+    max_connections: int = 512
     #: Upstream calls at once (misses, pass-throughs); past it 503 with Retry-After.
     max_upstream: int = 256
     #: Largest upstream answer that is stored; larger ones are passed through unstored.
