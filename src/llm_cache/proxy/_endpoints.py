@@ -119,7 +119,7 @@ class _RoutedEndpoints(_RequestParsing):
         started = time.perf_counter()
         namespace = self.tenant(request.headers)
         directives = parse_cache_control(request.headers.get("cache-control"))
-        if request.url.query:
+        if request.scope.get("query_string"):
             return await self._passthrough(
                 ProxyRequest.from_scope(request.scope, b""), "models", None, started,
                 directives.only_if_cached,

@@ -10,11 +10,13 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from .upstream import error_body
 
 _JSON = "application/json"
 _SSE = "text/event-stream; charset=utf-8"
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are
 
 
 def _dumps(value: Any) -> bytes:
@@ -34,7 +36,9 @@ class ProxyRequest:
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any], body: bytes) -> ProxyRequest:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        path = scope["path"]
+        # The server has percent-decoded the path: encode it again for the upstream URL
+        # (a decoded "%09" or "%3F" would otherwise be a tab or a query in that URL).
+        path = quote(scope["path"], safe=_PATH_SAFE, errors="replace")
         return cls(
             scope["method"],
             path.removeprefix("/v1"),

@@ -286,14 +286,16 @@ def create_app(
         client_keys=client_keys,
     )
 
+    # Handlers read scope["path"], never request.url: building the URL decodes the query
+    # string as UTF-8, which raises for a client's non-UTF-8 bytes (found by the fuzz test).
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refusal)
-        proxy.metrics.refused("models" if request.url.path == "/v1/models" else "other", exc.code)
+        proxy.metrics.refused("models" if request.scope["path"] == "/v1/models" else "other", exc.code)
         return exc.response()  # type: ignore[return-value]
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         logger.exception(
-            "llm-cache proxy: internal error on %s %s", request.method, request.url.path
+            "llm-cache proxy: internal error on %s %s", request.method, request.scope["path"]
         )
         return Response(
             _dumps(
@@ -309,7 +311,7 @@ def create_app(
         return Response(
             _dumps(
                 error_body(
-                    f"unknown path {request.url.path}; the proxy serves /v1/...",
+                    f"unknown path {request.scope['path']}; the proxy serves /v1/...",
                     "not_found",
                     "invalid_request_error",
                 )
