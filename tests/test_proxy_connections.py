@@ -11,31 +11,23 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from llm_cache.proxy import ProxyServer, create_app
+from llm_cache.proxy import ProxyServer
 from llm_cache.proxy.limits import ProxyLimits
+from test_proxy import make_proxy  # noqa: F401 - a fixture
 
 GENEROUS = 30.0  # seconds: "did not hang", never a speed claim
 
 
 @pytest.fixture
-def guarded(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
-    servers: list[ProxyServer] = []
-
-    def start(**limits: Any) -> ProxyServer:
-        app = create_app(upstream.base_url, "memory://", limits=ProxyLimits(**limits))
-        server = ProxyServer(app).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def guarded(make_proxy: Callable[..., ProxyServer]) -> Callable[..., ProxyServer]:
+    """Start a proxy (stopped after the test) with these limits."""
+    return lambda **limits: make_proxy("memory://", limits=ProxyLimits(**limits))
 
 
 def connect(server: ProxyServer) -> socket.socket:

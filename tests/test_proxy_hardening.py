@@ -455,3 +455,27 @@ def test_the_app_survives_a_refused_request_on_its_loop(upstream: Any) -> None:
         await app.proxy.aclose()
 
     asyncio.run(run())
+
+
+def test_serve_flags_reach_the_app_and_the_server(
+    monkeypatch: pytest.MonkeyPatch, keyfile: tuple[Path, list[str]]
+) -> None:
+    import uvicorn
+
+    runs: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
+    monkeypatch.setenv("LLM_CACHE_TEST_UPSTREAM_KEY", "sk-upstream-SECRET")
+    shared = ["serve", "--cache", "memory://", "--upstream-api-key-env", "LLM_CACHE_TEST_UPSTREAM_KEY"]
+    limits = ["--max-body-bytes", "1K", "--max-stored-bytes", "2M", "--idle-timeout", "2",
+              "--header-timeout", "3", "--body-timeout", "4", "--max-connections", "7",
+              "--max-upstream", "3", "--max-header-bytes", "8K"]
+    assert main([*shared, "--host", "0.0.0.0", "--client-keys", str(keyfile[0]), *limits]) == 0
+    assert main([*shared, "--host", "0.0.0.0", "--allow-anonymous"]) == 0
+    (app, kwargs), (anonymous, _) = runs
+    assert app.proxy.limits == ProxyLimits(
+        max_body_bytes=1024, max_stored_bytes=2 << 20, idle_timeout=2, header_timeout=3,
+        body_timeout=4, max_connections=7, max_upstream=3, max_header_bytes=8192,
+    )
+    assert kwargs["timeout_keep_alive"] == 2 and kwargs["host"] == "0.0.0.0"
+    assert app.proxy.client_keys is not None and anonymous.proxy.client_keys is None
+    assert anonymous.proxy.limits == ProxyLimits()
