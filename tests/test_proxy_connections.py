@@ -19,7 +19,6 @@ import pytest
 
 from llm_cache.proxy import ProxyServer
 from llm_cache.proxy.limits import ProxyLimits
-from test_proxy import make_proxy  # noqa: F401 - a fixture
 
 GENEROUS = 30.0  # seconds: "did not hang", never a speed claim
 
@@ -44,7 +43,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
             chunk = sock.recv(65536)
         except ConnectionResetError:
             return data
-        except socket.timeout:
+        except TimeoutError:
             pytest.fail(f"the proxy kept the connection open for {GENEROUS} s; got {data!r}")
         if not chunk:
             return data
@@ -109,7 +108,7 @@ def test_a_slow_body_gets_408_and_is_closed(guarded: Callable[..., ProxyServer])
     sock = connect(server)
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\n{\"a\":\r\n"
+        b'5\r\n{"a":\r\n'
     )
     status, _, body = status_and_body(read_until_closed(sock))
     assert status == 408 and body["error"]["code"] == "body_timeout"

@@ -101,8 +101,10 @@ json_values = st.recursive(
 messages = st.one_of(
     st.lists(
         st.fixed_dictionaries(
-            {"role": st.sampled_from(["user", "system", "assistant", "tool", "x"]),
-             "content": st.one_of(st.text(max_size=30), json_values)}
+            {
+                "role": st.sampled_from(["user", "system", "assistant", "tool", "x"]),
+                "content": st.one_of(st.text(max_size=30), json_values),
+            }
         ),
         max_size=3,
     ),
@@ -111,7 +113,9 @@ messages = st.one_of(
 texts = st.one_of(st.text(max_size=30), st.lists(st.text(max_size=10), min_size=1, max_size=3))
 valid_bodies = st.fixed_dictionaries(
     {
-        "model": st.sampled_from(["gpt-4o-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small"]),
+        "model": st.sampled_from(
+            ["gpt-4o-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small"]
+        ),
         # The prompt field of every endpoint, so that most bodies are keyable somewhere.
         "messages": st.one_of(
             st.lists(
@@ -184,9 +188,9 @@ paths = st.one_of(
     st.sampled_from(PATHS[:3]),
     st.sampled_from(PATHS[:3]),
     st.sampled_from(PATHS),
-    st.tuples(
-        st.sampled_from(PATHS), st.text(alphabet="ab/?#%. é\x00\t-_~:@", max_size=12)
-    ).map("".join),
+    st.tuples(st.sampled_from(PATHS), st.text(alphabet="ab/?#%. é\x00\t-_~:@", max_size=12)).map(
+        "".join
+    ),
 )
 
 
@@ -277,7 +281,9 @@ def errors() -> Iterator[_Errors]:
 
 
 @pytest.mark.slow
-def test_fuzzed_requests_never_break_the_proxy(upstream: Any, tmp_path: Path, errors: _Errors) -> None:
+def test_fuzzed_requests_never_break_the_proxy(
+    upstream: Any, tmp_path: Path, errors: _Errors
+) -> None:
     loop = asyncio.new_event_loop()
     cache = SQLiteCache(database_path=str(tmp_path / "fuzz.db"))
     app = create_app(
@@ -308,7 +314,11 @@ def test_fuzzed_requests_never_break_the_proxy(upstream: Any, tmp_path: Path, er
                 assert code.startswith("upstream_") or code == "only_if_cached", (code, request)
             else:  # the upstream's own answer, relayed (e.g. 501 for HEAD)
                 now = app.proxy.metrics.upstream_requests
-                relayed = [k for k, v in now.items() if k[1] == str(status) and v > upstream_answers.get(k, 0)]
+                relayed = [
+                    k
+                    for k, v in now.items()
+                    if k[1] == str(status) and v > upstream_answers.get(k, 0)
+                ]
                 assert relayed, (status, body[:300], request)
         assert not errors.records, [
             (r.getMessage(), logging.Formatter().formatException(r.exc_info) if r.exc_info else "")
@@ -324,7 +334,10 @@ def test_fuzzed_requests_never_break_the_proxy(upstream: Any, tmp_path: Path, er
             b"",
             [(b"authorization", b"Bearer sk-after"), (b"content-type", b"application/json")],
             json.dumps(
-                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "after the fuzz"}]}
+                {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": "after the fuzz"}],
+                }
             ).encode(),
             1,
         )

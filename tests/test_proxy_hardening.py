@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from test_proxy import MODEL, metric, settle
 
 from llm_cache import SQLiteCache
 from llm_cache.cli import main
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.proxy.auth import ClientKeys, hash_client_key, new_client_key
 from llm_cache.proxy.limits import ProxyLimits
-from test_proxy import MODEL, make_proxy, metric, settle  # noqa: F401 - make_proxy is a fixture
 
 CHAT = "/chat/completions"
 
@@ -71,7 +71,9 @@ TENANT_KEYS = ["sk-tenant-a", "sk-tenant-b", None]  # None: no Authorization at 
 NAMESPACES = [None, "team-x", "not valid"]  # absent, valid, invalid
 
 
-@pytest.mark.parametrize("endpoint", ["/chat/completions", "/completions", "/embeddings", "/models"])
+@pytest.mark.parametrize(
+    "endpoint", ["/chat/completions", "/completions", "/embeddings", "/models"]
+)
 def test_no_cross_tenant_hit_on_any_cached_endpoint(
     make_proxy: Callable[..., ProxyServer], endpoint: str
 ) -> None:
@@ -245,9 +247,7 @@ def test_an_unstorable_upstream_answer_is_relayed_not_stored(tmp_path: Path) -> 
         return httpx.Response(200, content=answer, headers={"content-type": "application/json"})
 
     cache = SQLiteCache(database_path=str(tmp_path / "answer.db"))
-    app = create_app(
-        "http://upstream.invalid/v1", cache, transport=httpx.MockTransport(handler)
-    )
+    app = create_app("http://upstream.invalid/v1", cache, transport=httpx.MockTransport(handler))
     with ProxyServer(app) as server:
         for _ in range(2):
             response = post(server, CHAT, body_for(CHAT, "echo"))
@@ -272,7 +272,9 @@ def test_only_if_cached_is_honoured_on_every_path(
     server = make_proxy("memory://")
     only = {"cache-control": "only-if-cached"}
     cases = [
-        post(server, CHAT, body_for(CHAT, "a"), headers={"cache-control": "no-store, only-if-cached"}),
+        post(
+            server, CHAT, body_for(CHAT, "a"), headers={"cache-control": "no-store, only-if-cached"}
+        ),
         post(server, CHAT, {"model": MODEL}, headers=only),  # unkeyable: no messages
         post(server, CHAT + "?api-version=1", body_for(CHAT, "a"), headers=only),
         post(server, CHAT, body_for(CHAT, "never asked"), headers=only),
@@ -353,7 +355,8 @@ def keyfile(tmp_path: Path) -> tuple[Path, list[str]]:
     keys = [new_client_key(), new_client_key()]
     path = tmp_path / "client-keys"
     path.write_text(
-        "# the proxy's client keys\n" + "".join(f"{hash_client_key(k)}  client {i}\n" for i, k in enumerate(keys))
+        "# the proxy's client keys\n"
+        + "".join(f"{hash_client_key(k)}  client {i}\n" for i, k in enumerate(keys))
     )
     return path, keys
 
@@ -371,7 +374,9 @@ def test_client_keys_are_required_and_each_is_a_tenant(
     store = tmp_path / "auth.db"
     server = make_proxy(f"sqlite:///{store}", upstream_api_key=upstream_key, client_keys=path)
     for key in (None, "sk-wrong", key_a + "x", upstream_key):
-        assert_openai_error(post(server, CHAT, body_for(CHAT, "auth"), key=key), 401, "invalid_api_key")
+        assert_openai_error(
+            post(server, CHAT, body_for(CHAT, "auth"), key=key), 401, "invalid_api_key"
+        )
         assert_openai_error(
             httpx.get(server.base_url + "/models", headers={"authorization": f"Bearer {key}"}),
             401,
@@ -414,7 +419,13 @@ def test_serve_refuses_a_shared_upstream_key_on_a_public_address(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], keyfile: Any
 ) -> None:
     monkeypatch.setenv("LLM_CACHE_TEST_UPSTREAM_KEY", "sk-upstream-SECRET")
-    args = ["serve", "--upstream-api-key-env", "LLM_CACHE_TEST_UPSTREAM_KEY", "--cache", "memory://"]
+    args = [
+        "serve",
+        "--upstream-api-key-env",
+        "LLM_CACHE_TEST_UPSTREAM_KEY",
+        "--cache",
+        "memory://",
+    ]
     assert main([*args, "--host", "0.0.0.0"]) == 1
     err = capsys.readouterr().err
     assert "--client-keys" in err and "--allow-anonymous" in err and "SECRET" not in err
@@ -443,7 +454,9 @@ def test_the_app_survives_a_refused_request_on_its_loop(upstream: Any) -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as c:
             for _ in range(5):
-                r = await c.post("/v1/chat/completions", content=b"{", headers={"authorization": "Bearer k"})
+                r = await c.post(
+                    "/v1/chat/completions", content=b"{", headers={"authorization": "Bearer k"}
+                )
                 assert r.status_code == 400
             r = await c.post("/v1/chat/completions", json=body_for(CHAT, "ok"))
             assert r.status_code == 200
@@ -465,16 +478,43 @@ def test_serve_flags_reach_the_app_and_the_server(
     runs: list[tuple[Any, dict[str, Any]]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
     monkeypatch.setenv("LLM_CACHE_TEST_UPSTREAM_KEY", "sk-upstream-SECRET")
-    shared = ["serve", "--cache", "memory://", "--upstream-api-key-env", "LLM_CACHE_TEST_UPSTREAM_KEY"]
-    limits = ["--max-body-bytes", "1K", "--max-stored-bytes", "2M", "--idle-timeout", "2",
-              "--header-timeout", "3", "--body-timeout", "4", "--max-connections", "7",
-              "--max-upstream", "3", "--max-header-bytes", "8K"]
+    shared = [
+        "serve",
+        "--cache",
+        "memory://",
+        "--upstream-api-key-env",
+        "LLM_CACHE_TEST_UPSTREAM_KEY",
+    ]
+    limits = [
+        "--max-body-bytes",
+        "1K",
+        "--max-stored-bytes",
+        "2M",
+        "--idle-timeout",
+        "2",
+        "--header-timeout",
+        "3",
+        "--body-timeout",
+        "4",
+        "--max-connections",
+        "7",
+        "--max-upstream",
+        "3",
+        "--max-header-bytes",
+        "8K",
+    ]
     assert main([*shared, "--host", "0.0.0.0", "--client-keys", str(keyfile[0]), *limits]) == 0
     assert main([*shared, "--host", "0.0.0.0", "--allow-anonymous"]) == 0
     (app, kwargs), (anonymous, _) = runs
     assert app.proxy.limits == ProxyLimits(
-        max_body_bytes=1024, max_stored_bytes=2 << 20, idle_timeout=2, header_timeout=3,
-        body_timeout=4, max_connections=7, max_upstream=3, max_header_bytes=8192,
+        max_body_bytes=1024,
+        max_stored_bytes=2 << 20,
+        idle_timeout=2,
+        header_timeout=3,
+        body_timeout=4,
+        max_connections=7,
+        max_upstream=3,
+        max_header_bytes=8192,
     )
     assert kwargs["timeout_keep_alive"] == 2 and kwargs["host"] == "0.0.0.0"
     assert app.proxy.client_keys is not None and anonymous.proxy.client_keys is None

@@ -141,13 +141,33 @@ def _size(text: str) -> int:
 
 _LIMIT_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--max-body-bytes", "max_body_bytes", _size, "largest request body; 413 past it"),
-    ("--max-header-bytes", "max_header_bytes", _size, "largest request line + headers; 431 past it"),
-    ("--header-timeout", "header_timeout", float, "seconds to receive a request's headers; 408 past it"),
+    (
+        "--max-header-bytes",
+        "max_header_bytes",
+        _size,
+        "largest request line + headers; 431 past it",
+    ),
+    (
+        "--header-timeout",
+        "header_timeout",
+        float,
+        "seconds to receive a request's headers; 408 past it",
+    ),
     ("--idle-timeout", "idle_timeout", float, "seconds an idle (keep-alive) connection stays open"),
     ("--body-timeout", "body_timeout", float, "seconds to receive a request's body; 408 past it"),
-    ("--max-connections", "max_connections", int, "open client connections; 503 + Retry-After past it"),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "open client connections; 503 + Retry-After past it",
+    ),
     ("--max-upstream", "max_upstream", int, "upstream calls at once; 503 + Retry-After past it"),
-    ("--max-stored-bytes", "max_stored_bytes", _size, "largest answer that is stored (larger: passed on)"),
+    (
+        "--max-stored-bytes",
+        "max_stored_bytes",
+        _size,
+        "largest answer that is stored (larger: passed on)",
+    ),
 ]
 
 
@@ -168,7 +188,10 @@ def _new_client_key(path: str) -> int:
         fh.write(hash_client_key(key) + "\n")
     os.chmod(path, 0o600)
     print(key)
-    print(f"(its sha256 was appended to {path}; the key itself is not stored anywhere)", file=sys.stderr)
+    print(
+        f"(its sha256 was appended to {path}; the key itself is not stored anywhere)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -189,7 +212,12 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"--upstream-api-key-env {args.upstream_api_key_env}: that environment variable is empty or unset"
             )
-    if api_key and not args.client_keys and not args.allow_anonymous and not _is_loopback(args.host):
+    if (
+        api_key
+        and not args.client_keys
+        and not args.allow_anonymous
+        and not _is_loopback(args.host)
+    ):
         raise ConfigurationError(
             f"--host {args.host} with --upstream-api-key-env would let anyone who reaches the proxy "
             "spend that key: give --client-keys FILE (make keys with --new-client-key FILE), "

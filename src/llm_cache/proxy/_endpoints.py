@@ -109,7 +109,9 @@ class _RoutedEndpoints(_RequestParsing):
         directives = parse_cache_control(request.headers.get("cache-control"))
         if directives.only_if_cached:
             raise _not_cached("BYPASS")  # before reading a body that will not be used
-        body = await _read_body(request.receive, self.limits.max_body_bytes, request.scope["headers"])
+        body = await _read_body(
+            request.receive, self.limits.max_body_bytes, request.scope["headers"]
+        )
         return await self._passthrough(
             ProxyRequest.from_scope(request.scope, body), "other", body or None, started
         )
@@ -121,12 +123,19 @@ class _RoutedEndpoints(_RequestParsing):
         directives = parse_cache_control(request.headers.get("cache-control"))
         if request.scope.get("query_string"):
             return await self._passthrough(
-                ProxyRequest.from_scope(request.scope, b""), "models", None, started,
+                ProxyRequest.from_scope(request.scope, b""),
+                "models",
+                None,
+                started,
                 directives.only_if_cached,
             )
         now = time.monotonic()
         entry = self._models.get(namespace)
-        if entry is not None and entry[0] > now and not (directives.no_cache or directives.no_store):
+        if (
+            entry is not None
+            and entry[0] > now
+            and not (directives.no_cache or directives.no_store)
+        ):
             self.metrics.request("models", "hit", time.perf_counter() - started)
             return _response(entry[1], headers=entry[2], extra={"x-cache": "HIT"})
         if directives.only_if_cached:

@@ -59,8 +59,8 @@ from ._http import _JSON, ProxyRequest, Refusal, _dumps
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
-from .flights import Flight
 from .auth import ClientKeys
+from .flights import Flight
 from .keys import ENDPOINTS
 from .limits import ProxyLimits
 from .metrics import Metrics, PriceTable
@@ -290,7 +290,9 @@ def create_app(
     # string as UTF-8, which raises for a client's non-UTF-8 bytes (found by the fuzz test).
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refusal)
-        proxy.metrics.refused("models" if request.scope["path"] == "/v1/models" else "other", exc.code)
+        proxy.metrics.refused(
+            "models" if request.scope["path"] == "/v1/models" else "other", exc.code
+        )
         return exc.response()  # type: ignore[return-value]
 
     async def internal_error(request: Request, exc: Exception) -> Response:

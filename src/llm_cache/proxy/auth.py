@@ -56,7 +56,9 @@ class ClientKeys:
             with open(path, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"cannot read the client keys {os.fspath(path)!r}: {exc}") from exc
+            raise ConfigurationError(
+                f"cannot read the client keys {os.fspath(path)!r}: {exc}"
+            ) from exc
         digests = []
         for number, line in enumerate(lines, 1):
             text = line.split("#", 1)[0].strip()

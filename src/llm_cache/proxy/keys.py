@@ -112,7 +112,9 @@ def parse_cache_control(value: str | None) -> CacheDirectives:
                 continue  # RFC 9111: an invalid max-age is ignored, not an error
             # RFC 9111 1.2.2: a delta-seconds too large to represent counts as 2**31 (and
             # 400 digits would overflow a float).
-            seconds = _MAX_DELTA_SECONDS if len(digits) > 10 else min(int(digits), _MAX_DELTA_SECONDS)
+            seconds = (
+                _MAX_DELTA_SECONDS if len(digits) > 10 else min(int(digits), _MAX_DELTA_SECONDS)
+            )
             max_age = float(seconds) if max_age is None else min(max_age, float(seconds))
     if max_age == 0:
         no_cache = True  # max-age=0 accepts nothing cached: a refresh
