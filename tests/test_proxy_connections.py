@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from test_proxy import metric
 
 from llm_cache.proxy import ProxyServer
 from llm_cache.proxy.limits import ProxyLimits
@@ -93,6 +94,8 @@ def test_a_half_sent_header_gets_408_and_is_closed(guarded: Callable[..., ProxyS
     assert status == 408 and headers["connection"] == "close"
     assert body["error"]["code"] == "header_timeout"
     assert httpx.get(server.url + "/healthz").status_code == 200
+    refused = 'llm_cache_proxy_refused_requests_total{endpoint="connection",code="header_timeout"}'
+    assert metric(server, refused) == 1
 
 
 def test_a_slow_body_gets_408_and_is_closed(guarded: Callable[..., ProxyServer]) -> None:

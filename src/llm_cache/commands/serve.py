@@ -257,6 +257,6 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=args.access_log,
-        **uvicorn_options(limits),
+        **uvicorn_options(limits, app.proxy.metrics),
     )
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from .._imports import require
@@ -51,8 +52,14 @@ def raw_error(status: int, message: str, code: str, retry_after: int | None = No
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
-def guarded_protocol(limits: ProxyLimits) -> type[Any]:
-    """A uvicorn ``http=`` protocol class enforcing ``limits`` (needs httptools)."""
+def guarded_protocol(
+    limits: ProxyLimits, on_refusal: Callable[[str], None] | None = None
+) -> type[Any]:
+    """A uvicorn ``http=`` protocol class enforcing ``limits`` (needs httptools).
+
+    ``on_refusal(code)`` is called for each refusal (the proxy counts them in /metrics).
+    """
+    count = on_refusal or (lambda code: None)
     require("httptools", "proxy", "the llm-cache proxy's HTTP server")
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -73,6 +80,7 @@ def guarded_protocol(limits: ProxyLimits) -> type[Any]:
                 # Refused before it is counted or parsed: it holds nothing.
                 self._refused = True
                 self.transport = transport
+                count("too_many_connections")
                 transport.write(
                     raw_error(
                         503,
@@ -107,6 +115,7 @@ def guarded_protocol(limits: ProxyLimits) -> type[Any]:
             self._cancel_timers()
             if self.transport.is_closing():
                 return
+            count(code)
             cycle = self.cycle
             if cycle is None or cycle.response_complete or not cycle.response_started:
                 if cycle is not None:
