@@ -131,6 +131,17 @@ def test_headers_over_the_limit_get_431(guarded: Callable[..., ProxyServer]) -> 
     if raw:  # the 431 arrives unless the reset beat it
         status, _, body = status_and_body(raw)
         assert status == 431 and body["error"]["code"] == "headers_too_large"
+    # Whole headers over the limit in one write: refused, and no request reaches the app.
+    sock = connect(server)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        + b"X-Big: "
+        + b"a" * 8000
+        + b"\r\n\r\n{}"
+    )
+    status, _, body = status_and_body(read_until_closed(sock))
+    assert status == 431 and body["error"]["code"] == "headers_too_large"
+    assert server.app.proxy.metrics.requests == {}
     # A request just under the limit is served.
     ok = httpx.get(server.url + "/healthz", headers={"x-big": "a" * 3000})
     assert ok.status_code == 200

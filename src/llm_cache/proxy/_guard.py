@@ -70,7 +70,9 @@ def guarded_protocol(
             super().__init__(*args, **kwargs)
             self._refused = False
             self._awaiting_headers = True
-            self._header_bytes = 0
+            self._header_bytes = 0  # bytes received while a request's headers are incomplete
+            self._header_size = 0  # the parsed request line and headers of this request
+            self._oversize = False
             self._header_timer: asyncio.TimerHandle | None = None
             self._body_timer: asyncio.TimerHandle | None = None
 
@@ -141,11 +143,13 @@ def guarded_protocol(
                 self._header_bytes += len(data)
                 self._arm_header_timer()
             super().data_received(data)
+            # Two checks: bytes received while the headers are incomplete (a header block
+            # that never ends), and the size of a complete header block that arrived in
+            # one read (checked in on_headers_complete, which then starts no request).
             if (
-                self._awaiting_headers
-                and self._header_bytes > limits.max_header_bytes
-                and not self.transport.is_closing()
-            ):
+                self._oversize
+                or (self._awaiting_headers and self._header_bytes > limits.max_header_bytes)
+            ) and not self.transport.is_closing():
                 self._reject(
                     431,
                     f"the request line and headers exceed {limits.max_header_bytes} bytes",
@@ -155,7 +159,16 @@ def guarded_protocol(
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._awaiting_headers = True
+            self._header_size = 0
             self._arm_header_timer()
+
+        def on_url(self, url: bytes) -> None:
+            self._header_size += len(url)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._header_size += len(name) + len(value) + 4  # ": " and CRLF
+            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
@@ -163,6 +176,9 @@ def guarded_protocol(
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
+            if self._header_size > limits.max_header_bytes:
+                self._oversize = True  # refused by data_received once the parser returns
+                return
             super().on_headers_complete()
             # Cancelled by on_message_complete, which follows at once for a bodyless request.
             self._body_timer = self.loop.call_later(
@@ -173,7 +189,13 @@ def guarded_protocol(
                 "body_timeout",
             )
 
+        def on_body(self, body: bytes) -> None:
+            if not self._oversize:
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self._oversize:
+                return
             if self._body_timer is not None:
                 self._body_timer.cancel()
                 self._body_timer = None
