@@ -135,7 +135,7 @@ def _size(text: str) -> int:
     number = value[:-1] if value[-1:] in units else value
     try:
         return int(float(number) * scale)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M)") from None
 
 
