@@ -71,7 +71,6 @@ def guarded_protocol(
             self._refused = False
             self._awaiting_headers = True
             self._header_bytes = 0  # bytes received while a request's headers are incomplete
-            self._header_size = 0  # the parsed request line and headers of this request
             self._oversize = False
             self._header_timer: asyncio.TimerHandle | None = None
             self._body_timer: asyncio.TimerHandle | None = None
@@ -159,16 +158,7 @@ def guarded_protocol(
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._awaiting_headers = True
-            self._header_size = 0
             self._arm_header_timer()
-
-        def on_url(self, url: bytes) -> None:
-            self._header_size += len(url)
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._header_size += len(name) + len(value) + 4  # ": " and CRLF
-            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
@@ -176,7 +166,9 @@ def guarded_protocol(
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
-            if self._header_size > limits.max_header_bytes:
+            # The parsed size (+4 a line: ": " and CRLF) of the request line and headers.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.max_header_bytes:
                 self._oversize = True  # refused by data_received once the parser returns
                 return
             super().on_headers_complete()
