@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 
 # Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures.
-pytest_plugins = ["servers_fixtures"]
+pytest_plugins = ["servers_fixtures", "real_llm_fixtures"]  # the latter: llama.cpp (real_llm)
 
 pytest.register_assert_rewrite(
     "llm_cache.testing.contract",
