@@ -33,8 +33,8 @@ def provider() -> Iterator[tuple[str, str, str]]:
     if os.environ.get("OPENAI_BASE_URL"):
         base_url = os.environ["OPENAI_BASE_URL"]
         api_key = os.environ.get("OPENAI_API_KEY") or "no-key-needed"  # local servers need none
-        model, why = choose_model(base_url, api_key, requested)
-        print(f"(using {base_url}, model {model}: {why})")
+        model, _ = choose_model(base_url, api_key, requested)
+        print(f"(using {base_url}, model {model}; set {MODEL_ENV} to choose another)")
         yield base_url, api_key, model
         return
     from llm_cache.testing.fake_openai import FakeOpenAIServer
