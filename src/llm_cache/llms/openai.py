@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, AsyncIterator, Iterator, Sequence
+from functools import partial
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from .._imports import require
 from ..errors import ConfigurationError
 from ..generation import Generation
 from ..keys import canonical_messages, canonical_json
 from .base import BaseLLM
-from .plans import Call, adrive, chat_plan, completions_plan, drive
+from .plans import Call, Plan, adrive, chat_plan, completions_plan, drive
 from .plans import sum_usage as _sum_usage
 
 __all__ = ["OpenAI", "ChatOpenAI"]
 
 Messages = Sequence[Any]
+T = TypeVar("T")
 
 
 class _OpenAIClientMixin:
@@ -87,6 +89,20 @@ class _OpenAIClientMixin:
         create = client.completions.create if self._API == "completions" else client.chat.completions.create
         return create(**call.params)
 
+    def _run_plan(self, make_plan: Callable[[Any], Plan[T]]) -> T:
+        """Run the plan made for the sync client, sending each request with it."""
+        client = self.client
+        return drive(make_plan(client), lambda call: self._send(client, call))
+
+    async def _arun_plan(self, make_plan: Callable[[Any], Plan[T]]) -> T:
+        """Async :meth:`_run_plan`."""
+        client = self.async_client
+
+        async def send(call: Call) -> Any:
+            return await self._send(client, call)
+
+        return await adrive(make_plan(client), send)
+
     def _init_clients(
         self, base_url: str | None, api_key: str | None, timeout: float | None, max_retries: int,
         client: Any, async_client: Any,
@@ -110,6 +126,21 @@ def _one_model_name(value: str | None, alias: str | None, alias_name: str, defau
     if value is not None and alias is not None and value != alias:
         raise ConfigurationError(f"two different models given: {value!r} and {alias_name}={alias!r}")
     return value if value is not None else alias if alias is not None else default
+
+
+class _Alias:
+    """An attribute that reads and writes another one (``model`` / ``model_name``, both
+    accepted as LangChain's models accept both)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.__doc__ = f"Alias of ``{target}``."
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else getattr(obj, self.target)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.target, value)
 
 
 def _finish_info(choice: Any) -> dict[str, Any] | None:
@@ -208,19 +239,12 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
             raise ConfigurationError(f"OpenAI takes a prompt string, not {type(value).__name__}")
         return value
 
-    @property
-    def model(self) -> str:
-        """Alias of :attr:`model_name`."""
-        return self.model_name
-
-    @model.setter
-    def model(self, value: str) -> None:
-        self.model_name = value
+    model = _Alias("model_name")
 
     def _request(self, prompts: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "prompt": prompts}
 
-    def _plan(self, inputs: list[str], kwargs: dict[str, Any], client: Any) -> Any:
+    def _plan(self, inputs: list[str], kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[list[Any]], dict[str, int]]]:
         params = {**self._request_params(), **kwargs}
         return completions_plan(inputs, params, batch_size=self.batch_size, base_url=_server_key(client))
 
@@ -230,18 +254,12 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         return generations, {"token_usage": usage, "model_name": self.model_name}
 
     def _call_provider(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
-        client = self.client
-        return self._result(drive(self._plan(inputs, kwargs, client), lambda call: self._send(client, call)))
+        return self._result(self._run_plan(partial(self._plan, inputs, kwargs)))
 
     async def _acall_provider(
         self, inputs: list[str], kwargs: dict[str, Any]
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
-        client = self.async_client
-
-        async def send(call: Call) -> Any:
-            return await self._send(client, call)
-
-        return self._result(await adrive(self._plan(inputs, kwargs, client), send))
+        return self._result(await self._arun_plan(partial(self._plan, inputs, kwargs)))
 
     def _stream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
         request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
@@ -339,14 +357,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         self.model_kwargs = dict(model_kwargs or {})
         self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
 
-    @property
-    def model_name(self) -> str:
-        """Alias of :attr:`model`."""
-        return self.model
-
-    @model_name.setter
-    def model_name(self, value: str) -> None:
-        self.model = value
+    model_name = _Alias("model")
 
     @staticmethod
     def _messages(value: Any) -> list[dict[str, Any]]:
@@ -376,7 +387,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
             for choice in choices
         ]
 
-    def _plan(self, value: Any, kwargs: dict[str, Any], client: Any) -> Any:
+    def _plan(self, value: Any, kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[Any], dict[str, int]]]:
         return chat_plan(self._request(value, kwargs), base_url=_server_key(client))
 
     def _results(
@@ -389,22 +400,16 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.
-        client = self.client
-        return self._results(
-            [drive(self._plan(value, kwargs, client), lambda call: self._send(client, call)) for value in inputs]
-        )
+        return self._results([self._run_plan(partial(self._plan, value, kwargs)) for value in inputs])
 
     async def _acall_provider(
         self, inputs: list[Any], kwargs: dict[str, Any]
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
         import asyncio
 
-        client = self.async_client
-
-        async def send(call: Call) -> Any:
-            return await self._send(client, call)
-
-        return self._results(await asyncio.gather(*(adrive(self._plan(v, kwargs, client), send) for v in inputs)))
+        return self._results(
+            await asyncio.gather(*(self._arun_plan(partial(self._plan, v, kwargs)) for v in inputs))
+        )
 
     def invoke_message(self, value: Any, **kwargs: Any) -> dict[str, Any]:
         """The first generation's whole assistant message (content, tool calls, ...)."""
