@@ -180,3 +180,22 @@ def count_tokens(body: dict[str, Any]) -> dict[str, Any]:
         raise AnthropicRequestError(400, "messages: a non-empty list of messages is required")
     system = body.get("system")
     return {"input_tokens": sum(_count_tokens(_text(m.get("content"))) for m in messages if isinstance(m, dict)) + _count_tokens(_text(system) if isinstance(system, list) else system or "")}
+
+
+# ------------------------------------------------------------------- serving (fake_openai)
+def answer(handler: Any, path: str, body: dict[str, Any], seq: int, created: int) -> None:
+    """Serve ``POST /v1/messages`` (and ``/count_tokens``) on a fake_openai request handler."""
+    headers = {name.lower(): value for name, value in handler.headers.items()}
+    try:
+        check_headers(headers)
+        if path == COUNT_PATH:
+            handler._send_json(200, count_tokens(body))
+            return
+        mid = f"msg_fake{seq:08d}"
+        if body.get("stream"):
+            events = stream_message(body, mid)
+            handler._send_stream([f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events])
+        else:
+            handler._send_json(200, build_message(body, mid))
+    except AnthropicRequestError as exc:
+        handler._send_json(exc.status, error_body(exc.status, exc.message))

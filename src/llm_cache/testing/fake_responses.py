@@ -132,7 +132,7 @@ def build_response(body: dict[str, Any], rid: str, created: int) -> dict[str, An
         "truncation": body.get("truncation", "disabled"),
         "usage": {
             "input_tokens": in_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": out_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": in_tokens + out_tokens,
@@ -173,3 +173,48 @@ def stream_response(body: dict[str, Any], rid: str, created: int) -> list[tuple[
         send("response.output_item.done", {"output_index": position, "item": item})
     send("response.incomplete" if final["status"] == "incomplete" else "response.completed", {"response": final})
     return events
+
+
+# ------------------------------------------------------------------- serving (fake_openai)
+_STORES_LOCK = __import__("threading").Lock()
+
+
+def _kept(owner: Any) -> dict[str, dict[str, Any]]:
+    """The responses a server keeps for ``GET /v1/responses/{id}`` (created on first use)."""
+    with _STORES_LOCK:
+        kept: dict[str, dict[str, Any]] = owner.__dict__.setdefault("_kept_responses", {})
+    return kept
+
+
+def _events(events: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+    return [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events]
+
+
+def answer(handler: Any, path: str, body: dict[str, Any], seq: int, created: int) -> None:
+    """Serve ``POST /v1/responses`` on a fake_openai request handler."""
+    rid = f"resp_fake{seq:08d}"
+    kept = _kept(handler.server.owner)
+    if body.get("stream"):
+        events = stream_response(body, rid, created)
+        final = events[-1][1]["response"]
+        handler._send_stream(_events(events))
+    else:
+        final = build_response(body, rid, created)
+        shown = {**final, "status": "queued", "output": [], "usage": None} if body.get("background") else final
+        handler._send_json(200, shown)
+    if body.get("store", True) is not False:
+        kept[rid] = final
+
+
+def by_id(handler: Any, path: str) -> None:
+    """``GET`` / ``DELETE /v1/responses/{id}``."""
+    rid = path[len(PATH) + 1 :]
+    kept = _kept(handler.server.owner)
+    response = kept.get(rid)
+    if response is None:
+        handler._send_error_json(404, f"No response found with id '{rid}'.", "response_id")
+    elif handler.command == "DELETE":
+        kept.pop(rid, None)
+        handler._send_json(200, {"id": rid, "object": "response.deleted", "deleted": True})
+    else:
+        handler._send_json(200, response)
