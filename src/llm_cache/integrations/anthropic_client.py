@@ -77,6 +77,15 @@ def _helper_kwargs(kwargs: dict[str, Any]) -> bool:
     return kwargs.get("output_format") is None or type(kwargs["output_format"]).__name__ in ("NotGiven", "Omit")
 
 
+def _manager(name: str, request: Any) -> Any:
+    """The SDK's own stream manager (``with ... as stream``) around ``request``."""
+    manager = getattr(_anthropic().lib.streaming, name)
+    try:
+        return manager(request, output_format=_anthropic().NOT_GIVEN)
+    except TypeError:  # SDKs before structured outputs take the request alone
+        return manager(request)
+
+
 class _SyncMessages(SyncEndpoint):
     """``messages`` of an ``anthropic.Anthropic`` client: ``create`` and ``stream`` cached."""
 
@@ -85,8 +94,7 @@ class _SyncMessages(SyncEndpoint):
         if not _helper_kwargs(kwargs):
             return self._resource.stream(**kwargs)
         kwargs.pop("output_format", None)
-        manager = _anthropic().lib.streaming.MessageStreamManager
-        return manager(lambda: self.create(stream=True, **kwargs), output_format=_anthropic().NOT_GIVEN)
+        return _manager("MessageStreamManager", lambda: self.create(stream=True, **kwargs))
 
 
 class _AsyncMessages(AsyncEndpoint):
@@ -97,8 +105,7 @@ class _AsyncMessages(AsyncEndpoint):
         if not _helper_kwargs(kwargs):
             return self._resource.stream(**kwargs)
         kwargs.pop("output_format", None)
-        manager = _anthropic().lib.streaming.AsyncMessageStreamManager
-        return manager(self.create(stream=True, **kwargs), output_format=_anthropic().NOT_GIVEN)
+        return _manager("AsyncMessageStreamManager", self.create(stream=True, **kwargs))
 
 
 class CachedAnthropic:

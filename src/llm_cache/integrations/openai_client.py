@@ -219,7 +219,9 @@ class CachedOpenAI:
         self.chat = Passthrough(client.chat, completions=endpoint(self, CHAT, client.chat.completions))
         self.completions = endpoint(self, COMPLETIONS, client.completions)
         self.embeddings = endpoint(self, EMBEDDINGS, client.embeddings)
-        self.responses = endpoint(self, RESPONSES, client.responses)
+        responses = getattr(client, "responses", None)  # openai >= 1.66
+        if responses is not None:
+            self.responses = endpoint(self, RESPONSES, responses)
 
     def resolve_cache(self) -> BaseCache | None:
         """The cache this client uses right now, following the ``cache`` argument's rules."""
