@@ -324,3 +324,19 @@ def test_error_bodies() -> None:
     assert MESSAGES.error(429, "slow down") == {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}
     assert RESPONSES.error(400, "bad")["error"]["type"] == "invalid_request_error"
     assert set(PROTOCOLS) == {"chat.completions", "completions", "embeddings", "responses", "anthropic.messages"}
+
+
+def test_responses_input_text_parts_are_embedded() -> None:
+    from llm_cache.semantic.partition import split_prompt
+
+    parts = {"role": "user", "content": [{"type": "input_text", "text": "capital of France?"}, {"type": "input_image", "image_url": "https://x/a.png"}]}
+    identity = ident(RESPONSES, {**RESPONSES_BODY, "input": [parts]})
+    key = split_prompt(identity.prompt, identity.llm_string)
+    assert key.text == "capital of France?" and "input_image" in key.context
+
+
+def test_responses_item_with_a_null_role_is_a_role_less_item() -> None:
+    call = {"type": "function_call_output", "call_id": "c", "output": "x"}
+    with_null = ident(RESPONSES, {**RESPONSES_BODY, "input": [{**call, "role": None}]})
+    assert with_null == ident(RESPONSES, {**RESPONSES_BODY, "input": [call]})
+    assert json.loads(with_null.prompt)[0]["role"] == "~function_call_output"

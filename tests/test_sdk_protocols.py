@@ -282,3 +282,11 @@ def test_responses_entry_without_a_newer_nested_field_is_still_a_hit(upstream) -
     prompt, llm_string = openai_client.RESPONSES.key(body, None)
     cache.update(prompt, llm_string, RESPONSES.to_entry(response))
     assert oai(upstream, cache).responses.create(**body).id == "resp_old" and upstream.request_count == 0
+
+
+def test_a_request_with_query_parameters_is_not_cached(upstream) -> None:
+    cache = InMemoryCache()
+    client = claude(upstream, cache)
+    client.messages.create(**ASK, extra_query={"beta": "true"})
+    client.messages.create(**ASK, extra_query={"beta": "true"})
+    assert upstream.request_count == 2 and cache.count() == 0

@@ -55,14 +55,15 @@ def materialise(kwargs: dict[str, Any]) -> dict[str, Any]:
 def request_body(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON body an SDK call sends: its keywords as plain JSON, ``extra_body`` merged in
     (as the SDK does), call options (headers, timeout) left out. ``ConfigurationError`` if
-    a value has no JSON form."""
+    a value has no JSON form, or for ``extra_query`` (query parameters are not part of the
+    body; the proxy passes such requests through uncached too)."""
+    if kwargs.get("extra_query"):
+        raise ConfigurationError("a request with extra_query is not cached")
     try:
         body = plain_json({k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
         extra = kwargs.get("extra_body")
         if isinstance(extra, Mapping):
             body.update(plain_json(extra))
-        if kwargs.get("extra_query"):
-            body["~extra_query"] = plain_json(kwargs["extra_query"])
     except TypeError as exc:
         raise ConfigurationError(str(exc)) from exc
     return body

@@ -11,14 +11,15 @@ shape without ``response``/``created_at``; such entries are rebuilt with a made-
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError, CorruptEntryError
+from ..errors import CorruptEntryError
 from ..generation import Generation
-from ..keys import cache_key_hex, canonical_json, messages_prompt
+from ..keys import canonical_json, messages_prompt
 from ..streaming import StreamAssembler as _ChunkAssembler
 from ..streaming import replay_chunks
 from ._openai_common import OPENAI_NOT_KEYED, openai_error, openai_usage
@@ -118,8 +119,9 @@ class ChoicesProtocol:
         envelope = first_info(generations).get("response")
         if envelope is None:
             # Written by llm_cache.llms models, which keep the choices but not the envelope.
+            digest = hashlib.sha256(generations[0].text.encode("utf-8", "surrogatepass")).hexdigest()
             envelope = {
-                "id": self.id_prefix + "llmcache" + cache_key_hex(generations[0].text, self.name)[:24],
+                "id": self.id_prefix + "llmcache" + digest[:24],
                 "object": self.object_name,
                 "created": int(time.time()),
                 "model": request.get("model"),
@@ -183,4 +185,4 @@ def include_usage(request: Mapping[str, Any]) -> bool:
     return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
-__all__ = ["ChoicesProtocol", "ChunkAssembler", "ConfigurationError", "include_usage"]
+__all__ = ["ChoicesProtocol", "ChunkAssembler", "include_usage"]

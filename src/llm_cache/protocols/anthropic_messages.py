@@ -36,7 +36,7 @@ from typing import Any
 
 from ..errors import CorruptEntryError
 from ..generation import Generation
-from ..keys import NON_OUTPUT_PARAMS, messages_prompt
+from ..keys import messages_prompt
 from ..streaming import split_pieces
 from .base import Event, RequestIdentity, Uncacheable, Usage, first_info, int_field, keyed_params, llm_string_of, stamp
 
@@ -289,7 +289,3 @@ def _json_pieces(text: str, size: int = 64) -> list[str]:
 
 
 MESSAGES = MessagesProtocol()
-
-# ``stream`` and transport fields are dropped by make_llm_string too; listed above so the
-# module says in one place what is never keyed.
-assert {"stream", "timeout", "extra_headers"} <= NON_OUTPUT_PARAMS | _NOT_KEYED

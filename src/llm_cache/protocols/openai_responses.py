@@ -63,7 +63,7 @@ def _items(value: Any) -> list[dict[str, Any]] | None:
             return None
         role = item.get("role")
         if role is None:
-            item = {"role": "~" + str(item.get("type", "item")), **item}
+            item = {**item, "role": "~" + str(item.get("type", "item"))}
         elif not isinstance(role, str) or role.startswith("~"):
             return None  # would be mistaken for a role-less item (one-to-one keys)
         items.append(item)
