@@ -340,3 +340,14 @@ def test_responses_item_with_a_null_role_is_a_role_less_item() -> None:
     with_null = ident(RESPONSES, {**RESPONSES_BODY, "input": [{**call, "role": None}]})
     assert with_null == ident(RESPONSES, {**RESPONSES_BODY, "input": [call]})
     assert json.loads(with_null.prompt)[0]["role"] == "~function_call_output"
+
+
+def test_a_failed_response_stream_is_not_stored() -> None:
+    events = RESPONSES.replay(_responses(RESPONSES_BODY), {})[:-1]
+    failed = {**_responses(RESPONSES_BODY), "status": "failed", "error": {"code": "server_error", "message": "x"}}
+    assembler = RESPONSES.assembler({})
+    for name, data in events:
+        assembler.add(name, data)
+    assert not assembler.complete  # no response.completed yet
+    assembler.add("response.failed", {"type": "response.failed", "response": failed})
+    assert not assembler.complete
