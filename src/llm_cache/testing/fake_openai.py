@@ -2,7 +2,9 @@
 
 It speaks enough of the OpenAI wire format for the official ``openai`` SDK (sync,
 async and streaming) to talk to it: ``/v1/completions``, ``/v1/chat/completions``,
-``/v1/embeddings`` and ``/v1/models``. It uses only the standard library, because
+``/v1/embeddings`` and ``/v1/models``; the Responses API (``/v1/responses``, see
+:mod:`.fake_responses`) and, for the ``anthropic`` SDK, Anthropic Messages
+(``/v1/messages``, see :mod:`.fake_anthropic`). It uses only the standard library, because
 ``llm-cache demo`` and the test-suite must be able to start it with no extra
 installed::
 
