@@ -5,6 +5,8 @@ wrappers, both ways."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,14 +38,13 @@ def make_proxy(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
         server.stop()
 
 
-def settle(server: ProxyServer) -> None:
+def settle(server: ProxyServer, timeout: float = 10.0) -> None:
     """Wait until the answer just sent has been written (it is sent before it is stored)."""
     proxy = server.app.proxy
-    for _ in range(1000):
-        if not proxy._flights and not proxy._stores:
-            return
-        asyncio.run(asyncio.sleep(0.01))
-    raise AssertionError("the proxy did not settle")
+    deadline = time.monotonic() + timeout
+    while proxy._flights or proxy._stores:
+        assert time.monotonic() < deadline, "the proxy did not settle"
+        time.sleep(0.01)
 
 
 def metric(server: ProxyServer, line_start: str) -> float:
@@ -158,7 +159,8 @@ def test_messages_streamed_miss_is_relayed_live_and_stored(make_proxy: Callable[
 
 
 def test_messages_tenants_are_isolated_by_x_api_key(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
-    server = make_proxy()
+    cache = InMemoryCache()
+    server = make_proxy(cache)
 
     def post(key: str) -> httpx.Response:
         headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
@@ -171,8 +173,10 @@ def test_messages_tenants_are_isolated_by_x_api_key(make_proxy: Callable[..., Pr
     # the key went upstream as Anthropic's header, with the version header
     sent = upstream.requests[-1]["headers"]
     assert sent["x-api-key"] == "sk-ant-b" and sent["anthropic-version"] == "2023-06-01"
-    # and never into the cache: the tenant is a hash
     assert upstream.request_count == 2
+    # and never into the cache: the tenant is a hash of it
+    stored = json.dumps([[e.prompt, e.llm_string, [g.to_dict() for g in e.generations]] for e in cache.entries()])
+    assert cache.count() == 2 and "sk-ant" not in stored
 
 
 def test_a_fixed_upstream_key_replaces_x_api_key(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
