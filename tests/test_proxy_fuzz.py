@@ -34,6 +34,10 @@ PATHS = [
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/responses/resp_1",
     "/v1/models",
     "/v1/models/gpt-4o",
     "/v1/files",
@@ -45,6 +49,8 @@ PATHS = [
 HEADER_NAMES = [
     b"authorization",
     b"api-key",
+    b"x-api-key",
+    b"anthropic-version",
     b"cache-control",
     b"x-llm-cache-namespace",
     b"content-type",
@@ -114,7 +120,7 @@ texts = st.one_of(st.text(max_size=30), st.lists(st.text(max_size=10), min_size=
 valid_bodies = st.fixed_dictionaries(
     {
         "model": st.sampled_from(
-            ["gpt-4o-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small"]
+            ["gpt-4o-mini", "gpt-3.5-turbo-instruct", "text-embedding-3-small", "claude-3-5-haiku"]
         ),
         # The prompt field of every endpoint, so that most bodies are keyable somewhere.
         "messages": st.one_of(
@@ -134,6 +140,9 @@ valid_bodies = st.fixed_dictionaries(
         "n": st.one_of(st.integers(min_value=-2, max_value=4), json_values),
         "temperature": st.one_of(st.floats(allow_nan=False, allow_infinity=False), json_values),
         "max_tokens": st.one_of(st.integers(min_value=-5, max_value=50), json_values),
+        "system": json_values,
+        "background": st.one_of(st.booleans(), json_values),
+        "instructions": json_values,
         "metadata": json_values,
         "tools": json_values,
         "user": json_values,
@@ -185,8 +194,8 @@ bodies = st.one_of(
     st.binary(max_size=200),
 )
 paths = st.one_of(
-    st.sampled_from(PATHS[:3]),
-    st.sampled_from(PATHS[:3]),
+    st.sampled_from(PATHS[:5]),
+    st.sampled_from(PATHS[:5]),
     st.sampled_from(PATHS),
     st.tuples(st.sampled_from(PATHS), st.text(alphabet="ab/?#%. é\x00\t-_~:@", max_size=12)).map(
         "".join

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .upstream import error_body
+from ._protocols import error_for
 
 _JSON = "application/json"
 _SSE = "text/event-stream; charset=utf-8"
@@ -79,13 +79,16 @@ class Refusal(Exception):
         self.close = close  # the rest of the request was not read: the connection cannot be reused
         self.x_cache = x_cache
 
-    def response(self) -> _BytesResponse:
+    def response(self, endpoint: str = "other") -> _BytesResponse:
+        """The answer, with an error body in the endpoint's protocol (Anthropic's or OpenAI's)."""
         if self.status == 504:
             type_ = "cache_miss"
         else:
             type_ = "server_error" if self.status >= 500 else "invalid_request_error"
-        body = error_body(self.message, self.code, type_)
-        body["error"]["param"] = self.param
+        body = error_for(endpoint, self.status, self.message, self.code, type_)
+        error = body.get("error")
+        if self.param is not None and isinstance(error, dict) and "param" in error:
+            error["param"] = self.param
         extra = {"x-cache": self.x_cache}
         if self.retry_after is not None:
             extra["retry-after"] = str(self.retry_after)

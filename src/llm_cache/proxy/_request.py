@@ -46,14 +46,14 @@ class _RequestParsing(_ProxyState):
         if key is not None and not _printable(key):
             raise Refusal(
                 401,
-                "the API key must be printable ASCII (as sent in Authorization: Bearer <key>)",
+                "the API key must be printable ASCII (Authorization: Bearer <key>, api-key or x-api-key)",
                 "invalid_api_key",
             )
         if self.client_keys is not None and not self.client_keys.verify(key):
             raise Refusal(
                 401,
                 "this proxy needs one of its own client keys as the API key "
-                "(Authorization: Bearer <key>); ask its operator for one",
+                "(Authorization: Bearer <key>, or x-api-key); ask its operator for one",
                 "invalid_api_key",
             )
         namespace = self.namespace(headers)
@@ -69,7 +69,11 @@ class _RequestParsing(_ProxyState):
         """The tenant partition of a request; ``None`` if the namespace header is invalid."""
         parts = []
         if not self.share_across_keys:
-            credential = (headers.get("authorization"), headers.get("api-key"))
+            credential = (
+                headers.get("authorization"),
+                headers.get("api-key"),
+                headers.get("x-api-key"),
+            )
             tenant = self._namespace_memo.get_recent(credential)
             if tenant is None:
                 tenant = key_namespace(api_key_of(headers))
@@ -126,9 +130,7 @@ class _RequestParsing(_ProxyState):
         include_usage = (
             stream and isinstance(options, dict) and options.get("include_usage") is True
         )
-        semantic = endpoint == "chat.completions" or (
-            endpoint == "completions" and isinstance(body.get("prompt"), str)
-        )
+        semantic = key is not None and key.semantic
         parsed = _Parsed(body, key, stream, include_usage, semantic)
         if memoise:
             self._parse_memo.put(memo_key, parsed)  # shared: never mutate parsed.body

@@ -1,13 +1,16 @@
-"""The caching proxy: an OpenAI-compatible ASGI app (Starlette) in front of any upstream.
+"""The caching proxy: an OpenAI- and Anthropic-compatible ASGI app (Starlette) in front of any upstream.
 
-Routes:
+Routes (each cached one speaks its protocol through :mod:`llm_cache.protocols`):
 
 =============================  ============================================================
 ``POST /v1/chat/completions``  cached (streaming included)
 ``POST /v1/completions``       cached (streaming included)
 ``POST /v1/embeddings``        cached (the whole request is one entry)
+``POST /v1/responses``         cached (streaming included); ``background: true`` passes through
+``POST /v1/messages``          Anthropic Messages, cached (streaming included)
 ``GET /v1/models``             passed through, kept in memory ``models_ttl`` seconds per tenant
-``/v1/...`` (anything else)    passed through untouched (``X-Cache: BYPASS``)
+``/v1/...`` (anything else)    passed through untouched (``X-Cache: BYPASS``): e.g.
+                               ``GET/DELETE /v1/responses/{id}``, ``/v1/messages/count_tokens``
 ``GET /metrics``               Prometheus text format
 ``GET /healthz``               JSON; ``"status": "degraded"`` while the cache is unreachable
 =============================  ============================================================
@@ -56,6 +59,7 @@ from ..errors import ConfigurationError
 from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
 from ._http import _JSON, ProxyRequest, Refusal, _dumps
+from ._protocols import ANTHROPIC
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
@@ -290,10 +294,13 @@ def create_app(
     # string as UTF-8, which raises for a client's non-UTF-8 bytes (found by the fuzz test).
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refusal)
-        proxy.metrics.refused(
-            "models" if request.scope["path"] == "/v1/models" else "other", exc.code
-        )
-        return exc.response()  # type: ignore[return-value]
+        path = request.scope["path"]
+        if path.startswith("/v1/messages"):  # e.g. /v1/messages/count_tokens: Anthropic's errors
+            endpoint = ANTHROPIC
+        else:
+            endpoint = "models" if path == "/v1/models" else "other"
+        proxy.metrics.refused(endpoint, exc.code)
+        return exc.response(endpoint)  # type: ignore[return-value]
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         logger.exception(

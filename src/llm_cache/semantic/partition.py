@@ -58,13 +58,17 @@ def _chat_messages(prompt: str) -> list[dict[str, Any]] | None:
     return messages
 
 
+_TEXT_PARTS = ("text", "input_text")
+
+
 def _split_content(content: Any) -> tuple[str | None, Any]:
     """(text to embed, what of the content is not text) of a user message's content."""
     if isinstance(content, str):
         return content, None
     if isinstance(content, list):
-        texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)]
-        rest = [p for p in content if not (isinstance(p, dict) and p.get("type") == "text")]
+        # "input_text" is the Responses API's text part (chat and Anthropic say "text").
+        texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") in _TEXT_PARTS and isinstance(p.get("text"), str)]
+        rest = [p for p in content if not (isinstance(p, dict) and p.get("type") in _TEXT_PARTS)]
         if texts:
             return "\n".join(texts), rest
     return None, content
