@@ -414,6 +414,14 @@ def test_client_keys_are_required_and_each_is_a_tenant(
     assert post(server, CHAT, body_for(CHAT, "auth"), key=key_a).headers["x-cache"] == "HIT"
     assert post(server, CHAT, body_for(CHAT, "auth"), key=key_b).headers["x-cache"] == "MISS"
     assert {r["headers"]["authorization"] for r in upstream.requests} == {f"Bearer {upstream_key}"}
+    # Anthropic clients present theirs as x-api-key; the upstream key goes there instead.
+    messages = body_for("/messages", "auth")
+    wrong = post(server, "/messages", messages, key=None, headers={"x-api-key": "sk-wrong"})
+    assert_openai_error(wrong, 401)
+    assert wrong.json()["type"] == "error"  # Anthropic's shape
+    right = post(server, "/messages", messages, key=None, headers={"x-api-key": key_b})
+    assert right.status_code == 200, right.text
+    assert upstream.requests[-1]["headers"]["x-api-key"] == upstream_key
     settle(server)
     scraped = httpx.get(server.url + "/metrics").text
     server.stop()
