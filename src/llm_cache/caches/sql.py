@@ -279,7 +279,10 @@ class _RawConnections:
         # Every call is bounded (issue 12): a statement by the watchdog, which shuts the
         # connection's socket at the deadline (see _deadline: a stopped server never answers
         # and never closes), a checkout (which may have to connect) by a worker thread.
+        # SQLite has no server to hang: its lock waits are bounded by the driver's own busy
+        # timeout (sqlite3's ``timeout``), which the engine's owner sets.
         self.timeout = timeout
+        self._guarded = engine.dialect.name != "sqlite"
         pool_kind = type(engine.pool).__name__
         self._shared = pool_kind in (
             "StaticPool",
@@ -308,7 +311,7 @@ class _RawConnections:
             )
             reused = False
         try:
-            with _maybe_guard(limit, fairy.dbapi_connection):
+            with _maybe_guard(limit if self._guarded else None, fairy.dbapi_connection):
                 result = op(fairy.dbapi_connection, *args)
         except CorruptEntryError:
             self._idle.append(fairy)
@@ -337,7 +340,7 @@ class _RawConnections:
         fairy = run_with_deadline(self.timeout, self._pool.connect, discard=_close_fairy, what="a pool checkout")
         try:
             self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
-            with _maybe_guard(limit, fairy.dbapi_connection):
+            with _maybe_guard(limit if self._guarded else None, fairy.dbapi_connection):
                 result = op(fairy.dbapi_connection, *args)
             self.dialect.reset_isolation_level(fairy.dbapi_connection)
             return result
@@ -390,7 +393,9 @@ class SQLAlchemyCache(BaseCache):
             0.5); past it the call is a store error (a miss, or ``CacheTimeoutError`` when
             strict). Enforced by the cache itself, because a stopped server never answers and
             never closes its connections (see ``llm_cache._deadline``). Creating the table at
-            construction is not bounded by it.
+            construction, ``clear`` and the inspection methods are not bounded by it. On
+            SQLite the driver's own busy timeout (the engine's ``connect_args={"timeout": s}``)
+            bounds lock waits instead.
         strict: raise store errors instead of treating them as misses.
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
     """
@@ -511,7 +516,7 @@ class SQLAlchemyCache(BaseCache):
         time grows with the data.
         """
         call = functools.partial(self._core_now, op, *args, read=read)
-        if not bounded:
+        if not bounded or self._dialect == "sqlite":  # see _RawConnections: the driver bounds it
             return call()
         return run_with_deadline(self.timeout, call, what="a database call")
 
