@@ -153,8 +153,13 @@ class CircuitBreaker:
                 continue
             with self._lock:
                 self.is_open = False
-                self.consecutive_failures = 0
-                self._failures.clear()
+                # The probe is a lookup: it proves lookups work, not writes. Writes that were
+                # failing come back half-open: the next write failure reopens the breaker at
+                # once, the next success clears it.
+                self._failures = {
+                    kind: self.failure_threshold - 1 for kind in self._failures if kind != "lookup"
+                }
+                self.consecutive_failures = max(self._failures.values(), default=0)
             logger.warning("llm-cache: store answers again; breaker closed")
             return
 
