@@ -177,6 +177,11 @@ class RedisCache(BaseCache):
                 self._make_sync = rc.twin_factory(self._redis, async_redis, kind, asynchronous=False)
                 self._where = rc.describe_client(async_redis)
 
+    @property
+    def timeout(self) -> float | None:
+        """``socket_timeout``, under the name every cache uses for its time bound."""
+        return self.socket_timeout
+
     def __repr__(self) -> str:
         # Host and port only: a URL may carry a password, which must never reach a log.
         return f"RedisCache(namespace={self.namespace!r}, ttl={self.ttl!r}, server={self._where})"

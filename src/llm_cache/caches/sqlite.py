@@ -160,12 +160,14 @@ class SQLiteCache(BaseCache):
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
         conn = open_wal_connection(self._path, schema_wait_ms or self._busy_ms)
-        try:
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
         if schema_wait_ms:
+            # Only the constructor's connection creates or checks the schema: that takes the
+            # write lock, which a new thread's first lookup must not wait for (issue 12).
+            try:
+                self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
             conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         with self._connections_lock:
             self._connections.append(conn)
