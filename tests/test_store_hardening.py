@@ -380,3 +380,35 @@ def test_a_corrupt_semantic_candidate_is_skipped_for_the_next(tmp_path: Path) ->
     assert cache.semantic_stats["corrupt_candidates"] >= 1 and cache.stats.errors == 0
     assert not cache.breaker.is_open
     cache.close()
+
+
+@pytest.mark.postgres
+def test_a_hung_pgvector_store_costs_at_most_the_timeout(postgres_server: Any) -> None:
+    np = pytest.importorskip("numpy")
+    from llm_cache.semantic.stores.base import SemanticEntry
+    from llm_cache.semantic.stores.pgvector import PGVectorStore
+
+    port = postgres_server.port
+    with FreezingProxy(port) as proxy:
+        store = PGVectorStore(
+            proxy.url_for(postgres_server.url, port), table="hung_vectors", namespace=unique("hung"), dimension=4, timeout=0.3
+        )
+        vector = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        store.add(SemanticEntry("a" * 64, "p", "t", "t", LLM, '{"v":1,"g":[{"text":"x"}]}', 1.0), vector)
+        assert store.get("a" * 64) is not None
+        with proxy.frozen_for_block():
+            for call in (lambda: store.get("a" * 64), lambda: store.search("p", vector)):
+                with pytest.raises(CacheTimeoutError):
+                    returns_within(call)
+        wait_until(lambda: _answers(store))
+        assert [n.entry.key for n in store.search("p", vector)] == ["a" * 64]
+        store.clear()
+        store.close()
+
+
+def _answers(store: Any) -> bool:
+    try:
+        store.get("0" * 64)
+    except Exception:
+        return False
+    return True
