@@ -181,6 +181,10 @@ class BaseCache(ABC):
     fail-open policy described in this module's docstring.
     """
 
+    #: Whether the store keeps text with lone surrogates (``"\\ud800"``) as it is: Redis and the
+    #: in-memory cache do; SQL databases and SQLite store UTF-8, so such input is rejected.
+    accepts_lone_surrogates = False
+
     def __init__(self, *, strict: bool = False, failure_threshold: int = 3, probe_interval: float = 0.5) -> None:
         self.strict = strict
         self.stats = CacheStats()
@@ -310,7 +314,7 @@ class BaseCache(ABC):
         checked = _check_update(prompt, llm_string, generations)
         if checked is None:
             return None
-        problem = unstorable(prompt, llm_string, checked)
+        problem = unstorable(prompt, llm_string, checked, surrogates=self.accepts_lone_surrogates)
         if problem is not None:
             self._rejected("update", problem)
             return None
@@ -336,7 +340,7 @@ class BaseCache(ABC):
         if not isinstance(exc, LLMCacheError):
             # Checked only once a lookup failed, so hits pay nothing for it: a prompt no
             # store can hold cannot be stored either, and is the caller's, not the store's.
-            problem = unstorable(prompt, llm_string, ())
+            problem = unstorable(prompt, llm_string, (), surrogates=self.accepts_lone_surrogates)
             if problem is not None:
                 self._rejected("lookup", problem)
                 self.stats.misses += 1
@@ -366,22 +370,26 @@ class BaseCache(ABC):
         self.breaker.record_failure(self._probe, "lookup" if operation == "lookup" else "update")
 
 
-def unstorable(prompt: str, llm_string: str, generations: Sequence[Generation]) -> str | None:
-    """Why no store can hold this entry (``None``: it can).
+def unstorable(
+    prompt: str, llm_string: str, generations: Sequence[Generation], *, surrogates: bool = False
+) -> str | None:
+    """Why a store cannot hold this entry (``None``: it can).
 
-    Stores keep UTF-8 text (SQLite, PostgreSQL, MySQL, Redis, JSONL exports): a lone surrogate
+    Most stores keep UTF-8 text (SQLite, PostgreSQL, MySQL, JSONL exports): a lone surrogate
     such as ``"\\ud800"`` (valid in a Python str, produced by ``json.loads`` of a ``\\ud800``
-    escape) cannot be encoded. Generations must also encode as JSON, which a structure nested
-    deeper than the interpreter's recursion limit does not.
+    escape) cannot be encoded; ``surrogates=True`` is for stores that keep such text as it is.
+    Generations must also encode as JSON, which a structure nested deeper than the
+    interpreter's recursion limit does not.
     """
+    errors = "surrogatepass" if surrogates else "strict"
     for name, value in (("prompt", prompt), ("llm_string", llm_string)):
         try:
-            value.encode("utf-8")
+            value.encode("utf-8", errors)
         except UnicodeEncodeError as exc:
             return f"the {name} holds text that is not valid UTF-8 ({exc.reason} at position {exc.start})"
     if generations:
         try:
-            encode_generations(generations).encode("utf-8")
+            encode_generations(generations).encode("utf-8", errors)
         except UnicodeEncodeError as exc:
             return f"a generation holds text that is not valid UTF-8 ({exc.reason})"
         except (RecursionError, ValueError, TypeError) as exc:

@@ -92,6 +92,8 @@ class RedisCache(BaseCache):
         set_llm_cache(cache)
     """
 
+    accepts_lone_surrogates = True  # values are kept as they are (Redis: surrogatepass)
+
     def __init__(
         self,
         redis_: Any = None,
