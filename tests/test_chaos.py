@@ -28,7 +28,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -149,17 +149,24 @@ def chaos_run(
 
 
 # -- Redis: SIGSTOP / SIGCONT, SIGKILL / restart ---------------------------------------------------
-@pytest.fixture(scope="module")
-def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
+S = TypeVar("S", RedisServer, PostgresServer)
+
+
+def _private(server: S) -> Iterator[S]:
+    """A server of this module's own (stopping it disturbs no other test), closed afterwards."""
     try:
         server.start()
     except ServerError as exc:
-        pytest.fail(f"Redis unavailable: {exc}", pytrace=False)
+        pytest.fail(f"{type(server).__name__} unavailable: {exc}", pytrace=False)
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[RedisServer]:
+    yield from _private(RedisServer())
 
 
 def _signal(pids: list[int], sig: int) -> None:
@@ -168,14 +175,14 @@ def _signal(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def test_redis_chaos(private_redis: RedisServer, upstream: Any, capsys: Any) -> None:
-    assert private_redis._proc is not None
-    cache = cache_from_url(f"{private_redis.url}?timeout={TIMEOUT}", namespace="chaos")
+def _signal_chaos(server: S, pids: Callable[[int], list[int]], kill: Callable[[], None], what: str, upstream: Any, capsys: Any) -> None:
+    """SIGSTOP then SIGCONT the server's processes (``pids(main pid)``), then ``kill`` and restart it."""
+    cache = cache_from_url(f"{server.url}?timeout={TIMEOUT}", namespace="chaos")
     stopped: list[int] = []
 
     def hang() -> None:
-        assert private_redis._proc is not None
-        stopped[:] = [private_redis._proc.pid]
+        assert server._proc is not None
+        stopped[:] = pids(server._proc.pid)
         _signal(stopped, signal.SIGSTOP)
 
     def resume() -> None:
@@ -183,15 +190,14 @@ def test_redis_chaos(private_redis: RedisServer, upstream: Any, capsys: Any) -> 
         stopped.clear()
 
     try:
-        chaos_run(
-            cache, upstream, "Redis", capsys,
-            hang=hang, resume=resume,
-            kill=lambda: private_redis.stop(kill=True),
-            restart=private_redis.start,
-        )
+        chaos_run(cache, upstream, what, capsys, hang=hang, resume=resume, kill=kill, restart=server.start)
     finally:
         resume()
         cache.close()
+
+
+def test_redis_chaos(private_redis: RedisServer, upstream: Any, capsys: Any) -> None:
+    _signal_chaos(private_redis, lambda pid: [pid], lambda: private_redis.stop(kill=True), "Redis", upstream, capsys)
 
 
 # -- PostgreSQL: SIGSTOP / SIGCONT of every server process, crash / restart -------------------------
@@ -213,41 +219,13 @@ def _postgres_pids(postmaster: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(f"PostgreSQL unavailable: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from _private(PostgresServer())
 
 
 @pytest.mark.postgres
 def test_postgres_chaos(private_postgres: PostgresServer, upstream: Any, capsys: Any) -> None:
-    cache = cache_from_url(f"{private_postgres.url}?timeout={TIMEOUT}", namespace="chaos")
-    stopped: list[int] = []
-
-    def hang() -> None:
-        assert private_postgres._proc is not None
-        stopped[:] = _postgres_pids(private_postgres._proc.pid)
-        _signal(stopped, signal.SIGSTOP)
-
-    def resume() -> None:
-        _signal(stopped, signal.SIGCONT)
-        stopped.clear()
-
-    try:
-        chaos_run(
-            cache, upstream, "PostgreSQL", capsys,
-            hang=hang, resume=resume,
-            kill=lambda: private_postgres.stop("immediate"),
-            restart=private_postgres.start,
-        )
-    finally:
-        resume()
-        cache.close()
+    kill = lambda: private_postgres.stop("immediate")  # noqa: E731  (a crash: WAL recovery at restart)
+    _signal_chaos(private_postgres, _postgres_pids, kill, "PostgreSQL", upstream, capsys)
 
 
 # -- MariaDB (shared: hung and cut through a proxy, never stopped itself) ---------------------------

@@ -16,8 +16,8 @@ wrap them once, here, with the policy the whole library follows:
   valid UTF-8; generations nested too deep to encode) is the caller's problem, not the
   store's: the write is dropped and a lookup is a miss, counted as ``rejected``, logged once
   per cache, and never counted towards the breaker.
-* after ``failure_threshold`` consecutive store errors of one kind of operation (lookups, or
-  writes) a circuit breaker opens: calls skip the store entirely (costing nothing while it is
+* after ``failure_threshold`` consecutive store errors (of any operations, or of one kind of
+  operation: lookups, or writes) a circuit breaker opens: calls skip the store entirely (costing nothing while it is
   down) and a background thread probes it, closing the breaker once the store answers again.
   Reads and writes are counted apart, so a store that answers lookups but fails every write
   (a lock held by another process, a full disk) opens it too.
@@ -104,9 +104,10 @@ class CacheStats:
 class CircuitBreaker:
     """Stops calling a failing store and probes it in the background until it is back.
 
-    ``is_open`` is a plain attribute so that the hit path pays one attribute read. Failures
-    are counted per kind of operation (``"lookup"``, ``"update"``): a success resets only its
-    own kind, so successful lookups cannot hide writes that all fail.
+    ``is_open`` is a plain attribute so that the hit path pays one attribute read. It opens
+    after ``failure_threshold`` failures in a row of any operations, or of one kind of
+    operation (``"lookup"``, ``"update"``) whatever the other kind did: a success resets the
+    streak and its own kind only, so successful lookups cannot hide writes that all fail.
     """
 
     def __init__(self, failure_threshold: int = 3, probe_interval: float = 0.5) -> None:
@@ -115,7 +116,8 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.probe_interval = probe_interval
         self.is_open = False
-        self.consecutive_failures = 0  # the larger of the per-kind counts (0: all healthy)
+        self.consecutive_failures = 0  # the larger of the streak and the per-kind counts
+        self._streak = 0  # failures of any kind since the last success of any kind
         self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
         self._prober: threading.Thread | None = None
@@ -123,6 +125,7 @@ class CircuitBreaker:
     def record_success(self, kind: str = "lookup") -> None:
         """A ``kind`` operation succeeded: its consecutive failures start again from 0."""
         with self._lock:
+            self._streak = 0
             self._failures.pop(kind, None)
             self.consecutive_failures = max(self._failures.values(), default=0)
 
@@ -130,8 +133,9 @@ class CircuitBreaker:
         """Count a failure; open the breaker and start probing once the threshold is hit."""
         with self._lock:
             count = self._failures[kind] = self._failures.get(kind, 0) + 1
-            self.consecutive_failures = max(self.consecutive_failures, count)
-            if self.is_open or count < self.failure_threshold:
+            self._streak += 1
+            self.consecutive_failures = max(self.consecutive_failures, count, self._streak)
+            if self.is_open or self.consecutive_failures < self.failure_threshold:
                 return
             self.is_open = True
             self._prober = threading.Thread(
@@ -159,6 +163,7 @@ class CircuitBreaker:
                 self._failures = {
                     kind: self.failure_threshold - 1 for kind in self._failures if kind != "lookup"
                 }
+                self._streak = 0
                 self.consecutive_failures = max(self._failures.values(), default=0)
             logger.warning("llm-cache: store answers again; breaker closed")
             return
@@ -168,6 +173,7 @@ class CircuitBreaker:
         with self._lock:
             self.is_open = False
             self.consecutive_failures = 0
+            self._streak = 0
             self._failures.clear()
 
 
