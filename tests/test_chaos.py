@@ -74,7 +74,7 @@ class Run:
     def between(self, start: int, end: int) -> list[tuple[int, float, bool, bool]]:
         return [r for r in self.rows if start <= r[0] < end]
 
-    def check_outage(self, start: int, end: int, what: str) -> dict[str, float]:
+    def check_outage(self, start: int, end: int, what: str) -> dict[str, str]:
         """Calls in [start, end) ran while the server was down: bounded, then skipped."""
         rows = self.between(start, end)
         touched = [r for r in rows if r[3]]
@@ -85,8 +85,8 @@ class Run:
         assert len(touched) <= 12, (what, len(touched))
         assert len(rows) - len(touched) >= len(rows) - 12
         return {
-            "first": statistics.median([r[1] for r in touched[:3]]) * 1e3 if touched else 0.0,
-            "open": statistics.median([r[1] for r in rows if not r[3]]) * 1e3,
+            "first": ", ".join(f"{r[1] * 1e3:.0f}" for r in touched[:4]),
+            "open": f"{statistics.median([r[1] for r in rows if not r[3]]) * 1e3:.1f}",
         }
 
     def check_hits_resume(self, start: int, end: int, what: str) -> None:
@@ -142,8 +142,8 @@ def chaos_run(
     with capsys.disabled():
         print(
             f"\n{what}: hit {run.baseline_ms():.1f} ms/call, provider call without a cache {provider_ms:.1f} ms; "
-            f"hung: first calls {hung['first']:.0f} ms, breaker open {hung['open']:.1f} ms; "
-            f"killed: first calls {down['first']:.0f} ms, breaker open {down['open']:.1f} ms (timeout {TIMEOUT * 1e3:.0f} ms; errors {cache.stats.errors}, "
+            f"hung: calls that reached the store {hung['first']} ms, then breaker open {hung['open']} ms; "
+            f"killed: {down['first']} ms, then {down['open']} ms (timeout {TIMEOUT * 1e3:.0f} ms; errors {cache.stats.errors}, "
             f"skipped {cache.stats.skipped})"
         )
 
