@@ -397,3 +397,21 @@ def _answers(store: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def test_a_corrupt_row_is_skipped_by_entries_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "corrupt.db"
+    with SQLiteCache(path) as cache:
+        for i in range(3):
+            cache.update(f"p{i}", LLM, [Generation(str(i))])
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE llm_cache SET response = 'not json' WHERE prompt = 'p1'")
+    raw.commit()
+    raw.close()
+    with SQLiteCache(path) as cache:
+        assert sorted(e.prompt for e in cache.entries()) == ["p0", "p2"]
+        assert cache.stats.corrupt == 1 and cache.stats.errors == 0
+        assert cache.lookup("p1", LLM) is None and cache.lookup("p0", LLM) == [Generation("0")]
+    dump = tmp_path / "dump.jsonl"
+    assert main(["export", "--cache", f"sqlite:///{path}", str(dump)]) == 0
+    assert len(dump.read_text().splitlines()) == 2

@@ -274,6 +274,7 @@ class RedisCache(BaseCache):
                 data = _parse(raw)
                 generations = generations_from_payload(data)
             except CorruptEntryError as exc:
+                self.stats.corrupt += 1
                 logger.warning("llm-cache: RedisCache: skipping %r, not an llm-cache entry: %s", key, exc)
                 continue
             expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None

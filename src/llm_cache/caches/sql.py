@@ -826,6 +826,7 @@ class SQLAlchemyCache(BaseCache):
                 raw = bytes(response).decode() if isinstance(response, (bytes, bytearray, memoryview)) else response
                 generations.append(Generation.from_dict(json.loads(raw)))
             except (ValueError, TypeError, CorruptEntryError) as exc:
+                self.stats.corrupt += 1
                 logger.warning("llm-cache: skipping an SQL cache row that is not an llm-cache generation: %s", exc)
         if current is not None and generations:
             yield CacheEntry(self._from_db(current[0]), self._from_db(current[1]), generations, *times)

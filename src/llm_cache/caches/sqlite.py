@@ -40,7 +40,7 @@ from typing import Callable, Iterator
 from .._deadline import DEFAULT_TIMEOUT, validate_timeout
 from .._sqlite import open_wal_connection
 from .._ttl import expires_at, validate_ttl
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -325,7 +325,14 @@ class SQLiteCache(BaseCache):
             (self.namespace, self._clock()),
         )
         for prompt, llm_string, response, created, expiry, hits, last_hit in cursor:
-            yield CacheEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
+            try:
+                generations = decode_generations(response)
+            except CorruptEntryError as exc:
+                # One bad row must not end an export: skipped, counted, logged.
+                self.stats.corrupt += 1
+                logger.warning("llm-cache: SQLiteCache: skipping a row that is not an llm-cache entry: %s", exc)
+                continue
+            yield CacheEntry(prompt, llm_string, generations, created, expiry, hits, last_hit)
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""
