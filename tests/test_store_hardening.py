@@ -415,3 +415,39 @@ def test_a_corrupt_row_is_skipped_by_entries_and_export(tmp_path: Path, capsys: 
     dump = tmp_path / "dump.jsonl"
     assert main(["export", "--cache", f"sqlite:///{path}", str(dump)]) == 0
     assert len(dump.read_text().splitlines()) == 2
+
+
+@pytest.mark.postgres
+def test_a_hung_postgres_through_an_async_engine(postgres_url: str) -> None:
+    import asyncio
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from llm_cache.caches.sql import SQLAlchemyCache
+
+    target = make_url(postgres_url)
+    with FreezingProxy(target.port) as proxy:
+        url = target.set(port=proxy.port).render_as_string(hide_password=False)
+        engine, async_engine = create_engine(url), create_async_engine(url)
+        cache = SQLAlchemyCache(engine, async_engine=async_engine, namespace=unique("hung-async"), timeout=0.3)
+
+        async def scenario() -> None:
+            await cache.aupdate("p", LLM, [Generation("a")])
+            assert await cache.alookup("p", LLM) == [Generation("a")]
+            with proxy.frozen_for_block():
+                for _ in range(3):
+                    began = time.perf_counter()
+                    assert await cache.alookup("p", LLM) is None
+                    # A generous bound (16x the timeout) that catches a wait on the cancelled
+                    # call's cleanup (asyncio.wait_for: 10 s here), not a slow machine.
+                    assert time.perf_counter() - began < 5.0
+            assert cache.stats.errors == 3 and cache.breaker.is_open
+            await async_engine.dispose()
+
+        returns_within(lambda: asyncio.run(scenario()))
+        wait_until(lambda: not cache.breaker.is_open)
+        cache.clear()
+        cache.close()
+        engine.dispose()
