@@ -351,3 +351,55 @@ def test_local_vector_store_writers_killed_lose_nothing_acknowledged(tmp_path: P
         assert len(found) == 5 and store.malformed_rows == 0
     finally:
         store.close()
+
+
+# -- another process holds SQLite's write lock ---------------------------------------------------------
+_LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()  # held until the test closes our stdin
+conn.execute("ROLLBACK")
+"""
+
+
+def test_sqlite_write_lock_held_by_another_process(tmp_path: Path, upstream: Any, capsys: Any) -> None:
+    from llm_cache import SQLiteCache
+
+    path = str(tmp_path / "held.db")
+    cache = SQLiteCache(path, timeout=TIMEOUT)
+    run = Run(cache, upstream)
+    for n in range(len(PROMPTS)):
+        run.call(n)  # stored
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_LOCK_HOLDER), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        held: list[float] = []
+        for n in range(200):
+            began = time.perf_counter()
+            result = run.llm.generate([f"new while locked {n}"])  # misses: each wants a write
+            held.append(time.perf_counter() - began)
+            assert result.texts[0] and result.cached == [False]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+    slow = [t for t in held if t > TIMEOUT / 2]
+    # Each failed write costs at most the write timeout (5 s of slack: a hang check only); the
+    # breaker opens after three and half-open retries are rare, so few calls wait at all.
+    assert all(t < TIMEOUT + 5.0 for t in slow) and len(slow) <= 12, slow
+    assert cache.stats.errors >= 3
+    wait_until(lambda: not cache.breaker.is_open)
+    run.llm.generate(["after the lock"])
+    assert run.llm.generate(["after the lock"]).cached == [True]
+    cache.close()
+    with capsys.disabled():
+        others = [t for t in held if t <= TIMEOUT / 2]
+        print(
+            f"\nSQLite write lock held by another process: {len(slow)} of 200 misses waited "
+            f"({', '.join(f'{t * 1e3:.0f}' for t in slow)} ms, timeout {TIMEOUT * 1e3:.0f} ms); "
+            f"the others {statistics.median(others) * 1e3:.1f} ms (median)"
+        )
