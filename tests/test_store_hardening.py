@@ -451,3 +451,27 @@ def test_a_hung_postgres_through_an_async_engine(postgres_url: str) -> None:
         cache.clear()
         cache.close()
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_cache_made_while_postgres_hangs_starts_failing_open(postgres_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    target = make_url(postgres_url)
+    with FreezingProxy(target.port) as proxy:
+        proxy.freeze()
+        url = target.set(port=proxy.port).render_as_string(hide_password=False)
+        try:
+            cache, _ = returns_within(lambda: cache_from_url(url, namespace=unique("born-hung")), limit=40)
+            assert returns_within(lambda: cache.lookup("p", LLM))[0] is None
+            assert cache.stats.errors == 1
+        finally:
+            proxy.thaw()
+
+        def stored_and_found() -> bool:  # the table is created by the first call that gets through
+            cache.update("p", LLM, [Generation("a")])
+            return cache.lookup("p", LLM) == [Generation("a")]
+
+        wait_until(stored_and_found)
+        cache.clear()
+        cache.close()

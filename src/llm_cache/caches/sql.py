@@ -88,6 +88,8 @@ __all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
 
 T = TypeVar("T")
 
+# Seconds the constructor waits for the table to be checked or created.
+_SCHEMA_SECONDS = 10.0
 _RETRIES = 3  # attempts of a write that hit a deadlock or a serialisation failure
 # Seconds a writer of a user schema (MySQL) waits for another writer of the same entry.
 _MYSQL_LOCK_TIMEOUT = 10
@@ -393,7 +395,8 @@ class SQLAlchemyCache(BaseCache):
             0.5); past it the call is a store error (a miss, or ``CacheTimeoutError`` when
             strict). Enforced by the cache itself, because a stopped server never answers and
             never closes its connections (see ``llm_cache._deadline``). Creating the table at
-            construction, ``clear`` and the inspection methods are not bounded by it. On
+            construction waits up to 10 s (then the cache starts failing open), ``clear`` and
+            the inspection methods are not bounded by it. On
             SQLite the driver's own busy timeout (the engine's ``connect_args={"timeout": s}``)
             bounds lock waits instead.
         strict: raise store errors instead of treating them as misses.
@@ -462,7 +465,11 @@ class SQLAlchemyCache(BaseCache):
         self._md5_index = False
         self._schema_ready = False
         try:
-            self._ensure_schema()
+            # Bounded too (a hung server must not hang the application's start), but longer
+            # than a call: creating a table and its indexes takes more than a lookup.
+            run_with_deadline(
+                max(self.timeout, _SCHEMA_SECONDS), self._ensure_schema, what="preparing the cache table"
+            )
         except ConfigurationError:
             raise
         except Exception as exc:
