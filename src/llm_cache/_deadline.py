@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from .errors import CacheTimeoutError
 
-__all__ = ["DEFAULT_TIMEOUT", "guard", "run_with_deadline", "socket_aborter", "validate_timeout"]
+__all__ = ["DEFAULT_TIMEOUT", "Workers", "guard", "run_with_deadline", "socket_aborter", "validate_timeout"]
 
 T = TypeVar("T")
 
@@ -186,18 +186,38 @@ def _shutdown_fd(fd: int) -> None:
         dup.close()
 
 
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-_executor_pid = 0
+class Workers:
+    """The worker threads of :func:`run_with_deadline` for one store, made on first use.
+
+    One set per store: connects hung on one server (each holds a worker until its driver
+    gives up) then cannot delay another store's calls.
+    """
+
+    def __init__(self, size: int = _WORKERS) -> None:
+        self.size = size
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> "concurrent.futures.Future[T]":
+        with self._lock:
+            if self._executor is None or self._pid != os.getpid():  # new, or the parent's
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.size, thread_name_prefix="llm-cache-deadline"
+                )
+                self._pid = os.getpid()
+            executor = self._executor
+        return executor.submit(fn, *args)
+
+    def close(self) -> None:
+        """Let the threads end once their calls return (a hung one is not waited for)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _workers() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor, _executor_pid
-    with _executor_lock:
-        if _executor is None or _executor_pid != os.getpid():
-            _executor = concurrent.futures.ThreadPoolExecutor(_WORKERS, thread_name_prefix="llm-cache-deadline")
-            _executor_pid = os.getpid()
-        return _executor
+_shared_workers = Workers()
 
 
 def run_with_deadline(
@@ -206,13 +226,14 @@ def run_with_deadline(
     *args: Any,
     discard: Callable[[T], None] | None = None,
     what: str = "store call",
+    workers: Workers | None = None,
 ) -> T:
     """``fn(*args)`` in a worker thread; CacheTimeoutError if it has not returned within ``seconds``.
 
     The worker is not interrupted (nothing can interrupt a blocked connect); a result that
     arrives after the caller gave up is passed to ``discard``.
     """
-    future = _workers().submit(fn, *args)
+    future = (workers or _shared_workers).submit(fn, *args)
     try:
         return future.result(timeout=seconds)
     except concurrent.futures.TimeoutError:

@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, TypeVar
 
-from .._deadline import DEFAULT_TIMEOUT, guard, run_with_deadline, socket_aborter, validate_timeout
+from .._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, socket_aborter, validate_timeout
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
 from ..errors import CacheBackendError, CacheTimeoutError, ConfigurationError, CorruptEntryError
@@ -284,6 +284,7 @@ class _RawConnections:
         # SQLite has no server to hang: its lock waits are bounded by the driver's own busy
         # timeout (sqlite3's ``timeout``), which the engine's owner sets.
         self.timeout = timeout
+        self.workers = Workers()
         self._guarded = engine.dialect.name != "sqlite"
         pool_kind = type(engine.pool).__name__
         self._shared = pool_kind in (
@@ -309,7 +310,11 @@ class _RawConnections:
             fairy, reused = self._idle.pop(), True
         except IndexError:
             fairy = run_with_deadline(
-                self.timeout, self._checkout, discard=_close_fairy, what="opening a database connection"
+                self.timeout,
+                self._checkout,
+                discard=_close_fairy,
+                what="opening a database connection",
+                workers=self.workers,
             )
             reused = False
         try:
@@ -339,7 +344,9 @@ class _RawConnections:
         return fairy
 
     def _run_shared(self, limit: float | None, op: Callable[..., T], *args: Any) -> T:
-        fairy = run_with_deadline(self.timeout, self._pool.connect, discard=_close_fairy, what="a pool checkout")
+        fairy = run_with_deadline(
+            self.timeout, self._pool.connect, discard=_close_fairy, what="a pool checkout", workers=self.workers
+        )
         try:
             self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
             with _maybe_guard(limit if self._guarded else None, fairy.dbapi_connection):
@@ -370,6 +377,7 @@ class _RawConnections:
             fairy.close()
         if not self._shared:
             self._pool.dispose()
+        self.workers.close()
 
 
 class SQLAlchemyCache(BaseCache):
@@ -468,7 +476,10 @@ class SQLAlchemyCache(BaseCache):
             # Bounded too (a hung server must not hang the application's start), but longer
             # than a call: creating a table and its indexes takes more than a lookup.
             run_with_deadline(
-                max(self.timeout, _SCHEMA_SECONDS), self._ensure_schema, what="preparing the cache table"
+                max(self.timeout, _SCHEMA_SECONDS),
+                self._ensure_schema,
+                what="preparing the cache table",
+                workers=self._connections.workers,
             )
         except ConfigurationError:
             raise
@@ -510,7 +521,9 @@ class SQLAlchemyCache(BaseCache):
     def _raw(self, op: Callable[..., T], *args: Any, bounded: bool = True) -> T:
         """Run ``op(dbapi_connection, statements, *args)`` on an autocommit driver connection."""
         if not self._schema_ready:
-            run_with_deadline(self.timeout, self._ensure_schema, what="creating the cache table")
+            run_with_deadline(
+                self.timeout, self._ensure_schema, what="creating the cache table", workers=self._connections.workers
+            )
         statements = self._keyed(self.engine.dialect)
         return self._connections.run(op, statements, *args, timeout=-1.0 if bounded else None)
 
@@ -525,7 +538,7 @@ class SQLAlchemyCache(BaseCache):
         call = functools.partial(self._core_now, op, *args, read=read)
         if not bounded or self._dialect == "sqlite":  # see _RawConnections: the driver bounds it
             return call()
-        return run_with_deadline(self.timeout, call, what="a database call")
+        return run_with_deadline(self.timeout, call, what="a database call", workers=self._connections.workers)
 
     def _core_now(self, op: Callable[..., T], *args: Any, read: bool) -> T:
         if not self._schema_ready:

@@ -70,7 +70,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..._deadline import DEFAULT_TIMEOUT, guard, run_with_deadline, socket_aborter, validate_timeout
+from ..._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, socket_aborter, validate_timeout
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import CacheTimeoutError, ConfigurationError
@@ -141,6 +141,7 @@ class PGVectorStore(VectorStore):
     ) -> None:
         sa = require("sqlalchemy", "pgvector", "PGVectorStore")
         self.timeout = validate_timeout(timeout)
+        self._workers = Workers()
         require("pgvector.sqlalchemy", "pgvector", "PGVectorStore")
         self._np = require("numpy", "semantic", "PGVectorStore")
         self._sa = sa
@@ -377,6 +378,7 @@ class PGVectorStore(VectorStore):
         """Close the store's own pool, and dispose of the engine it made (never one you passed)."""
         if self._fast is not None:
             self._fast.dispose()
+        self._workers.close()
         if self._owns_engine:
             self.engine.dispose()
 
@@ -384,7 +386,9 @@ class PGVectorStore(VectorStore):
     def _connection(self) -> Iterator[Any]:
         """A hot-path connection, bounded by ``timeout`` (see ``llm_cache._deadline``): the
         checkout in a worker thread, the statements by the watchdog, which shuts the socket."""
-        conn = run_with_deadline(self.timeout, self._fast.connect, discard=_close, what="a pgvector connection")
+        conn = run_with_deadline(
+            self.timeout, self._fast.connect, discard=_close, what="a pgvector connection", workers=self._workers
+        )
         try:
             with guard(self.timeout, socket_aborter(conn.connection.dbapi_connection), "a pgvector statement"):
                 yield conn
