@@ -12,15 +12,16 @@ wrap them once, here, with the policy the whole library follows:
   any other (:class:`~llm_cache.errors.CacheTimeoutError`): a hung server costs a caller at
   most that long, never an unbounded wait.
 * a stored value that cannot be decoded is a miss (counted as ``corrupt``), never a crash.
-* input that no store can hold (text with a lone surrogate such as ``"\ud800"``, which is not
-  valid UTF-8; generations nested too deep to encode) is the caller's problem, not the
+* input that a store cannot hold (text with a lone surrogate such as ``"\\ud800"``, which is
+  not valid UTF-8; generations nested too deep to encode) is the caller's problem, not the
   store's: the write is dropped and a lookup is a miss, counted as ``rejected``, logged once
   per cache, and never counted towards the breaker.
 * after ``failure_threshold`` consecutive store errors (of any operations, or of one kind of
-  operation: lookups, or writes) a circuit breaker opens: calls skip the store entirely (costing nothing while it is
-  down) and a background thread probes it, closing the breaker once the store answers again.
-  Reads and writes are counted apart, so a store that answers lookups but fails every write
-  (a lock held by another process, a full disk) opens it too.
+  operation: lookups, or writes) a circuit breaker opens: calls skip the store entirely
+  (costing nothing while it is down) and a background thread probes it, closing the breaker
+  once the store answers again. Reads and writes are also counted apart, so a store that
+  answers lookups but fails every write (a lock held by another process, a full disk) opens
+  it too.
 * ``clear`` is never silent: a failure raises ``CacheBackendError`` whatever ``strict`` says,
   because a clear that quietly did nothing leaves answers the caller meant to remove.
 """
