@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from .errors import CacheTimeoutError
+from .errors import CacheTimeoutError, ConfigurationError
 
 __all__ = ["DEFAULT_TIMEOUT", "Workers", "guard", "run_with_deadline", "socket_aborter", "validate_timeout"]
 
@@ -51,8 +51,6 @@ _WORKERS = 8
 
 def validate_timeout(value: Any, name: str = "timeout") -> float:
     """A positive number of seconds, as a float (a ``ConfigurationError`` otherwise)."""
-    from .errors import ConfigurationError
-
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value:
         raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)

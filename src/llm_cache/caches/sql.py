@@ -298,10 +298,10 @@ class _RawConnections:
         self._idle: deque[Any] = deque()
         self._pid = os.getpid()
 
-    def run(self, op: Callable[..., T], *args: Any, timeout: float | None = -1.0) -> T:
-        """``op(dbapi_connection, *args)`` within ``timeout`` (default: the cache's; ``None``:
-        the statement is not bounded, for ``clear``, whose time grows with the data)."""
-        limit = self.timeout if timeout == -1.0 else timeout
+    def run(self, op: Callable[..., T], *args: Any, bounded: bool = True) -> T:
+        """``op(dbapi_connection, *args)``, its statements within the timeout unless ``bounded``
+        is False (``clear``, whose time grows with the data)."""
+        limit = self.timeout if bounded and self._guarded else None
         if self._shared:
             return self._run_shared(limit, op, *args)
         if self._pid != os.getpid():
@@ -318,7 +318,7 @@ class _RawConnections:
             )
             reused = False
         try:
-            with _maybe_guard(limit if self._guarded else None, fairy.dbapi_connection):
+            with _maybe_guard(limit, fairy.dbapi_connection):
                 result = op(fairy.dbapi_connection, *args)
         except CorruptEntryError:
             self._idle.append(fairy)
@@ -329,7 +329,7 @@ class _RawConnections:
             fairy.close()
             if not stale:
                 raise
-            return self.run(op, *args, timeout=timeout)  # the list may hold more dead ones: each is dropped in turn
+            return self.run(op, *args, bounded=bounded)  # the list may hold more dead ones: each is dropped in turn
         self._idle.append(fairy)
         return result
 
@@ -349,7 +349,7 @@ class _RawConnections:
         )
         try:
             self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
-            with _maybe_guard(limit if self._guarded else None, fairy.dbapi_connection):
+            with _maybe_guard(limit, fairy.dbapi_connection):
                 result = op(fairy.dbapi_connection, *args)
             self.dialect.reset_isolation_level(fairy.dbapi_connection)
             return result
@@ -403,10 +403,9 @@ class SQLAlchemyCache(BaseCache):
             0.5); past it the call is a store error (a miss, or ``CacheTimeoutError`` when
             strict). Enforced by the cache itself, because a stopped server never answers and
             never closes its connections (see ``llm_cache._deadline``). Creating the table at
-            construction waits up to 10 s (then the cache starts failing open), ``clear`` and
-            the inspection methods are not bounded by it. On
-            SQLite the driver's own busy timeout (the engine's ``connect_args={"timeout": s}``)
-            bounds lock waits instead.
+            construction waits up to 10 s (then the cache starts failing open); ``clear`` and
+            the inspection methods are not bounded by it. On SQLite the driver's own busy
+            timeout (the engine's ``connect_args={"timeout": s}``) bounds lock waits instead.
         strict: raise store errors instead of treating them as misses.
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
     """
@@ -525,7 +524,7 @@ class SQLAlchemyCache(BaseCache):
                 self.timeout, self._ensure_schema, what="creating the cache table", workers=self._connections.workers
             )
         statements = self._keyed(self.engine.dialect)
-        return self._connections.run(op, statements, *args, timeout=-1.0 if bounded else None)
+        return self._connections.run(op, statements, *args, bounded=bounded)
 
     def _core(self, op: Callable[..., T], *args: Any, read: bool = False, bounded: bool = True) -> T:
         """Run ``op(connection, *args)`` through SQLAlchemy Core (user schemas).
