@@ -475,3 +475,30 @@ def test_a_cache_made_while_postgres_hangs_starts_failing_open(postgres_url: str
         wait_until(stored_and_found)
         cache.clear()
         cache.close()
+
+
+def test_a_hung_momento_costs_at_most_the_timeout() -> None:
+    pytest.importorskip("momento")
+    from momento import CredentialProvider
+
+    from llm_cache.caches.momento import MomentoCache
+    from llm_cache.testing.momento_emulator import MomentoEmulator
+
+    with MomentoEmulator() as emulator, FreezingProxy(emulator.port) as proxy:
+        cache = MomentoCache.from_client_params(
+            "hung",
+            ttl=60,
+            credential_provider=CredentialProvider.for_momento_local("127.0.0.1", proxy.port),
+            configuration=emulator.configuration(),
+            timeout=0.3,
+        )
+        try:
+            cache.update("p", LLM, [Generation("a")])
+            assert cache.lookup("p", LLM) == [Generation("a")]
+            with proxy.frozen_for_block():
+                for _ in range(3):
+                    _, elapsed = returns_within(lambda: cache.lookup("p", LLM))
+                    assert elapsed < 5.0  # timeout=0.3 s; without it, the Laptop configuration waits 15 s
+            assert cache.stats.errors == 3 and cache.breaker.is_open
+        finally:
+            cache.close()
