@@ -182,6 +182,9 @@ def locked_sqlite(tmp_path: Path) -> Iterator[tuple[Path, sqlite3.Connection]]:
 def test_failing_writes_alone_open_the_breaker(locked_sqlite: tuple[Path, sqlite3.Connection], upstream: Any, capsys: Any) -> None:
     path, holder = locked_sqlite
     cache = SQLiteCache(path)  # the default timeout, 0.5 s (before issue 12: a 10 s busy wait)
+    # The probe is a lookup, which works here: it would close the breaker half-open every
+    # probe_interval (and a slow machine would see a fourth failed write). Not in this test.
+    cache.breaker.probe_interval = 3600
     llm = model(upstream, cache)
     llm.generate(["stored before the lock"])
     holder.execute("BEGIN IMMEDIATE")
@@ -197,7 +200,7 @@ def test_failing_writes_alone_open_the_breaker(locked_sqlite: tuple[Path, sqlite
         assert cache.breaker.is_open
     finally:
         holder.execute("ROLLBACK")
-    wait_until(lambda: not cache.breaker.is_open)
+    cache.breaker.reset()  # what the probe does after probe_interval
     llm.generate(["after the lock"])
     assert llm.generate(["after the lock"]).cached == [True]
     cache.close()
@@ -214,6 +217,22 @@ def test_a_successful_lookup_does_not_hide_failing_writes() -> None:
         assert not breaker.is_open
         breaker.record_failure(lambda: None, "update")
     assert breaker.is_open
+
+
+def test_writes_come_back_half_open_after_a_successful_probe() -> None:
+    from llm_cache.caches.base import CircuitBreaker
+
+    breaker = CircuitBreaker(failure_threshold=3, probe_interval=0.01)
+    for _ in range(3):
+        breaker.record_failure(lambda: None, "update")
+    assert breaker.is_open
+    wait_until(lambda: not breaker.is_open)  # the probe (a lookup) answered
+    breaker.record_failure(lambda: None, "update")
+    assert breaker.is_open  # one more failed write reopens it at once
+    wait_until(lambda: not breaker.is_open)
+    breaker.record_success("update")
+    breaker.record_failure(lambda: None, "update")
+    assert not breaker.is_open  # a successful write cleared the count
 
 
 # -- 7. bad input is never a store failure ---------------------------------------------------------
