@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -102,6 +103,21 @@ def _usage_dict(response: Any) -> dict[str, int]:
     }
 
 
+def _with_usage(generations: list[Generation], usage: dict[str, int], shared_by: int = 1) -> list[Generation]:
+    """``generations`` with the provider's usage in the first one's ``generation_info["usage"]``,
+    so that the stored entry says what the call cost (``llm-cache stats`` multiplies it by the
+    entry's hits). One request answering ``shared_by`` prompts is split evenly between their
+    entries and marked ``"shared_by"``: the API reports usage per request, not per prompt."""
+    if not usage or not generations:
+        return generations
+    if shared_by > 1:
+        usage = {name: value // shared_by for name, value in usage.items()}
+        usage["shared_by"] = shared_by
+    first = generations[0]
+    info = {**(first.generation_info or {}), "usage": usage}
+    return [dataclasses.replace(first, generation_info=info), *generations[1:]]
+
+
 def _sum_usage(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
     for name, value in part.items():
         total[name] = total.get(name, 0) + value
@@ -194,8 +210,13 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         choices = sorted(response.choices, key=lambda c: c.index)
         if len(choices) != count * n:
             raise ProviderError(f"expected {count * n} choices for {count} prompts with n={n}, got {len(choices)}")
+        usage = _usage_dict(response)
         return [
-            [Generation(text=c.text, generation_info=_finish_info(c)) for c in choices[i * n : (i + 1) * n]]
+            _with_usage(
+                [Generation(text=c.text, generation_info=_finish_info(c)) for c in choices[i * n : (i + 1) * n]],
+                usage,
+                count,
+            )
             for i in range(count)
         ]
 
@@ -332,7 +353,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
             )
         if not generations:
             raise ProviderError("the provider returned no choices")
-        return generations
+        return _with_usage(generations, _usage_dict(response))
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.
