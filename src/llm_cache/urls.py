@@ -85,9 +85,13 @@ def _sql_cache(parts: Any, options: dict[str, Any], read_only: bool = False) -> 
 
     scheme = _SQL_DRIVERS.get(parts.scheme.lower(), parts.scheme)
     engine = sqlalchemy.create_engine(urlunsplit(parts._replace(scheme=scheme)), pool_pre_ping=True)
-    if read_only:
-        return SQLAlchemyCache(engine, read_only=True, **options)
-    return SQLAlchemyCache(engine, **options)
+    try:
+        if read_only:
+            return SQLAlchemyCache(engine, read_only=True, **options)
+        return SQLAlchemyCache(engine, **options)
+    except BaseException:
+        engine.dispose()  # no cache owns it yet: its connections would stay open
+        raise
 
 
 def _local_dir(parts: Any) -> str:
