@@ -181,7 +181,7 @@ def test_semantic_cache_stats_inspect_search_export_import_clear(
     code, out, err = run(capsys, "inspect", "--cache", cache_url)
     assert code == 0 and out.count("answer ") == 7 and "chat openai.chat.completions" in out
     code, out, err = run(capsys, "search", "--cache", cache_url, "CITY 3")
-    assert code == 0 and "city 3" in out and "1 of 7 entries match" in err
+    assert code == 0 and "city 3" in out and "1 of 7 entries matched" in err
     dump = tmp_path / "semantic.jsonl"
     assert run(capsys, "export", "--cache", cache_url, str(dump))[0] == 0
     exported = [json.loads(line) for line in dump.read_text().splitlines()]
@@ -235,7 +235,7 @@ def test_redis_semantic_cache_by_url(redis_url: str, embeddings: Any, capsys: py
         rows = {r["namespace"]: r["entries"] for r in map(json.loads, out.splitlines())}
         assert rows[namespace] == 3
         code, out, err = run(capsys, "search", "--cache", cache_url, "country 1")
-        assert code == 0 and "1 of 3 entries match" in err
+        assert code == 0 and "1 of 3 entries matched" in err
         assert sorted(client.scan_iter(match=f"{namespace}*")) == keys_before
         client.close()
     finally:
@@ -378,13 +378,13 @@ def test_inspect_and_search_show_kind_matched_text_and_totals(tmp_path: Path, ca
     assert "chat anthropic.messages" in lines["Hello"]
     code, out, err = run(capsys, "search", "--cache", f"sqlite:///{path}", "EIFFEL TOWER")
     assert code == 0 and "Where is the Eiffel tower?" in out and "Complete: the Eiffel tower is" in out
-    assert "2 of 4 entries match 'EIFFEL TOWER'" in err
+    assert "2 of 4 entries matched 'EIFFEL TOWER'" in err
     code, out, err = run(capsys, "search", "--cache", f"sqlite:///{path}", "eiffel", "--answers", "--limit", "1", "--json")
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 1 and rows[0]["kind"] in ("chat", "completion") and "match" in rows[0]
     match = rows[0]["match"]
     assert match["text"][match["start"] : match["end"]].casefold() == "eiffel"
-    assert "1 shown, 3 of 4 entries match" in err
+    assert "1 shown, 3 of 4 entries matched" in err
 
 
 def test_search_highlights_the_match_on_a_terminal() -> None:

@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     _print(rows, as_json=args.json)
     shown = f"{len(rows)} shown, " if len(rows) < matched else ""
-    print(f"{shown}{matched} of {entries_phrase(total)} match {args.query!r}", file=sys.stderr)
+    print(f"{shown}{matched} of {entries_phrase(total)} matched {args.query!r}", file=sys.stderr)
     return 0
 
 

@@ -87,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
         f"entries:      {summary.entries}",
         f"size on disk: {format_bytes(summary.size_bytes)}"
         + (" (whole store, all namespaces)" if summary.size_bytes else ""),
-        f"hits:         {summary.hits if summary.hits_known else 'not recorded by this store'}",
+        f"hits:         {summary.hits if summary.hits_known or not summary.entries else 'not recorded by this store'}",
         f"hit rate:     {'-' if rate is None else f'{rate:.1%}'} (estimated from stored hit counts)",
         f"tokens saved: {summary.tokens_saved:,} (from stored usage of {summary.entries_with_usage} of "
         f"{summary.entries} entries)",
