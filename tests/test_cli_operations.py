@@ -406,3 +406,37 @@ def test_plain_output_without_rich(sqlite_db: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and out.splitlines()[0].split() == ["hits", "created", "kind", "model", "prompt", "answer"]
     code, _, err = run(capsys, "export", "--cache", f"sqlite:///{sqlite_db}", "-", "--progress")
     assert code == 0 and "export: 1 entries" in err
+
+
+@pytest.mark.redis
+def test_redis_namespaces_count_only_exact_cache_entries(redis_url: str, embeddings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import redis as redis_lib
+
+    from llm_cache.caches.redis import RedisCache
+    from llm_cache.semantic.stores.redis import RedisSemanticCache
+
+    stamp = time.time_ns()
+    exact = RedisCache(redis_url=redis_url, namespace=f"ns-a-{stamp}")
+    semantic = RedisSemanticCache(redis_url, embeddings, namespace=f"ns-s-{stamp}")
+    client = redis_lib.Redis.from_url(redis_url)
+    stranger = f"app-{stamp}:" + "0" * 64  # someone else's key of the same shape
+    try:
+        for i in range(3):
+            exact.update(f"p{i}", "{}", [Generation("a")])
+        semantic.update("what is a cache", CHAT_LLM, [Generation("a store")])
+        client.set(stranger, "not an llm-cache entry")
+        code, out, _ = run(capsys, "namespaces", "--cache", redis_url, "--json")
+        rows = {r["namespace"]: r for r in map(json.loads, out.splitlines())}
+        assert code == 0 and rows[f"ns-a-{stamp}"]["entries"] == 3 and rows[f"ns-a-{stamp}"]["bytes"] > 0
+        assert not any(str(stamp) in name for name in rows if name != f"ns-a-{stamp}")
+        semantic_url = redis_url.replace("redis://", "semantic+redis://", 1)
+        code, out, _ = run(capsys, "namespaces", "--cache", semantic_url, "--json")
+        rows = {r["namespace"]: r["entries"] for r in map(json.loads, out.splitlines())}
+        assert rows[f"ns-s-{stamp}"] == 1 and f"ns-a-{stamp}" not in rows
+    finally:
+        client.delete(stranger)
+        client.close()
+        exact.clear()
+        semantic.clear()
+        exact.close()
+        semantic.close()

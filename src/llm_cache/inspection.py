@@ -231,42 +231,15 @@ def _usage_split(usage: Any) -> tuple[int, int] | None:
     return (given or 0, taken or 0)
 
 
-def entry_usage(entry: Entry) -> tuple[int, int] | None:
-    """``(input tokens, output tokens)`` the call that created ``entry`` cost, from the usage
-    stored with it (the places :func:`entry_usage_tokens` looks at), or None."""
-    for generation in entry.generations:
-        info = generation.generation_info or {}
-        response = info.get("response")
-        proxy = info.get("proxy")
-        proxy_response = proxy.get("response") if isinstance(proxy, dict) else None
-        for candidate in (
-            response.get("usage") if isinstance(response, dict) else None,
-            proxy_response.get("usage") if isinstance(proxy_response, dict) else None,
-            info.get("usage"),
-            info.get("token_usage"),
-        ):
-            split = _usage_split(candidate)
-            if split is not None:
-                return split
-    total_in = total_out = 0
-    found = False
-    for generation in entry.generations:
-        message = generation.message or {}
-        data = message.get("data") if isinstance(message.get("data"), dict) else message
-        split = _usage_split(data.get("usage_metadata")) if isinstance(data, dict) else None
-        if split is not None:
-            total_in, total_out, found = total_in + split[0], total_out + split[1], True
-    return (total_in, total_out) if found else None
-
-
-def entry_usage_tokens(entry: Entry) -> int | None:
-    """Tokens the call that created ``entry`` cost, from the usage stored with it, if any.
+def _usage_records(entry: Entry) -> list[dict[str, Any]]:
+    """The usage stored with ``entry``: the call's usage from the first generation that
+    carries one (one call made the entry), else every LangChain chat message's
+    ``usage_metadata`` (one per generation, to be summed); [] when there is none.
 
     Looked for where llm-cache's writers put it: the OpenAI response envelope
     (``generation_info["response"]["usage"]`` from :mod:`llm_cache.integrations.openai_client`,
     ``generation_info["proxy"]["response"]["usage"]`` from the proxy),
-    ``generation_info["usage"]`` / ``["token_usage"]``, and LangChain chat messages'
-    ``usage_metadata``.
+    ``generation_info["usage"]`` (the models of :mod:`llm_cache.llms`) / ``["token_usage"]``.
     """
     for generation in entry.generations:
         info = generation.generation_info or {}
@@ -279,18 +252,34 @@ def entry_usage_tokens(entry: Entry) -> int | None:
             info.get("usage"),
             info.get("token_usage"),
         ):
-            tokens = _usage_tokens(candidate)
-            if tokens is not None:
-                return tokens
-    # LangChain chat generations carry usage per message: sum over the generations.
-    total, found = 0, False
+            if isinstance(candidate, dict) and _usage_split(candidate) is not None:
+                return [candidate]
+    records: list[dict[str, Any]] = []
     for generation in entry.generations:
         message = generation.message or {}
         data = message.get("data") if isinstance(message.get("data"), dict) else message
-        tokens = _usage_tokens(data.get("usage_metadata")) if isinstance(data, dict) else None
-        if tokens is not None:
-            total, found = total + tokens, True
-    return total if found else None
+        usage = data.get("usage_metadata") if isinstance(data, dict) else None
+        if isinstance(usage, dict) and _usage_split(usage) is not None:
+            records.append(usage)
+    return records
+
+
+def entry_usage(entry: Entry) -> tuple[int, int] | None:
+    """``(input tokens, output tokens)`` the call that created ``entry`` cost, from the usage
+    stored with it (see :func:`entry_usage_tokens`), or None."""
+    splits = [split for split in map(_usage_split, _usage_records(entry)) if split is not None]
+    if not splits:
+        return None
+    return sum(s[0] for s in splits), sum(s[1] for s in splits)
+
+
+def entry_usage_tokens(entry: Entry) -> int | None:
+    """Tokens the call that created ``entry`` cost, from the usage stored with it, if any
+    (where :func:`_usage_records` looks; LangChain's per-message usage is summed)."""
+    records = _usage_records(entry)
+    if not records:
+        return None
+    return sum(_usage_tokens(usage) or 0 for usage in records)
 
 
 @dataclass

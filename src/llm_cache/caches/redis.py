@@ -286,7 +286,8 @@ class RedisCache(BaseCache):
                 if not isinstance(raw, (bytes, str)):
                     continue  # another type (a vector set, a hash): not ours
                 try:
-                    _parse(raw)
+                    # the generations too: a semantic store's payload has "p" and "l" as well
+                    generations_from_payload(_parse(raw))
                 except CorruptEntryError:
                     continue
                 name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
