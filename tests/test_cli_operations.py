@@ -401,7 +401,9 @@ def test_search_highlights_the_match_on_a_terminal() -> None:
 
 
 def test_plain_output_without_rich(sqlite_db: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLM_CACHE_PLAIN", "1")
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rich", None)  # as if the cli extra were not installed
     code, out, _ = run(capsys, "inspect", "--cache", f"sqlite:///{sqlite_db}")
     assert code == 0 and out.splitlines()[0].split() == ["hits", "created", "kind", "model", "prompt", "answer"]
     code, _, err = run(capsys, "export", "--cache", f"sqlite:///{sqlite_db}", "-", "--progress")
@@ -440,3 +442,36 @@ def test_redis_namespaces_count_only_exact_cache_entries(redis_url: str, embeddi
         semantic.clear()
         exact.close()
         semantic.close()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "body", "expected"),
+    [
+        ("chat.completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, ("chat", "openai.chat.completions")),
+        ("completions", {"model": "m", "prompt": "hi"}, ("completion", "openai.completions")),
+        ("embeddings", {"model": "m", "input": "hi"}, ("embedding", "openai.embeddings")),
+        ("responses", {"model": "m", "input": "hi"}, ("chat", "openai.responses")),
+        (
+            "anthropic.messages",
+            {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+            ("chat", "anthropic.messages"),
+        ),
+    ],
+)
+def test_entry_kind_of_what_the_protocol_layer_writes(protocol: str, body: dict[str, Any], expected: tuple[str, str]) -> None:
+    from llm_cache.caches.base import CacheEntry
+    from llm_cache.inspection import entry_kind
+    from llm_cache.protocols import PROTOCOLS
+
+    identity = PROTOCOLS[protocol].identify(body, "tenant")
+    assert entry_kind(CacheEntry(identity.prompt, identity.llm_string, [Generation("x")])) == expected
+
+
+def test_entry_kind_without_an_api_name_tells_chat_from_completion() -> None:
+    from llm_cache.caches.base import CacheEntry
+    from llm_cache.inspection import entry_kind
+    from llm_cache.keys import messages_prompt
+
+    chat = messages_prompt([{"role": "user", "content": "hi"}])
+    assert entry_kind(CacheEntry(chat, "{}", [Generation("x")])) == ("chat", None)
+    assert entry_kind(CacheEntry("[1, 2] is a list", "not json", [Generation("x")])) == ("completion", None)
