@@ -475,3 +475,14 @@ def test_entry_kind_without_an_api_name_tells_chat_from_completion() -> None:
     chat = messages_prompt([{"role": "user", "content": "hi"}])
     assert entry_kind(CacheEntry(chat, "{}", [Generation("x")])) == ("chat", None)
     assert entry_kind(CacheEntry("[1, 2] is a list", "not json", [Generation("x")])) == ("completion", None)
+
+
+def test_read_only_sqlite_cache_serves_lookups_and_writes_nothing(sqlite_db: Path) -> None:
+    before = snapshot(sqlite_db.parent)
+    with SQLiteCache(sqlite_db, read_only=True) as cache:
+        for _ in range(3):
+            assert cache.lookup("a question", CHAT_LLM) == [Generation("an answer")]
+        with pytest.raises(ConfigurationError, match="read-only"):
+            cache.update("p", "l", [Generation("x")])
+        assert [e.hit_count for e in cache.entries()] == [1]  # the fixture's one hit; ours not recorded
+    assert snapshot(sqlite_db.parent) == before
