@@ -486,3 +486,31 @@ def test_read_only_sqlite_cache_serves_lookups_and_writes_nothing(sqlite_db: Pat
             cache.update("p", "l", [Generation("x")])
         assert [e.hit_count for e in cache.entries()] == [1]  # the fixture's one hit; ours not recorded
     assert snapshot(sqlite_db.parent) == before
+
+
+@pytest.mark.parametrize(
+    ("cache_url", "message"),
+    [
+        ("semantic://somehost/dir", "semantic:///relative/dir"),
+        ("semantic:///", "semantic:///relative/dir"),
+        ("semantic:///dir?table=t", "table= is an option of semantic+postgresql"),
+        ("semantic+redis://localhost:6379/0?colour=red", "use ttl=, namespace=, table="),
+    ],
+)
+def test_semantic_url_mistakes_are_explained(cache_url: str, message: str) -> None:
+    from llm_cache.urls import cache_from_url
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        cache_from_url(cache_url, read_only=True)
+
+
+def test_writable_semantic_url_builds_a_semantic_cache(tmp_path: Path) -> None:
+    from llm_cache import SemanticCache
+    from llm_cache.urls import cache_from_url
+
+    cache = cache_from_url(f"semantic:///{tmp_path / 'new'}?namespace=n&ttl=60")
+    try:
+        assert isinstance(cache, SemanticCache) and cache.namespace == "n" and cache.ttl == 60
+        assert cache.data_dir == str(tmp_path / "new")
+    finally:
+        cache.close()

@@ -49,7 +49,8 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=os.environ.get(_ENV) or DEFAULT_CACHE_URL,
         help=(
-            "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory:// "
+            "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory://, "
+            "semantic:///DIR, semantic+redis://..., semantic+postgresql://... "
             f"(options ?namespace=NS&ttl=SECONDS; default: ${_ENV} or %(default)s)"
         ),
     )
