@@ -350,6 +350,12 @@ def test_export_to_a_missing_directory_blames_the_file_not_the_cache(
     assert "cache sqlite" not in err and str(sqlite_db) not in err
 
 
+def test_export_to_a_directory_says_so(sqlite_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "export", "--cache", f"sqlite:///{sqlite_db}", str(tmp_path))
+    assert code == 1 and str(tmp_path) in err and "is a directory" in err
+    assert not Path(str(tmp_path) + ".partial").exists()
+
+
 def test_sqlite_cache_in_a_missing_directory_names_the_path() -> None:
     with pytest.raises(ConfigurationError) as info:
         SQLiteCache("/nonexistent/dir/x.db")

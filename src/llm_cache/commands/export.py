@@ -33,6 +33,8 @@ def _open_output(path: str) -> IO[str]:
     """``path + ".partial"`` opened for writing; an error names the output file, not the cache."""
     from ..errors import ConfigurationError
 
+    if os.path.isdir(path):
+        raise ConfigurationError(f"cannot write the export file {path!r}: it is a directory; name a file in it")
     partial = path + ".partial"
     try:
         return open(partial, "w", encoding="utf-8")
