@@ -121,6 +121,7 @@ def test_a_missing_path_is_an_error_naming_it_and_creates_nothing(
     missing = tmp_path / "nowhere" / "cache.db"
     code, out, err = run(capsys, *read_only_argv(tool, f"{scheme}:///{missing}", tmp_path))
     assert code == 1 and str(missing) in err
+    assert ("no cache database" if scheme == "sqlite" else "no semantic cache directory") in err
     assert not (tmp_path / "nowhere").exists()
 
 
