@@ -280,6 +280,30 @@ class RedisCache(BaseCache):
             expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None
             yield CacheEntry(data["p"], data["l"], generations, expires_at=expires)
 
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, entries, bytes of their values)`` of every RedisCache namespace in this
+        database, largest first: a SCAN of ``*:<64 hex>`` keys whose values are llm-cache
+        entries (other keys, such as semantic caches' or other programs', are not counted)."""
+        client = self._sync()
+        found: dict[str, list[int]] = {}
+        for batch in rc.scan_batches(client, "*:" + rc.HEX_GLOB):
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            for key, raw in zip(batch, pipe.execute(raise_on_error=False)):
+                if not isinstance(raw, (bytes, str)):
+                    continue  # another type (a vector set, a hash): not ours
+                try:
+                    # the generations too: a semantic store's payload has "p" and "l" as well
+                    generations_from_payload(_parse(raw))
+                except CorruptEntryError:
+                    continue
+                name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                stats = found.setdefault(name[: -65], [0, 0])
+                stats[0] += 1
+                stats[1] += len(raw)
+        return sorted(((ns, n, size) for ns, (n, size) in found.items()), key=lambda r: (-r[1], r[0]))
+
     def count(self) -> int:
         """Number of keys in this namespace (one SCAN; no value is read or checked)."""
         return rc.count_matching(self._sync(), self._match)

@@ -81,7 +81,7 @@ from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema,
 
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
-from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text
+from sqlalchemy import bindparam, case, cast, delete, desc, func, insert, literal_column, select, text
 from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
@@ -408,6 +408,8 @@ class SQLAlchemyCache(BaseCache):
             timeout (the engine's ``connect_args={"timeout": s}``) bounds lock waits instead.
         strict: raise store errors instead of treating them as misses.
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
+        read_only: for inspection: never create the table (a missing one is a
+            ConfigurationError naming it) and refuse ``update``/``clear``.
     """
 
     def __init__(
@@ -421,9 +423,11 @@ class SQLAlchemyCache(BaseCache):
         timeout: float = DEFAULT_TIMEOUT,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         super().__init__(strict=strict)
         self.timeout = validate_timeout(timeout)
+        self.read_only = bool(read_only)
         if not isinstance(engine, Engine):
             hint = (
                 " (pass it as async_engine=, with a sync engine first)"
@@ -471,6 +475,9 @@ class SQLAlchemyCache(BaseCache):
         self._connections = _RawConnections(engine, self.timeout)
         self._md5_index = False
         self._schema_ready = False
+        if self.read_only:
+            self._check_table_exists()
+            self._schema_ready = True  # nothing to create: reads only
         try:
             # Bounded too (a hung server must not hang the application's start), but longer
             # than a call: creating a table and its indexes takes more than a lookup.
@@ -502,6 +509,20 @@ class SQLAlchemyCache(BaseCache):
         )
 
     # -- schema and statements ------------------------------------------------------------------
+    def _check_table_exists(self) -> None:
+        from sqlalchemy import inspect as sa_inspect
+
+        table = self.info.table
+        if not sa_inspect(self.engine).has_table(table.name, schema=table.schema):
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"{where} has no table {self.info.name!r}: not an llm-cache database (nothing was created)"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ConfigurationError(f"SQLAlchemyCache on {self.info.name!r} was opened read-only")
+
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
             self._md5_index = ensure_schema(self.engine, self.info)
@@ -623,24 +644,28 @@ class SQLAlchemyCache(BaseCache):
         return await self._acore(self._plain_lookup, prompt, llm_string, read=True)
 
     def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         if self.info.keyed:
             self._raw(self._keyed_update, prompt, llm_string, generations)
         else:
             self._core(self._plain_update, prompt, llm_string, generations)
 
     async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         if self.info.keyed:
             await self._araw(self._keyed_update, prompt, llm_string, generations)
         else:
             await self._acore(self._plain_update, prompt, llm_string, generations)
 
     def _clear(self) -> None:
+        self._writable()
         if self.info.keyed:
             self._raw(self._keyed_clear, bounded=False)
         else:
             self._core(self._plain_clear, bounded=False)
 
     async def _aclear(self) -> None:
+        self._writable()
         if self.async_engine is None:
             await asyncio.to_thread(self._clear)  # unbounded, as _clear is
         elif self.info.keyed:
@@ -869,6 +894,23 @@ class SQLAlchemyCache(BaseCache):
         if self.info.has_expiry:
             stmt = stmt.where((t.c.expires_at.is_(None)) | (t.c.expires_at > self._clock()))
         return int(self._core(lambda conn: conn.execute(stmt).scalar_one(), read=True, bounded=False))
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, live entries, bytes of their texts and answers)`` per namespace of the
+        table, largest first (one namespace, ``""``, for a table without a namespace column)."""
+        t = self.info.table
+        size = func.coalesce(
+            func.sum(func.length(t.c.prompt) + func.length(t.c.llm) + func.length(t.c.response)), 0
+        )
+        first = t.c.idx == 0
+        namespace = t.c.namespace if self.info.has_namespace else literal_column("''")
+        stmt = select(namespace, func.sum(case((first, 1), else_=0)), size)
+        if self.info.has_expiry:
+            stmt = stmt.where(t.c.expires_at.is_(None) | (t.c.expires_at > self._clock()))
+        if self.info.has_namespace:
+            stmt = stmt.group_by(t.c.namespace)
+        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True, bounded=False)
+        return sorted(((str(ns), int(n or 0), int(b)) for ns, n, b in rows if n), key=lambda r: (-r[1], r[0]))
 
     def purge_expired(self) -> int:
         """Delete this cache's expired rows; returns how many rows were removed (0 without TTL)."""

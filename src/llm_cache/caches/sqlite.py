@@ -38,7 +38,7 @@ import weakref
 from typing import Callable, Iterator
 
 from .._deadline import DEFAULT_TIMEOUT, validate_timeout
-from .._sqlite import open_wal_connection
+from .._sqlite import describe_open_error, open_read_only_connection, open_wal_connection
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
@@ -103,6 +103,9 @@ class SQLiteCache(BaseCache):
         busy_timeout: the former name of ``timeout`` (wins when given).
         clock: wall-clock time source for TTL (entries outlive the process, so not monotonic).
         strict: raise store errors instead of treating them as misses.
+        read_only: open the file read-only (``mode=ro``) for inspection: nothing is created
+            or changed (no table, no hit count, no side file); the file must exist and hold
+            an llm-cache table, and ``update``/``clear`` raise ConfigurationError.
     """
 
     def __init__(
@@ -115,12 +118,16 @@ class SQLiteCache(BaseCache):
         busy_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         strict: bool = False,
+        read_only: bool = False,
     ) -> None:
         super().__init__(strict=strict)
         self.timeout = validate_timeout(busy_timeout if busy_timeout is not None else timeout)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
         self.database_path = os.fspath(database_path)
+        self.read_only = bool(read_only)
+        if self.read_only and self.database_path == ":memory:":
+            raise ConfigurationError("a read-only SQLiteCache needs an existing file, not ':memory:'")
         self.ttl = validate_ttl(ttl)
         self.namespace = namespace
         self._salt = int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big", signed=True)
@@ -159,12 +166,22 @@ class SQLiteCache(BaseCache):
         """A new configured connection (closed by :meth:`close`)."""
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
-        conn = open_wal_connection(self._path, schema_wait_ms or self._busy_ms)
+        wait_ms = schema_wait_ms or self._busy_ms
+        try:
+            if self.read_only:
+                conn = open_read_only_connection(self._path, wait_ms)
+            else:
+                conn = open_wal_connection(self._path, wait_ms)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(describe_open_error(self.database_path, exc)) from exc
         if schema_wait_ms:
             # Only the constructor's connection creates or checks the schema: that takes the
             # write lock, which a new thread's first lookup must not wait for (issue 12).
             try:
-                self._ensure_schema(conn)
+                if self.read_only:
+                    self._check_schema(conn)
+                else:
+                    self._ensure_schema(conn)
             except BaseException:
                 conn.close()
                 raise
@@ -215,6 +232,26 @@ class SQLiteCache(BaseCache):
             conn.execute("ROLLBACK")
             raise
 
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """What :meth:`_ensure_schema` checks, without creating anything (read-only mode)."""
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ConfigurationError(f"{self.database_path} is not an SQLite database ({exc})") from exc
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(llm_cache)")}
+        if "llm_cache" not in tables or not _COLUMNS <= columns:
+            conn.close()
+            what = "has no llm_cache table" if "llm_cache" not in tables else "has an llm_cache table of another layout"
+            raise ConfigurationError(
+                f"{self.database_path} is not an llm-cache SQLite database ({what}); "
+                f"it was left unchanged. A semantic cache's directory is read with semantic:///DIR"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ConfigurationError(f"{self.database_path} was opened read-only")
+
     # -- the contract -------------------------------------------------------------------
     def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         row_id = self._row_id(prompt, llm_string)
@@ -232,6 +269,7 @@ class SQLiteCache(BaseCache):
         return int.from_bytes(cache_key(prompt, llm_string)[:8], "big", signed=True) ^ self._salt
 
     def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         now = self._clock()
         self._conn().execute(
             _UPSERT,
@@ -254,6 +292,7 @@ class SQLiteCache(BaseCache):
         return self._lookup(prompt, llm_string)
 
     def _clear(self) -> None:
+        self._writable()
         with self._hits_lock:
             self._pending_hits.clear()
             self._pending_count = 0
@@ -261,6 +300,8 @@ class SQLiteCache(BaseCache):
 
     # -- hit statistics -----------------------------------------------------------------
     def _record_hit(self, key: int) -> None:
+        if self.read_only:
+            return  # a read-only cache writes nothing, not even statistics
         now = self._clock()
         with self._hits_lock:
             pending = self._pending_hits.get(key)
@@ -333,6 +374,35 @@ class SQLiteCache(BaseCache):
                 logger.warning("llm-cache: SQLiteCache: skipping a row that is not an llm-cache entry: %s", exc)
                 continue
             yield CacheEntry(prompt, llm_string, generations, created, expiry, hits, last_hit)
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, live entries, bytes of their texts and answers)`` for every namespace
+        in the file, largest first."""
+        rows = self._conn().execute(
+            "SELECT namespace, count(*), coalesce(sum(length(CAST(prompt AS BLOB)) + "
+            "length(CAST(llm_string AS BLOB)) + length(CAST(response AS BLOB))), 0) "
+            "FROM llm_cache WHERE expires_at IS NULL OR expires_at > ? GROUP BY namespace ORDER BY 2 DESC, 1",
+            (self._clock(),),
+        ).fetchall()
+        return [(str(ns), int(n), int(size)) for ns, n, size in rows]
+
+    def restore(self, entry: CacheEntry) -> None:
+        """Write ``entry`` keeping its ``created_at``, ``expires_at``, ``hit_count`` and
+        ``last_hit_at`` (what ``llm-cache import`` uses; ``update`` would start it afresh).
+        Missing times are taken as now and this cache's TTL."""
+        self._writable()
+        now = self._clock()
+        created = now if entry.created_at is None else entry.created_at
+        expiry = expires_at(now, self.ttl) if entry.expires_at is None else entry.expires_at
+        row_id = self._row_id(entry.prompt, entry.llm_string)
+        self._conn().execute(
+            "INSERT OR REPLACE INTO llm_cache (id, namespace, prompt, llm_string, response, created_at, "
+            "expires_at, hit_count, last_hit_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row_id, self.namespace, entry.prompt, entry.llm_string, encode_generations(entry.generations),
+                created, expiry, entry.hit_count or 0, entry.last_hit_at,
+            ),
+        )
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""

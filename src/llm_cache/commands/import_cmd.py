@@ -22,8 +22,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
             "the cache's namespace, replacing entries with the same prompt and llm_string. Each "
             "line is validated; bad lines (not JSON, not an entry, text that is not valid UTF-8, "
             "nesting too deep, longer than --max-line-bytes) are reported by number and skipped, "
-            "a summary is printed at the end, and the exit status is 1 if there were any. Entries get the target cache's creation time and TTL; "
-            "entries already expired are skipped. FILE \"-\" is standard input."
+            "a summary is printed at the end, and the exit status is 1 if there were any. Entries "
+            "keep their creation time, expiry, hit count and last hit where the target store keeps "
+            "them (SQLite; semantic caches keep the times); entries already expired are skipped. "
+            "FILE \"-\" is standard input. The cache URL may name a new SQLite file or "
+            "semantic:///DIR, which is then created."
         ),
     )
     add_cache_argument(parser)

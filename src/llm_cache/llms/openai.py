@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -119,6 +120,22 @@ class _OpenAIClientMixin:
 def _server_key(client: Any) -> str:
     """The base URL by which what was learned about a server is remembered."""
     return str(getattr(client, "base_url", "") or "")
+
+
+def _with_usage(generations: list[Generation], usage: dict[str, int], shared_by: int = 1) -> list[Generation]:
+    """``generations`` with the provider's usage in the first one's ``generation_info["usage"]``,
+    so that the stored entry says what the call cost (``llm-cache stats`` multiplies it by the
+    entry's hits). Usage that ``shared_by`` prompts shared (one completions call for a batch:
+    the API reports usage per request, not per prompt) is split evenly between their entries
+    and marked ``"shared_by"``."""
+    if not usage or not generations:
+        return generations
+    if shared_by > 1:
+        usage = {name: value // shared_by for name, value in usage.items()}
+        usage["shared_by"] = shared_by
+    first = generations[0]
+    info = {**(first.generation_info or {}), "usage": usage}
+    return [dataclasses.replace(first, generation_info=info), *generations[1:]]
 
 
 def _one_model_name(value: str | None, alias: str | None, alias_name: str, default: str) -> str:
@@ -250,7 +267,10 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
 
     def _result(self, planned: tuple[list[list[Any]], dict[str, int]]) -> tuple[list[list[Generation]], dict[str, Any]]:
         per_prompt, usage = planned
-        generations = [[Generation(text=c.text, generation_info=_finish_info(c)) for c in choices] for choices in per_prompt]
+        generations = [
+            _with_usage([Generation(text=c.text, generation_info=_finish_info(c)) for c in choices], usage, len(per_prompt))
+            for choices in per_prompt
+        ]
         return generations, {"token_usage": usage, "model_name": self.model_name}
 
     def _call_provider(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
@@ -396,7 +416,8 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         usage: dict[str, int] = {}
         for _, part in planned:
             _sum_usage(usage, part)
-        return [self._generations(choices) for choices, _ in planned], {"token_usage": usage, "model_name": self.model}
+        generations = [_with_usage(self._generations(choices), part) for choices, part in planned]
+        return generations, {"token_usage": usage, "model_name": self.model}
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.

@@ -495,6 +495,18 @@ class SemanticCache(BaseCache):
         """Entries in this cache's namespace."""
         return self.store.count()
 
+    def restore(self, entry: Any) -> None:
+        """Store a :class:`~llm_cache.caches.base.CacheEntry` keeping its ``created_at`` and
+        ``expires_at`` (what ``llm-cache import`` uses; ``update`` would date it now)."""
+        sk = split_prompt(entry.prompt, entry.llm_string)
+        vector = self._placeholder_vector() if sk.text is None else self._embed(sk.text)
+        stored = self._entry(sk, entry.prompt, entry.llm_string, list(entry.generations))
+        if entry.created_at is not None:
+            stored = replace(stored, created_at=float(entry.created_at))
+        if entry.expires_at is not None:
+            stored = replace(stored, expires_at=float(entry.expires_at))
+        self.store.add(stored, vector)
+
     def close(self) -> None:
         """Close the store if this cache created it (a local store saves its index)."""
         if self._owns_store:
