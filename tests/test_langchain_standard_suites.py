@@ -166,3 +166,17 @@ class TestLangChainAsyncCacheSuite(AsyncCacheTestSuite):
         yield cache
         # Async clients belong to this test's loop (Redis, Momento): released before it ends.
         await backend.aclose()
+
+
+async def test_async_calls_on_a_watched_loop_are_hits_not_silent_misses(backend: BaseCache) -> None:
+    """With the default fail-open policy, a blocking call in an async path used to become a
+    logged miss (every SQLite alookup under BlockBuster): count hits and errors directly."""
+    from llm_cache import Generation
+
+    backend.strict = False
+    try:
+        await backend.aupdate("Tell me a joke", "llm", [Generation(text="A joke.")])
+        assert await backend.alookup("Tell me a joke", "llm") == [Generation(text="A joke.")]
+        assert backend.stats.hits == 1 and backend.stats.errors == 0
+    finally:
+        await backend.aclose()

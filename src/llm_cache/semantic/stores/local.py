@@ -426,10 +426,6 @@ class LocalVectorStore(VectorStore):
             return None
         return entry
 
-    async def aget(self, key: str) -> SemanticEntry | None:
-        # A WAL point read takes tens of microseconds, less than a hop to a worker thread.
-        return self.get(key)
-
     def count(self) -> int:
         """Entries in this namespace (expired ones not yet purged included)."""
         row = self._conn().execute(
