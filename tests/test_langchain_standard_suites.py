@@ -180,3 +180,17 @@ async def test_async_calls_on_a_watched_loop_are_hits_not_silent_misses(backend:
         assert backend.stats.hits == 1 and backend.stats.errors == 0
     finally:
         await backend.aclose()
+
+
+@pytest.fixture
+def fresh_local_embeddings() -> Any:
+    """A LocalEmbeddings whose model is not loaded yet (made off the loop, as a user would)."""
+    from llm_cache.embeddings import LocalEmbeddings
+
+    return LocalEmbeddings()
+
+
+async def test_local_embeddings_load_and_run_off_the_loop(fresh_local_embeddings: Any) -> None:
+    vector = await fresh_local_embeddings.aembed_query("Is it raining?")
+    assert len(vector) == 384
+    assert len(await fresh_local_embeddings.aembed_documents(["a", "b"])) == 2
