@@ -663,7 +663,9 @@ def _guard_usearch_import_order() -> None:
     except Exception:
         return
     if parts >= (2, 26, 2) and importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime  # noqa: F401
+        from .._onnxruntime import import_onnxruntime
+
+        import_onnxruntime("LocalVectorStore")
 
 
 def _safe(name: str) -> str:
