@@ -1,3 +1,10 @@
+# Vendored from langchain-core 1.8.3: tests/unit_tests/language_models/llms/test_cache.py of the PyPI sdist
+# langchain_core-1.8.3.tar.gz (https://pypi.org/project/langchain-core/1.8.3/).
+# Copyright (c) LangChain, Inc. Released under the MIT License; the full licence and
+# notice are in tests/langchain_core_cache_tests/LICENSE.
+# Changed for llm-cache: only the cache construction. The class ``InMemoryCache`` that
+# this file defined (a dict-backed BaseCache) is replaced by an import of
+# ``LlmCacheBacked`` under the same name; every test function is unchanged.
 from typing import Any
 
 from typing_extensions import override
@@ -7,29 +14,10 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import FakeListLLM
 
 
-class InMemoryCache(BaseCache):
-    """In-memory cache used for testing purposes."""
-
-    def __init__(self) -> None:
-        """Initialize with empty cache."""
-        self._cache: dict[tuple[str, str], RETURN_VAL_TYPE] = {}
-
-    def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
-        """Look up based on `prompt` and `llm_string`."""
-        return self._cache.get((prompt, llm_string), None)
-
-    def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
-        """Update cache based on `prompt` and `llm_string`."""
-        self._cache[prompt, llm_string] = return_val
-
-    @override
-    def clear(self, **kwargs: Any) -> None:
-        """Clear cache."""
-        self._cache = {}
-
-    def __len__(self) -> int:
-        """Return the number of cached entries."""
-        return len(self._cache)
+# llm-cache: the cache construction (the only change to this file). langchain-core's
+# dict-backed test class is replaced by llm-cache's LangChainCache over each llm-cache
+# backend in turn; its ``_cache`` is a live view of that backend (see llm_cache_backed.py).
+from tests.unit_tests.llm_cache_backed import LlmCacheBacked as InMemoryCache  # noqa: E402
 
 
 async def test_local_cache_generate_async() -> None:
