@@ -130,6 +130,23 @@ def test_langchain_messages_are_parsed() -> None:
     assert split_prompt(dumps([HumanMessage([{"type": "text", "text": "a"}, "b"])]), "l").text == "a\nb"
 
 
+def test_every_langchain_message_type_has_its_role() -> None:
+    from langchain_core.messages import AIMessageChunk, ChatMessage, FunctionMessage, HumanMessageChunk
+
+    prompt = dumps(
+        [
+            ChatMessage(role="critic", content="Be harsh."),
+            FunctionMessage(name="lookup", content="42"),
+            AIMessageChunk(content="partial"),
+            HumanMessageChunk(content="Go on"),
+        ]
+    )
+    messages = parse_chat_prompt(prompt) or []
+    assert [m["role"] for m in messages] == ["critic", "function", "assistant", "user"]
+    assert messages[1]["name"] == "lookup"
+    assert split_prompt(prompt, "l").text == "Go on"
+
+
 def test_something_that_only_looks_like_langchain_is_not_chat() -> None:
     fake = json.dumps([{"lc": 1, "type": "constructor", "id": ["x"], "kwargs": "not a dict"}])
     assert parse_chat_prompt(fake) is None
