@@ -15,6 +15,10 @@ Three processes on loopback: the built-in OpenAI-compatible server (the upstream
   over the same 64 connections); each latency is measured from the request's *scheduled*
   time, so a slow answer also counts the wait it causes (no coordinated omission).
 
+With the in-memory cache, the same questions are also asked through the Responses API
+(``/v1/responses``) and Anthropic Messages (``/v1/messages``), whose cached hits are
+measured in the same closed loop: one row each beside the chat hit.
+
 In a closed loop with 64 connections, latency is 64 / throughput by Little's law (2,000
 req/s means ~32 ms each), so it shows capacity; the open loop shows the latency a client
 sees at a given load. Every figure is a median over ``--repeat`` runs. The load generator
@@ -106,6 +110,44 @@ def chat_body(i: int, stream: bool = False) -> bytes:
     return json.dumps(body).encode()
 
 
+def responses_body(i: int) -> bytes:
+    """The Responses API request that asks what :func:`chat_body` asks."""
+    return json.dumps(
+        {
+            "model": MODEL,
+            "instructions": "You are a concise assistant.",
+            "input": f"Question {i}: explain in two sentences why caching LLM answers helps.",
+            "temperature": 0,
+        }
+    ).encode()
+
+
+def messages_body(i: int) -> bytes:
+    """The Anthropic Messages request that asks what :func:`chat_body` asks."""
+    return json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 256,
+            "system": "You are a concise assistant.",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": f"Question {i}: explain in two sentences why caching LLM answers helps.",
+                }
+            ],
+            "temperature": 0,
+        }
+    ).encode()
+
+
+#: Cached path -> (protocol name in the metrics, request builder).
+PROTOCOL_PATHS = {
+    "/v1/chat/completions": ("chat.completions", chat_body),
+    "/v1/responses": ("responses", responses_body),
+    "/v1/messages": ("anthropic.messages", messages_body),
+}
+
+
 def post(
     url: str, body: bytes, headers: dict[str, str] | None = None
 ) -> tuple[float, dict[str, str], bytes]:
@@ -137,7 +179,9 @@ def metric(base: str, name: str) -> float:
     return 0.0
 
 
-HIT_METRIC = 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"}'
+def hit_metric(path: str) -> str:
+    """The /metrics line counting cache hits of a path's protocol."""
+    return f'llm_cache_proxy_requests_total{{endpoint="{PROTOCOL_PATHS[path][0]}",cache="hit"}}'
 
 
 # -------------------------------------------------------------------- load generators
@@ -347,14 +391,14 @@ def measure_hits(
     base = f"http://127.0.0.1:{port}"
     runs = []
     for _ in range(args.repeat):
-        hits_before = metric(base, HIT_METRIC)
+        hits_before = metric(base, hit_metric(path))
         cpu_before = cpu_seconds(pid)
         if rate is None and args.loadgen == "wrk":
             run = wrk_load(port, path, bodies, args.connections, args.duration, workdir)
         else:
             run = python_load(port, path, bodies, args.connections, args.duration, rate)
         run.cpu_us = (cpu_seconds(pid) - cpu_before) / run.requests * 1e6
-        hits = metric(base, HIT_METRIC) - hits_before
+        hits = metric(base, hit_metric(path)) - hits_before
         if hits < run.requests:
             raise RuntimeError(
                 f"{label}: only {hits:.0f} of {run.requests} load requests were cache hits"
@@ -546,6 +590,26 @@ def main() -> int:
                     opened,
                 )
             )
+            if cache == "memory":
+                # The same question through the other protocols: the layer must not make
+                # their hits much dearer than a chat hit (issue 13: within 20%).
+                for other, (name, build) in PROTOCOL_PATHS.items():
+                    if other == path:
+                        continue
+                    other_bodies = [build(i) for i in range(args.prompts)]
+                    for body in other_bodies:
+                        post(base + other, body)
+                    other_run = measure_hits(
+                        f"{cache} {name} hits", port, proxy.pid, other, other_bodies, args, workdir, None
+                    )
+                    rows.append(
+                        row(
+                            f"proxy cached hit, {name}",
+                            cache,
+                            f"{args.connections} connections, closed loop ({args.loadgen})",
+                            other_run,
+                        )
+                    )
             if cache == "sqlite":
                 streamed = measure_hits(
                     f"{cache} streamed hits",

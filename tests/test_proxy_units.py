@@ -72,19 +72,24 @@ def test_namespace_and_endpoint_separate_keys() -> None:
         and completion.llm_string != embedding.llm_string
     )
     llm_string = json.loads(a.llm_string)
+    # the protocol layer's key: the one cached_client(..., namespace="ns-a") computes
     assert llm_string == {
-        "endpoint": "chat.completions",
-        "ns": "ns-a",
-        "params": {"model": "gpt-4o-mini"},
+        "provider": "openai",
+        "api": "chat.completions",
+        "namespace": "ns-a",
+        "model": "gpt-4o-mini",
     }
+    # a body field cannot take another tenant's namespace
+    forged = request_key("chat.completions", {**CHAT, "namespace": "ns-b"}, "ns-a")
+    assert forged is not None and json.loads(forged.llm_string)["namespace"] == "ns-a"
 
 
 def test_uncacheable_bodies() -> None:
     assert request_key("chat.completions", {"model": "m"}, "ns") is None
     assert request_key("chat.completions", {"model": "m", "messages": "hi"}, "ns") is None
     assert request_key("completions", {"model": "m", "prompt": []}, "ns") is None
-    with pytest.raises(ValueError):
-        request_key("chat.completions", {**CHAT, "temperature": float("nan")}, "ns")
+    assert request_key("chat.completions", {**CHAT, "temperature": float("nan")}, "ns") is None
+    assert request_key("responses", {"model": "m", "input": "x", "background": True}, "ns") is None
 
 
 def test_api_keys_are_hashed() -> None:
@@ -126,33 +131,41 @@ def test_codec_round_trip_through_the_generation_codec() -> None:
     generations = response_to_generations("chat.completions", body, created_at=123.5)
     assert [g.text for g in generations] == [c["message"]["content"] for c in body["choices"]]
     stored = decode_generations(encode_generations(generations))  # what a store keeps: JSON
-    cached = generations_to_response(stored)
-    assert cached.body == body and cached.created_at == 123.5 and cached.usage == body["usage"]
+    cached = generations_to_response(stored, "chat.completions")
+    assert cached.body == body and cached.created_at == 123.5
     completion = fake_openai.build_completion({"model": "m", "prompt": ["a", "b"]}, "cmpl-1", 1)
     assert (
-        generations_to_response(response_to_generations("completions", completion)).body
+        generations_to_response(response_to_generations("completions", completion), "completions").body
         == completion
     )
     embeddings = fake_openai.build_embeddings({"model": "e", "input": ["a"]}, 8)
     assert (
-        generations_to_response(response_to_generations("embeddings", embeddings)).body
+        generations_to_response(response_to_generations("embeddings", embeddings), "embeddings").body
         == embeddings
     )
 
 
 @pytest.mark.parametrize(
-    "generations",
+    "endpoint, generations",
     [
-        [Generation("plain text")],  # an entry of the library, not of the proxy
-        [Generation("", {"proxy": {"v": 99, "response": {}, "created_at": 1}})],
-        [Generation("", {"proxy": {"v": 1, "response": [], "created_at": 1, "layout": "body"}})],
-        [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": "x", "layout": "body"}})],
-        [Generation("", {"proxy": {"v": 1, "response": {}, "created_at": 1, "layout": "choices"}})],
+        ("embeddings", [Generation("plain text")]),  # a chat model's entry under embeddings
+        ("embeddings", [Generation("", {"response": []})]),
+        ("chat.completions", [Generation("", {"response": []})]),
+        ("chat.completions", [Generation("", {"choice": "x"})]),
+        ("chat.completions", [Generation("", None, {"role": "assistant", "content": 5})]),
+        ("anthropic.messages", [Generation("hi", {"response": {"type": "message"}})]),
+        ("responses", [Generation("hi", {"response": {"object": "response", "output": {}}})]),
     ],
 )
-def test_codec_rejects_what_is_not_ours(generations: list[Generation]) -> None:
+def test_codec_rejects_what_is_not_usable(endpoint: str, generations: list[Generation]) -> None:
     with pytest.raises(CorruptEntryError):
-        generations_to_response(generations)
+        generations_to_response(generations, endpoint)
+
+
+def test_an_entry_written_by_a_chat_model_is_usable() -> None:
+    cached = generations_to_response([Generation("Hello")], "chat.completions", {"model": "m"})
+    assert cached.body["choices"][0]["message"] == {"role": "assistant", "content": "Hello"}
+    assert cached.created_at is None
 
 
 # --------------------------------------------------------------------------------- SSE

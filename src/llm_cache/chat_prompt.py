@@ -97,12 +97,17 @@ def parse_chat_prompt(prompt: str) -> list[dict[str, Any]] | None:
     return messages  # type: ignore[return-value]  # no None left
 
 
+# Text parts of a content list: "text" (OpenAI chat, Anthropic, LangChain) and
+# "input_text" (the OpenAI Responses API).
+_TEXT_PARTS = ("text", "input_text")
+
+
 def split_content(content: Any) -> tuple[str | None, Any]:
     """(the text, what is not text) of a message's content.
 
-    ``content`` is a string, or a list of parts: OpenAI / LangChain content blocks
-    (``{"type": "text", "text": ...}``, images, files, ...) and, in LangChain, plain
-    strings. The text parts are joined by newlines; the rest is returned as a list (None
+    ``content`` is a string, or a list of parts: OpenAI / Anthropic / LangChain content
+    blocks (``{"type": "text" | "input_text", "text": ...}``, images, files, ...) and, in
+    LangChain, plain strings. The text parts are joined by newlines; the rest is returned as a list (None
     for a string). Text is None when there is none (an image-only message).
     """
     if isinstance(content, str):
@@ -113,7 +118,7 @@ def split_content(content: Any) -> tuple[str | None, Any]:
         for part in content:
             if isinstance(part, str):
                 texts.append(part)
-            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
                 texts.append(part["text"])
             else:
                 rest.append(part)

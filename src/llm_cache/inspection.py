@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
-from .caches.base import BaseCache, CacheEntry
+from .caches.base import BaseCache, CacheEntry, unstorable
 from .chat_prompt import llm_string_model
 from .errors import ConfigurationError, CorruptEntryError
 from .generation import Generation
@@ -130,6 +130,8 @@ def parse_entry_line(line: str) -> Entry:
         data = json.loads(line)
     except ValueError as exc:
         raise ConfigurationError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigurationError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigurationError("not a JSON object")
     for name in ("prompt", "llm_string"):
@@ -152,6 +154,9 @@ def parse_entry_line(line: str) -> Entry:
     hits = data.get("hit_count")
     if hits is not None and (isinstance(hits, bool) or not isinstance(hits, int) or hits < 0):
         raise ConfigurationError("'hit_count' must be a non-negative integer or null")
+    problem = unstorable(data["prompt"], data["llm_string"], generations)
+    if problem is not None:
+        raise ConfigurationError(problem)
     return Entry(
         data["prompt"],
         data["llm_string"],

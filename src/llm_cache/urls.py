@@ -9,7 +9,11 @@ URL                                   cache
 ``postgresql://user:pw@host/db``      :class:`SQLAlchemyCache` (also ``mysql://``)
 ====================================  =========================================
 
-Query parameters common to all: ``ttl`` (seconds) and ``namespace``.
+Query parameters common to all: ``ttl`` (seconds), ``namespace`` and ``timeout`` (seconds any
+one store call may take before it counts as a store error, a miss; default 0.5; see
+docs/timeouts.md). For Redis ``timeout`` sets the clients' ``socket_timeout``; for SQL
+databases it bounds every call (the cache enforces it) and the URL's engine also gets a
+connect timeout, so that connections opened for calls that gave up do not wait forever.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from ._deadline import DEFAULT_TIMEOUT, validate_timeout
 from .caches.base import BaseCache
 from .errors import ConfigurationError
 
@@ -44,8 +49,13 @@ def _options(query: str) -> dict[str, Any]:
                 raise ConfigurationError(f"ttl must be a number of seconds, got {values[-1]!r}") from None
         elif name == "namespace":
             options["namespace"] = values[-1]
+        elif name == "timeout":
+            try:
+                options["timeout"] = validate_timeout(float(values[-1]))
+            except ValueError:
+                raise ConfigurationError(f"timeout must be a positive number of seconds, got {values[-1]!r}") from None
         else:
-            raise ConfigurationError(f"unknown cache URL option {name!r}: use ttl= and namespace=")
+            raise ConfigurationError(f"unknown cache URL option {name!r}: use ttl=, namespace= and timeout=")
     return options
 
 
@@ -66,8 +76,33 @@ def _sql_cache(parts: Any, options: dict[str, Any]) -> BaseCache:
     from .caches.sql import SQLAlchemyCache
 
     scheme = _SQL_DRIVERS.get(parts.scheme.lower(), parts.scheme)
-    engine = sqlalchemy.create_engine(urlunsplit(parts._replace(scheme=scheme)), pool_pre_ping=True)
+    timeout = options.get("timeout", DEFAULT_TIMEOUT)
+    engine = sqlalchemy.create_engine(
+        urlunsplit(parts._replace(scheme=scheme)),
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args=_connect_args(scheme),
+    )
     return SQLAlchemyCache(engine, **options)
+
+
+# The cache bounds each call itself (SQLAlchemyCache(timeout=)); these bound the driver's own
+# waits, so that a connect or read the caller stopped waiting for does not hold its worker
+# thread and socket forever. libpq's connect_timeout has a floor of 2 s.
+_CONNECT_SECONDS = 2
+_DRIVER_READ_SECONDS = 10
+
+
+def _connect_args(scheme: str) -> dict[str, Any]:
+    if scheme.endswith("+psycopg"):
+        return {"connect_timeout": _CONNECT_SECONDS}
+    if scheme.endswith("+pymysql"):
+        return {
+            "connect_timeout": _CONNECT_SECONDS,
+            "read_timeout": _DRIVER_READ_SECONDS,
+            "write_timeout": _DRIVER_READ_SECONDS,
+        }
+    return {}
 
 
 def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None = None) -> BaseCache:
@@ -85,6 +120,7 @@ def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None 
 
     if scheme == "memory":
         options.pop("namespace", None)  # one process, one dict: nothing to separate
+        options.pop("timeout", None)  # nothing to wait for
         from .caches.memory import InMemoryCache
 
         return InMemoryCache(**options)
@@ -98,6 +134,8 @@ def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None 
     if scheme in ("redis", "rediss", "unix"):
         from .caches.redis import RedisCache
 
+        if "timeout" in options:
+            options["socket_timeout"] = options.pop("timeout")
         return RedisCache(redis_url=bare, **options)
     if scheme.startswith(("postgresql", "postgres", "mysql", "mariadb")):
         return _sql_cache(parts._replace(query=""), options)

@@ -92,6 +92,8 @@ class RedisCache(BaseCache):
         set_llm_cache(cache)
     """
 
+    accepts_lone_surrogates = True  # values are kept as they are (Redis: surrogatepass)
+
     def __init__(
         self,
         redis_: Any = None,
@@ -176,6 +178,11 @@ class RedisCache(BaseCache):
                 # async-only cache without a sync client could never close its breaker.
                 self._make_sync = rc.twin_factory(self._redis, async_redis, kind, asynchronous=False)
                 self._where = rc.describe_client(async_redis)
+
+    @property
+    def timeout(self) -> float | None:
+        """``socket_timeout``, under the name every cache uses for its time bound."""
+        return self.socket_timeout
 
     def __repr__(self) -> str:
         # Host and port only: a URL may carry a password, which must never reach a log.
@@ -267,6 +274,7 @@ class RedisCache(BaseCache):
                 data = _parse(raw)
                 generations = generations_from_payload(data)
             except CorruptEntryError as exc:
+                self.stats.corrupt += 1
                 logger.warning("llm-cache: RedisCache: skipping %r, not an llm-cache entry: %s", key, exc)
                 continue
             expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None

@@ -7,9 +7,11 @@ Design choices, each for a reason:
   power loss, never its consistency).
 * one connection per thread: sqlite3 connections are not safe to share, and opening
   one per call costs more than the lookup itself.
-* ``busy_timeout`` and single-statement upserts (``INSERT ... ON CONFLICT DO UPDATE``):
-  concurrent writers from other processes wait their turn instead of failing, and
-  there is no read-then-write race.
+* a busy timeout (``timeout``, 0.5 s by default) and single-statement upserts (``INSERT ...
+  ON CONFLICT DO UPDATE``): concurrent writers from other processes wait their turn (a write
+  takes well under a millisecond) instead of failing, there is no read-then-write race, and a
+  process that holds the write lock for long (a stuck transaction) costs a caller at most the
+  timeout, then a dropped write (issue 12: it used to cost 10 s on every miss).
 * all generations of an entry live in one JSON value, so replacing an entry that had
   more generations cannot leave stale rows behind.
 * the row id *is* the key: 64 bits of the sha256 of (prompt, llm_string), mixed with the
@@ -40,9 +42,10 @@ import time
 import weakref
 from typing import Callable, Iterator
 
+from .._deadline import DEFAULT_TIMEOUT, validate_timeout
 from .._sqlite import open_wal_connection
 from .._ttl import expires_at, validate_ttl
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -54,6 +57,8 @@ SCHEMA_VERSION = 1
 # A flush is a write transaction (~0.3 ms); every 64 hits it added ~8 µs to each lookup.
 _HIT_FLUSH_COUNT = 1024
 _HIT_FLUSH_SECONDS = 5.0
+# Milliseconds the constructor waits for another process's writer while creating the schema.
+_SCHEMA_WAIT_MS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -98,7 +103,9 @@ class SQLiteCache(BaseCache):
             database in a temporary file, shared by this object's threads and deleted on close.
         ttl: seconds an entry lives; ``None`` keeps it until cleared.
         namespace: entries are partitioned by namespace; ``clear()`` removes only this one.
-        busy_timeout: seconds a writer waits for another process's write lock.
+        timeout: seconds a call waits for another process's write lock (SQLite's busy
+            timeout) before it counts as a store error; default 0.5.
+        busy_timeout: the former name of ``timeout`` (wins when given).
         clock: wall-clock time source for TTL (entries outlive the process, so not monotonic).
         strict: raise store errors instead of treating them as misses.
     """
@@ -109,18 +116,20 @@ class SQLiteCache(BaseCache):
         ttl: float | None = None,
         *,
         namespace: str = "default",
-        busy_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        busy_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         strict: bool = False,
     ) -> None:
         super().__init__(strict=strict)
+        self.timeout = validate_timeout(busy_timeout if busy_timeout is not None else timeout)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
         self.database_path = os.fspath(database_path)
         self.ttl = validate_ttl(ttl)
         self.namespace = namespace
         self._salt = int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big", signed=True)
-        self._busy_ms = int(busy_timeout * 1000)
+        self._busy_ms = max(1, int(self.timeout * 1000))
         self._clock = clock
         self._tempdir: str | None = None
         if self.database_path == ":memory:":
@@ -142,7 +151,8 @@ class SQLiteCache(BaseCache):
         self._flush_lock = threading.Lock()
         self._flush_conn: sqlite3.Connection | None = None
         self._closed = False
-        self._keepalive = self._connect()  # also creates or checks the schema
+        # Creating the schema may wait for another process's writer longer than a call would.
+        self._keepalive = self._connect(schema_wait_ms=max(self._busy_ms, _SCHEMA_WAIT_MS))
         self_ref = weakref.ref(self)
         atexit.register(_flush_at_exit, self_ref)
 
@@ -150,18 +160,26 @@ class SQLiteCache(BaseCache):
         return f"SQLiteCache(database_path={self.database_path!r}, namespace={self.namespace!r})"
 
     # -- connections ------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, schema_wait_ms: int | None = None) -> sqlite3.Connection:
         """A new configured connection (closed by :meth:`close`)."""
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
-        conn = open_wal_connection(self._path, self._busy_ms)
-        self._ensure_schema(conn)
+        conn = open_wal_connection(self._path, schema_wait_ms or self._busy_ms)
+        if schema_wait_ms:
+            # Only the constructor's connection creates or checks the schema: that takes the
+            # write lock, which a new thread's first lookup must not wait for (issue 12).
+            try:
+                self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         with self._connections_lock:
             self._connections.append(conn)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = self._open()
+    def _connect(self, schema_wait_ms: int | None = None) -> sqlite3.Connection:
+        conn = self._open(schema_wait_ms)
         self._local.conn = conn
         return conn
 
@@ -305,7 +323,14 @@ class SQLiteCache(BaseCache):
             (self.namespace, self._clock()),
         )
         for prompt, llm_string, response, created, expiry, hits, last_hit in cursor:
-            yield CacheEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
+            try:
+                generations = decode_generations(response)
+            except CorruptEntryError as exc:
+                # One bad row must not end an export: skipped, counted, logged.
+                self.stats.corrupt += 1
+                logger.warning("llm-cache: SQLiteCache: skipping a row that is not an llm-cache entry: %s", exc)
+                continue
+            yield CacheEntry(prompt, llm_string, generations, created, expiry, hits, last_hit)
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""

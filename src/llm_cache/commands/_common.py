@@ -49,7 +49,7 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(_ENV) or DEFAULT_CACHE_URL,
         help=(
             "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory:// "
-            f"(options ?namespace=NS&ttl=SECONDS; default: ${_ENV} or %(default)s)"
+            f"(options ?namespace=NS&ttl=SECONDS&timeout=SECONDS; default: ${_ENV} or %(default)s)"
         ),
     )
     parser.add_argument("--namespace", metavar="NS", help="the cache namespace (overrides the URL's ?namespace=)")

@@ -14,8 +14,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "serve",
         help="run an OpenAI-compatible caching proxy in front of an upstream API",
         description=(
-            "Serve /v1/chat/completions, /v1/completions, /v1/embeddings (cached, streaming included) and "
-            "/v1/models; point any OpenAI client at http://HOST:PORT/v1. Responses carry "
+            "Serve /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses and Anthropic's "
+            "/v1/messages (cached, streaming included) and /v1/models; point any OpenAI client at "
+            "http://HOST:PORT/v1 (an Anthropic client at http://HOST:PORT). Responses carry "
             "X-Cache: HIT | SEMANTIC-HIT | MISS | BYPASS. Clients may send Cache-Control: no-cache "
             "(refresh), no-store (bypass), max-age=N, only-if-cached. /metrics (Prometheus) and /healthz."
         ),

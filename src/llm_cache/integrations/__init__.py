@@ -2,6 +2,8 @@
 
 * :mod:`llm_cache.integrations.openai_client`: :func:`cached_client` wraps an
   ``openai.OpenAI`` / ``openai.AsyncOpenAI`` client (needs ``llm-cache[openai]``);
+* :mod:`llm_cache.integrations.anthropic_client`: its own ``cached_client`` wraps an
+  ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` client (needs ``llm-cache[anthropic]``);
 * :mod:`llm_cache.integrations.langchain`: :class:`LangChainCache`, a langchain-core
   ``BaseCache`` over any llm-cache cache (needs ``llm-cache[langchain]``).
 
@@ -15,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .anthropic_client import CachedAnthropic
     from .langchain import LangChainCache
     from .openai_client import CachedOpenAI, cached_client
 
@@ -22,9 +25,10 @@ _LAZY = {
     "LangChainCache": "llm_cache.integrations.langchain",
     "cached_client": "llm_cache.integrations.openai_client",
     "CachedOpenAI": "llm_cache.integrations.openai_client",
+    "CachedAnthropic": "llm_cache.integrations.anthropic_client",
 }
 
-__all__ = ["LangChainCache", "cached_client", "CachedOpenAI"]
+__all__ = ["LangChainCache", "cached_client", "CachedOpenAI", "CachedAnthropic"]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,7 +23,7 @@ class _CacheIO(_ProxyState):
 
     async def _lookup(
         self, key: RequestKey, max_age: float | None, semantic: bool = False
-    ) -> tuple[list[Any], float, float | None] | None:
+    ) -> tuple[list[Any], float | None, float | None] | None:
         """(generations, stored-at time, similarity of a semantic hit) of a usable entry, or ``None``."""
         similarity: float | None = None
         try:
@@ -49,10 +49,10 @@ class _CacheIO(_ProxyState):
             return None
         created = stored_created_at(generations)
         if created is None:
-            logger.warning(
-                "llm-cache proxy: an entry that is not a proxy entry was treated as a miss"
-            )
-            return None
+            # Written by a model (no storage time): usable unless an age limit applies.
+            if max_age is not None or self.ttl is not None:
+                return None
+            return generations, None, similarity
         age = time.time() - created
         if (max_age is not None and age > max_age) or (self.ttl is not None and age > self.ttl):
             return None
@@ -69,7 +69,11 @@ class _CacheIO(_ProxyState):
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            generations = response_to_generations(key.endpoint, body)
+            try:
+                generations = response_to_generations(key.endpoint, body)
+            except ValueError as exc:  # e.g. a Responses answer that failed: nothing to keep
+                logger.info("llm-cache proxy: %s answer not stored: %s", key.endpoint, exc)
+                return
             targets = [self.cache]
             if semantic and self.semantic_cache is not None:
                 targets.append(self.semantic_cache)

@@ -16,14 +16,17 @@ from ..errors import CorruptEntryError
 from ._endpoints import _RoutedEndpoints
 from ._http import _JSON, _SSE, ProxyRequest, _Disconnected, _dumps, _error, _read_body, _response
 from ._relay import _FlightRelay
+from ..protocols.base import Usage
+from ._protocols import error_for, protocol_of, render_events
 from .codec import generations_to_response
 from .keys import RequestKey, parse_cache_control
-from .sse import replay_sse
-from .upstream import error_body
 
 logger = logging.getLogger("llm_cache.proxy")
 
 _RENDER_MEMO_ENTRIES = 1024
+# What a replay needs of the request (chat/completions: whether it asked for a usage chunk).
+_WITH_USAGE: Mapping[str, Any] = {"stream_options": {"include_usage": True}}
+_NO_OPTIONS: Mapping[str, Any] = {}
 _RENDER_MEMO_MAX_BYTES = 16 * 1024
 
 
@@ -31,8 +34,7 @@ _RENDER_MEMO_MAX_BYTES = 16 * 1024
 class _Rendered:
     """What a hit needs of a stored entry, kept per entry: rendered bodies by (stream, usage)."""
 
-    usage: dict[str, Any] | None
-    model: Any
+    usage: Usage
     variants: dict[tuple[bool, bool], bytes]
 
 
@@ -54,8 +56,12 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
             logger.exception("llm-cache proxy: internal error on POST %s", scope.get("path"))
             response = _error(
                 500,
-                error_body(
-                    f"llm-cache proxy error: {type(exc).__name__}", "proxy_error", "proxy_error"
+                error_for(
+                    endpoint,
+                    500,
+                    f"llm-cache proxy error: {type(exc).__name__}",
+                    "proxy_error",
+                    "proxy_error",
                 ),
                 "BYPASS",
             )
@@ -70,7 +76,9 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
         if namespace is None:
             return _error(
                 400,
-                error_body(
+                error_for(
+                    endpoint,
+                    400,
                     f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
                     "invalid_namespace",
                     "invalid_request_error",
@@ -92,7 +100,9 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
                     key, directives.max_age, parsed.semantic
                 )  # stored meanwhile
             if found is not None:
-                response = self._hit(endpoint, key, *found, stream, include_usage, started)
+                response = self._hit(
+                    endpoint, key, *found, stream, include_usage, parsed.body, started
+                )
                 if response is not None:
                     return response
             flight = self._flights.get(key.flight_key)  # started while we looked up?
@@ -100,7 +110,9 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
             self.metrics.request(endpoint, "miss", time.perf_counter() - started)
             return _error(
                 504,
-                error_body(
+                error_for(
+                    endpoint,
+                    504,
                     "no cached answer for this request (only-if-cached)",
                     "only_if_cached",
                     "cache_miss",
@@ -123,10 +135,11 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
         endpoint: str,
         key: RequestKey,
         generations: list[Any],
-        created_at: float,
+        created_at: float | None,
         similarity: float | None,
         stream: bool,
         include_usage: bool,
+        request: Mapping[str, Any],
         started: float,
     ) -> Any:
         """The response for a cache hit; ``None`` if the entry turns out unusable (a miss)."""
@@ -137,27 +150,27 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
         content = rendered.variants.get(variant) if rendered is not None else None
         if rendered is None or content is None:
             try:
-                cached = generations_to_response(generations)
+                cached = generations_to_response(generations, endpoint, request)
             except CorruptEntryError as exc:
                 logger.warning("llm-cache proxy: unusable cache entry treated as a miss: %s", exc)
                 return None
             if stream:
-                content = replay_sse(endpoint, cached.body, include_usage)
+                options = _WITH_USAGE if include_usage else _NO_OPTIONS
+                content = render_events(endpoint, cached.body, options)
             else:
                 content = _dumps(cached.body)
             if rendered is None:
-                rendered = _Rendered(cached.usage, cached.body.get("model"), {})
+                rendered = _Rendered(protocol_of(endpoint).usage(cached.body), {})
             if memo_key is not None and len(content) <= _RENDER_MEMO_MAX_BYTES:
                 rendered.variants[variant] = content
                 self._render_memo.put(memo_key, rendered)
         semantic = similarity is not None and similarity < 1.0
-        extra = {
-            "x-cache": "SEMANTIC-HIT" if semantic else "HIT",
-            "age": str(max(0, int(time.time() - created_at))),
-        }
+        extra = {"x-cache": "SEMANTIC-HIT" if semantic else "HIT"}
+        if created_at is not None:  # unknown for entries written by a model
+            extra["age"] = str(max(0, int(time.time() - created_at)))
         if semantic:
             extra["x-cache-similarity"] = f"{similarity:.4f}"
-        self.metrics.saved(rendered.usage, rendered.model)
+        self.metrics.saved_usage(endpoint, rendered.usage)
         self.metrics.request(
             endpoint, "semantic_hit" if semantic else "hit", time.perf_counter() - started
         )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._http import _JSON, ProxyRequest, _add_headers, _dumps, _error, _response
+from ._protocols import error_for
 from ._request import _RequestParsing
 from .upstream import UpstreamError
 
@@ -38,7 +39,8 @@ class _RoutedEndpoints(_RequestParsing):
             self.metrics.upstream_error(endpoint, exc.kind)
             self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
             logger.warning("llm-cache proxy: %s", exc.message)
-            return _error(exc.status, exc.body(), "BYPASS")
+            body = error_for(endpoint, exc.status, exc.message, f"upstream_{exc.kind}")
+            return _error(exc.status, body, "BYPASS")
         if up.status >= 400:
             self.metrics.upstream_error(endpoint, "status")
         metrics = self.metrics

@@ -18,19 +18,25 @@ from ._http import _JSON, _SSE, ProxyRequest, _add_headers, _dumps, _error, _res
 from ._request import _Parsed
 from .flights import Flight
 from .keys import RequestKey
-from .sse import DONE_EVENT, SSEParser, StreamAssembler, format_event, replay_sse
-from .upstream import UpstreamError, UpstreamResponse, error_body
+from ._protocols import NAMED_EVENTS, USAGE_CHUNK, error_for, protocol_of, render_events, stream_error
+from .sse import DONE_EVENT, SSEParser, format_event
+from .upstream import UpstreamError, UpstreamResponse
 
 logger = logging.getLogger("llm_cache.proxy")
 
 
-def _render(data: str, parsed: Any, strip_usage: bool) -> bytes:
+def _render(data: str, parsed: Any, strip_usage: bool, name: str | None = None) -> bytes:
     """One upstream event as this client gets it."""
     if strip_usage and isinstance(parsed, dict) and "usage" in parsed:
         if parsed.get("choices") == [] and parsed.get("usage") is not None:
             return b""  # the usage chunk the proxy asked for, not the client
         return format_event(_dumps({k: v for k, v in parsed.items() if k != "usage"}))
-    return format_event(data)
+    return format_event(data, name)
+
+
+def _error_of(endpoint: str, error: UpstreamError) -> dict[str, Any]:
+    """An upstream failure as the endpoint's protocol reports errors."""
+    return error_for(endpoint, error.status, error.message, f"upstream_{error.kind}")
 
 
 class _FlightRelay(_CacheIO):
@@ -42,7 +48,7 @@ class _FlightRelay(_CacheIO):
         body, stream, include_usage = parsed.body, parsed.stream, parsed.include_usage
         injected = False
         content = request.body
-        if stream and self.stream_usage and not include_usage:
+        if stream and self.stream_usage and not include_usage and key.endpoint in USAGE_CHUNK:
             # Ask for the usage chunk even if this client did not, so that the stored answer
             # has usage (for tokens-saved metrics and for non-streamed hits); it is removed
             # again from what this client receives.
@@ -127,12 +133,14 @@ class _FlightRelay(_CacheIO):
             self._completions += 1
 
     async def _read_stream(self, flight: Flight, up: UpstreamResponse, endpoint: str) -> None:
-        parser = SSEParser()
-        assembler = StreamAssembler(endpoint)
+        named = endpoint in NAMED_EVENTS
+        parser = SSEParser(named=named)
+        assembler = protocol_of(endpoint).assembler(None)
         loads = json.loads
 
-        def accept(events: list[str]) -> None:
-            for data in events:
+        def accept(events: list[Any]) -> None:
+            for event in events:
+                name, data = event if named else (None, event)
                 if data.strip() == "[DONE]":
                     flight.saw_done = True
                     continue
@@ -140,8 +148,8 @@ class _FlightRelay(_CacheIO):
                     parsed = loads(data)
                 except ValueError:
                     parsed = None
-                assembler.add(parsed)
-                flight.push(data, parsed)
+                assembler.add(name, parsed)
+                flight.push(data, parsed, name)
 
         try:
             async for chunk in up.response.aiter_bytes():
@@ -153,7 +161,9 @@ class _FlightRelay(_CacheIO):
             flight.error = self.upstream.read_error(exc)
             self.metrics.upstream_error(endpoint, "stream")
         if flight.error is None:
-            if flight.saw_done and assembler.complete:
+            # Chat and completions end with [DONE]; named-event protocols with their own
+            # final event, which the assembler checks.
+            if (flight.saw_done or named) and assembler.complete:
                 flight.result = assembler.response()
             else:
                 self.metrics.upstream_error(endpoint, "stream")
@@ -194,7 +204,7 @@ class _FlightRelay(_CacheIO):
                 strip_usage = flight.injected_usage and not include_usage
                 handed_off = True
                 response = StreamingResponse(
-                    self._subscribe(flight, strip_usage, leader), status_code=200
+                    self._subscribe(flight, endpoint, strip_usage, leader), status_code=200
                 )
                 _add_headers(
                     response, flight.headers if leader else [("content-type", _SSE)], extra
@@ -205,24 +215,29 @@ class _FlightRelay(_CacheIO):
             self.metrics.request(endpoint, label, time.perf_counter() - started)
             if flight.result is None:
                 if flight.error is not None:
-                    return _error(flight.error.status, flight.error.body(), extra["x-cache"])
+                    return _error(
+                        flight.error.status, _error_of(endpoint, flight.error), extra["x-cache"]
+                    )
                 if flight.body is not None:  # an upstream error answer: passed through unchanged
                     return _response(
                         flight.body, flight.status, headers=flight.headers, extra=extra
                     )
                 return _error(
                     502,
-                    error_body(
+                    error_for(
+                        endpoint,
+                        502,
                         "the upstream stream ended before the answer was complete",
                         "upstream_incomplete_stream",
                     ),
                     extra["x-cache"],
                 )
             if not leader:
-                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+                self.metrics.saved_usage(endpoint, protocol_of(endpoint).usage(flight.result))
             if stream:
+                options = {"stream_options": {"include_usage": True}} if include_usage else {}
                 return _response(
-                    replay_sse(endpoint, flight.result, include_usage), media_type=_SSE, extra=extra
+                    render_events(endpoint, flight.result, options), media_type=_SSE, extra=extra
                 )
             if flight.body is not None:  # the upstream's own bytes
                 return _response(
@@ -237,7 +252,7 @@ class _FlightRelay(_CacheIO):
                 self._release(flight)
 
     async def _subscribe(
-        self, flight: Flight, strip_usage: bool, leader: bool
+        self, flight: Flight, endpoint: str, strip_usage: bool, leader: bool
     ) -> AsyncIterator[bytes]:
         """Stream a flight's events to one client: those so far, then each new one."""
         position = 0
@@ -247,7 +262,8 @@ class _FlightRelay(_CacheIO):
                 if position < len(events):
                     end = len(events)
                     out = b"".join(
-                        _render(data, parsed, strip_usage) for data, parsed in events[position:end]
+                        _render(data, parsed, strip_usage, name)
+                        for data, parsed, name in events[position:end]
                     )
                     position = end
                     if out:
@@ -257,10 +273,10 @@ class _FlightRelay(_CacheIO):
                     break
                 await flight.changed()
             if flight.error is not None:
-                yield format_event(_dumps(flight.error.body()))
+                yield stream_error(endpoint, _error_of(endpoint, flight.error))
             elif flight.saw_done:
                 yield DONE_EVENT
             if not leader and flight.result is not None:
-                self.metrics.saved(flight.result.get("usage"), flight.result.get("model"))
+                self.metrics.saved_usage(endpoint, protocol_of(endpoint).usage(flight.result))
         finally:
             self._release(flight)

@@ -38,7 +38,11 @@ class _RequestParsing(_ProxyState):
         """The tenant partition of a request; ``None`` if the namespace header is invalid."""
         parts = []
         if not self.share_across_keys:
-            credential = (headers.get("authorization"), headers.get("api-key"))
+            credential = (
+                headers.get("authorization"),
+                headers.get("api-key"),
+                headers.get("x-api-key"),
+            )
             tenant = self._namespace_memo.get_recent(credential)
             if tenant is None:
                 tenant = key_namespace(api_key_of(headers))
@@ -74,9 +78,7 @@ class _RequestParsing(_ProxyState):
         include_usage = (
             stream and isinstance(options, dict) and options.get("include_usage") is True
         )
-        semantic = endpoint == "chat.completions" or (
-            endpoint == "completions" and isinstance(body.get("prompt"), str)
-        )
+        semantic = key is not None and key.semantic
         parsed = _Parsed(body, key, stream, include_usage, semantic)
         if memoise:
             self._parse_memo.put(memo_key, parsed)  # shared: never mutate parsed.body

@@ -1,13 +1,16 @@
-"""The caching proxy: an OpenAI-compatible ASGI app (Starlette) in front of any upstream.
+"""The caching proxy: an OpenAI- and Anthropic-compatible ASGI app (Starlette) in front of any upstream.
 
-Routes:
+Routes (each cached one speaks its protocol through :mod:`llm_cache.protocols`):
 
 =============================  ============================================================
 ``POST /v1/chat/completions``  cached (streaming included)
 ``POST /v1/completions``       cached (streaming included)
 ``POST /v1/embeddings``        cached (the whole request is one entry)
+``POST /v1/responses``         cached (streaming included); ``background: true`` passes through
+``POST /v1/messages``          Anthropic Messages, cached (streaming included)
 ``GET /v1/models``             passed through, kept in memory ``models_ttl`` seconds per tenant
-``/v1/...`` (anything else)    passed through untouched (``X-Cache: BYPASS``)
+``/v1/...`` (anything else)    passed through untouched (``X-Cache: BYPASS``): e.g.
+                               ``GET/DELETE /v1/responses/{id}``, ``/v1/messages/count_tokens``
 ``GET /metrics``               Prometheus text format
 ``GET /healthz``               JSON; ``"status": "degraded"`` while the cache is unreachable
 =============================  ============================================================

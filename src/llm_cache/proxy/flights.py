@@ -42,8 +42,8 @@ class Flight:
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.sse = False  # the upstream answered with an event stream
-        # For event streams: (data text, parsed JSON or None) of each event, in order.
-        self.events: list[tuple[str, Any]] = []
+        # For event streams: (data text, parsed JSON or None, SSE event name) of each event.
+        self.events: list[tuple[str, Any, str | None]] = []
         self.saw_done = False
         # Outcome, valid once ``finished``:
         self.finished = False
@@ -58,8 +58,8 @@ class Flight:
         self.status, self.headers, self.sse = status, headers, sse
         self.head.set()
 
-    def push(self, data: str, parsed: Any) -> None:
-        self.events.append((data, parsed))
+    def push(self, data: str, parsed: Any, name: str | None = None) -> None:
+        self.events.append((data, parsed, name))
         self._notify()
 
     def finish(self) -> None:

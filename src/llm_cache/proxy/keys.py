@@ -1,20 +1,23 @@
 """What identifies a proxied request in the cache, and the per-request cache controls.
 
-No I/O here. The proxy reuses :mod:`llm_cache.keys` for the canonical forms:
+No I/O here. The key is the protocol layer's (:mod:`llm_cache.protocols`), the same an
+SDK wrapper computes for the same request, so entries are shared between them:
 
-* ``prompt``: for chat, :func:`~llm_cache.keys.messages_prompt` of ``messages``; for
-  completions the ``prompt`` string (a list of prompts as canonical JSON); for embeddings
-  the ``input`` string (a list as canonical JSON).
-* ``llm_string``: canonical JSON ``{"endpoint": ..., "ns": ..., "params": ...}`` where
-  ``params`` is :func:`~llm_cache.keys.make_llm_string` of every other request field. That
-  drops ``stream``, ``stream_options``, ``user`` and transport fields, so a streamed and a
-  non-streamed request share one entry; everything else (``model``, ``temperature``,
-  ``n``, ``tools``, ``response_format``, ``seed``, unknown fields...) is part of the key,
+* ``prompt``: for chat and Anthropic Messages the canonical messages, for completions and
+  embeddings the prompt/input string (a list as canonical JSON), for the Responses API
+  the input items;
+* ``llm_string``: :func:`~llm_cache.keys.make_llm_string` of ``provider``, ``api``, the
+  namespace and every other request field except those that never change an answer
+  (``stream``, ``stream_options``, ``user``, ``metadata``, Anthropic ``cache_control``
+  markers...), so a streamed and a non-streamed request share one entry; everything
+  else (``model``, ``temperature``, ``tools``, unknown fields...) is part of the key,
   because a field we do not know may change the answer.
-* ``ns`` isolates tenants. By default it starts with a hash of the client's API key
-  (``sha256``, never the key itself), so two keys never see each other's entries;
-  ``share_across_keys`` drops that part. A namespace request header adds a caller-chosen
-  partition on top.
+* the namespace isolates tenants. By default it starts with a hash of the client's API
+  key (``sha256``, never the key itself; ``Authorization``, ``api-key`` or Anthropic's
+  ``x-api-key``), so two keys never see each other's entries; ``share_across_keys`` drops
+  that part. A namespace request header adds a caller-chosen partition on top
+  (:func:`~._protocols.layer_namespace` says how it meets an SDK wrapper's ``namespace``).
+  A body field can never change it (:mod:`llm_cache.protocols.base` escapes such names).
 
 Putting the namespace inside the llm_string (rather than opening one cache object per
 tenant) works the same for every backend, the semantic cache included (it partitions on
@@ -24,13 +27,13 @@ the llm_string), and costs one cache connection pool whatever the number of keys
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..keys import canonical_json, make_llm_string, messages_prompt
+from ..protocols.base import RequestIdentity
+from ._protocols import ENDPOINTS, layer_namespace, protocol_of
 
 __all__ = [
     "ENDPOINTS",
@@ -43,16 +46,6 @@ __all__ = [
     "valid_namespace",
 ]
 
-#: Cacheable endpoints: path after ``/v1`` -> short name used in keys and metrics.
-ENDPOINTS: dict[str, str] = {
-    "/chat/completions": "chat.completions",
-    "/completions": "completions",
-    "/embeddings": "embeddings",
-}
-
-# The request field that carries the prompt, per endpoint; it becomes ``prompt``, not params.
-_PROMPT_FIELD = {"chat.completions": "messages", "completions": "prompt", "embeddings": "input"}
-
 _MAX_NAMESPACE = 128
 _NAMESPACE_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
@@ -64,6 +57,7 @@ class RequestKey:
     endpoint: str
     prompt: str
     llm_string: str
+    semantic: bool = False  # may be matched by meaning (see RequestIdentity)
 
     @property
     def flight_key(self) -> tuple[str, str]:
@@ -127,7 +121,7 @@ def api_key_of(headers: Mapping[str, str]) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         return auth.strip() or None
-    return headers.get("api-key") or None
+    return headers.get("api-key") or headers.get("x-api-key") or None
 
 
 def key_namespace(api_key: str | None) -> str:
@@ -143,40 +137,14 @@ def valid_namespace(value: str) -> bool:
     return 0 < len(value) <= _MAX_NAMESPACE and _NAMESPACE_RE.match(value) is not None
 
 
-def _prompt_text(endpoint: str, value: Any) -> str | None:
-    if endpoint == "chat.completions":
-        if not isinstance(value, list):
-            return None
-        return messages_prompt(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value:
-        return canonical_json(value)
-    return None
-
-
 def request_key(endpoint: str, body: Mapping[str, Any], namespace: str) -> RequestKey | None:
     """The cache key of a parsed request body, or ``None`` if it cannot be cached.
 
-    ``None`` (the request is passed through uncached) when the prompt field is missing or
-    malformed; the upstream then answers with its own validation error. Raises
-    :class:`~llm_cache.errors.ConfigurationError` or ``ValueError`` for values that have
-    no canonical JSON form (the caller treats that as uncacheable too).
+    ``None`` (the request is passed through uncached) when the protocol finds nothing to
+    key (a missing or malformed prompt field, a value with no canonical JSON form such as
+    NaN, a Responses ``background`` request...); the upstream then judges the request.
     """
-    field = _PROMPT_FIELD[endpoint]
-    prompt = _prompt_text(endpoint, body.get(field))
-    if prompt is None:
+    identity = protocol_of(endpoint).identify(body, layer_namespace(namespace))
+    if not isinstance(identity, RequestIdentity):
         return None
-    params = {name: value for name, value in body.items() if name != field}
-    # Built by hand to avoid re-serialising params; equal to canonical_json of the dict
-    # (keys in sorted order, no whitespace).
-    llm_string = (
-        '{"endpoint":'
-        + json.dumps(endpoint)
-        + ',"ns":'
-        + json.dumps(namespace, ensure_ascii=False)
-        + ',"params":'
-        + make_llm_string(params)
-        + "}"
-    )
-    return RequestKey(endpoint, prompt, llm_string)
+    return RequestKey(endpoint, identity.prompt, identity.llm_string, identity.semantic)

@@ -16,6 +16,10 @@ dependency fewer. Metric names (all prefixed ``llm_cache_proxy_``):
 ``tokens_saved_total{kind}``          prompt / completion tokens of answers served
                                       without an upstream call (from the stored usage)
 ``cost_saved_usd_total``              estimated from the price table
+``protocol_tokens_saved_total``       the same tokens by ``endpoint`` (protocol) and
+                                      ``kind``: input, output, and Anthropic's
+                                      cache_creation / cache_read input tokens
+``protocol_cost_saved_usd_total``     estimated USD saved by ``endpoint``
 ``inflight_requests``                 upstream calls in flight (gauge)
 ``cache_errors_total`` ...            the cache object's own counters and breaker state
 ====================================  ====================================================
@@ -31,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..protocols.base import Usage
 
 __all__ = ["DEFAULT_PRICES", "Metrics", "PriceTable"]
 
@@ -48,7 +53,16 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "text-embedding-3-small": (0.02, 0.0),
     "text-embedding-3-large": (0.13, 0.0),
     "text-embedding-ada-002": (0.10, 0.0),
+    "claude-opus-4-5": (5.00, 25.00),
+    "claude-opus-4": (15.00, 75.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-haiku-4-5": (1.00, 5.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
 }
+# Anthropic bills prompt-cache writes at 1.25x and reads at 0.1x the input price.
+_CACHE_WRITE_FACTOR = 1.25
+_CACHE_READ_FACTOR = 0.1
 
 _LATENCY_BUCKETS = (
     0.005,
@@ -173,6 +187,8 @@ class Metrics:
         self.upstream_latency: dict[str, _Histogram] = {}
         self.tokens_saved = {"prompt": 0, "completion": 0}
         self.cost_saved = 0.0
+        self.protocol_tokens_saved: dict[tuple[str, str], int] = {}
+        self.protocol_cost_saved: dict[str, float] = {}
         self.inflight = 0
 
     # -- updates (event-loop thread only) ------------------------------------------------
@@ -210,6 +226,33 @@ class Metrics:
         self.tokens_saved["prompt"] += prompt
         self.tokens_saved["completion"] += completion
         self.cost_saved += self.prices.cost(model, prompt, completion)
+
+    def saved_usage(self, endpoint: str, usage: Usage) -> None:
+        """Count an answer of ``endpoint`` served without an upstream call: the totals of
+        :meth:`saved` and the per-protocol counters (Anthropic's cache tokens included)."""
+        if not (usage.input_tokens or usage.output_tokens):
+            return
+        per_in, per_out = self.prices.price(usage.model)
+        cost = per_in * usage.input_tokens + per_out * usage.output_tokens
+        if endpoint == "anthropic.messages":  # priced as Anthropic bills its prompt cache
+            cost += per_in * (
+                (_CACHE_WRITE_FACTOR - 1) * usage.cache_creation_input_tokens
+                + (_CACHE_READ_FACTOR - 1) * usage.cache_read_input_tokens
+            )
+        cost /= 1_000_000
+        self.tokens_saved["prompt"] += usage.input_tokens
+        self.tokens_saved["completion"] += usage.output_tokens
+        self.cost_saved += cost
+        tokens = self.protocol_tokens_saved
+        for kind, count in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_creation", usage.cache_creation_input_tokens),
+            ("cache_read", usage.cache_read_input_tokens),
+        ):
+            if count:
+                tokens[(endpoint, kind)] = tokens.get((endpoint, kind), 0) + count
+        self.protocol_cost_saved[endpoint] = self.protocol_cost_saved.get(endpoint, 0.0) + cost
 
     # -- exposition ------------------------------------------------------------------------
     def render(
@@ -266,6 +309,20 @@ class Metrics:
             "Estimated USD saved (price table; unknown models count 0).",
         )
         lines.append(f"{p}cost_saved_usd_total {_number(self.cost_saved)}")
+        family(
+            "protocol_tokens_saved_total",
+            "counter",
+            "Tokens of answers served without an upstream call, by protocol and kind.",
+        )
+        samples(
+            "protocol_tokens_saved_total", ("endpoint", "kind"), self.protocol_tokens_saved.items()
+        )
+        family("protocol_cost_saved_usd_total", "counter", "Estimated USD saved, by protocol.")
+        samples(
+            "protocol_cost_saved_usd_total",
+            ("endpoint",),
+            (((k,), v) for k, v in self.protocol_cost_saved.items()),
+        )
         family("inflight_requests", "gauge", "Upstream calls in flight.")
         lines.append(f"{p}inflight_requests {self.inflight}")
         if cache_stats is not None:

@@ -22,9 +22,17 @@ __all__ = ["Upstream", "UpstreamError", "UpstreamResponse", "error_body"]
 # Request headers worth forwarding; everything else (Host, Content-Length, Cookie, our
 # own cache headers, hop-by-hop headers) is the proxy's business, not the upstream's.
 _FORWARD = frozenset(
-    {"authorization", "api-key", "content-type", "accept", "user-agent", "idempotency-key"}
+    {
+        "authorization",
+        "api-key",
+        "x-api-key",  # Anthropic's
+        "content-type",
+        "accept",
+        "user-agent",
+        "idempotency-key",
+    }
 )
-_FORWARD_PREFIXES = ("openai-", "x-stainless-")
+_FORWARD_PREFIXES = ("openai-", "x-stainless-", "anthropic-")
 
 # Response headers never copied back: hop-by-hop ones, and those the proxy recomputes
 # (httpx decodes the body, so the length and encoding change).
@@ -132,7 +140,11 @@ class Upstream:
         }
         if self._api_key is not None:
             out.pop("api-key", None)
-            out["authorization"] = f"Bearer {self._api_key}"
+            if "x-api-key" in out:  # an Anthropic client: the fixed key goes where it sent its own
+                out["x-api-key"] = self._api_key
+                out.pop("authorization", None)
+            else:
+                out["authorization"] = f"Bearer {self._api_key}"
         return out
 
     @staticmethod

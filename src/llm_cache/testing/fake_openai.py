@@ -2,7 +2,9 @@
 
 It speaks enough of the OpenAI wire format for the official ``openai`` SDK (sync,
 async and streaming) to talk to it: ``/v1/completions``, ``/v1/chat/completions``,
-``/v1/embeddings`` and ``/v1/models``. It uses only the standard library, because
+``/v1/embeddings`` and ``/v1/models``; the Responses API (``/v1/responses``, see
+:mod:`.fake_responses`) and, for the ``anthropic`` SDK, Anthropic Messages
+(``/v1/messages``, see :mod:`.fake_anthropic`). It uses only the standard library, because
 ``llm-cache demo`` and the test-suite must be able to start it with no extra
 installed::
 
@@ -88,6 +90,21 @@ _MAX_DIMENSIONS = 16384
 _INJECTED_RETRY_AFTER_MS = "10"  # lets SDK retries of injected failures run fast
 
 _MODEL_PATHS = ("/v1/completions", "/v1/chat/completions", "/v1/embeddings")
+# Served by sibling modules: the Responses API (fake_responses) and Anthropic (fake_anthropic).
+_SIBLING_PATHS = ("/v1/responses", "/v1/messages", "/v1/messages/count_tokens")
+
+
+def _sibling(path: str) -> Any:
+    """The sibling module serving ``path``, or None (imported here: they import this module)."""
+    if path == "/v1/responses" or path.startswith("/v1/responses/"):
+        from . import fake_responses
+
+        return fake_responses
+    if path in ("/v1/messages", "/v1/messages/count_tokens"):
+        from . import fake_anthropic
+
+        return fake_anthropic
+    return None
 
 _ERROR_TYPES = {
     400: ("invalid_request_error", "invalid_request"),
@@ -726,7 +743,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, _error_body(status, message, param))
 
     def _send_sse(self, chunks: list[dict[str, Any]]) -> None:
-        """Stream ``chunks`` as server-sent events, then ``data: [DONE]``.
+        """Stream ``chunks`` as server-sent events, then ``data: [DONE]``."""
+        events = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
+        events.append(b"data: [DONE]\n\n")
+        self._send_stream(events)
+
+    def _send_stream(self, events: list[bytes]) -> None:
+        """Send ready-made server-sent events (also named ones, for the sibling modules).
 
         HTTP/1.1 clients get chunked transfer encoding, which (unlike closing the
         socket) keeps the keep-alive connection reusable, as a real server would.
@@ -742,8 +765,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        events = [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks]
-        events.append(b"data: [DONE]\n\n")
         try:
             for event in events:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event) if chunked else event)
@@ -760,13 +781,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
         elif path.startswith("/v1/models/") and path[len("/v1/models/") :] in MODELS:
             self._send_json(200, _model_entry(path[len("/v1/models/") :]))
+        elif path.startswith("/v1/responses/"):
+            _sibling(path).by_id(self, path)
         else:
             self._not_found_or_not_allowed(path)
 
     def do_POST(self) -> None:
         raw = self._read_body()  # always drain the body so the connection stays in sync
         path = self._path()
-        if path not in _MODEL_PATHS:
+        if path not in _MODEL_PATHS and path not in _SIBLING_PATHS:
             self._not_found_or_not_allowed(path)
             return
         try:
@@ -787,6 +810,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._other_method()
 
     def do_DELETE(self) -> None:
+        if self._path().startswith("/v1/responses/"):
+            self._read_body()
+            _sibling(self._path()).by_id(self, self._path())
+            return
         self._other_method()
 
     def do_PATCH(self) -> None:
@@ -809,6 +836,12 @@ class _Handler(BaseHTTPRequestHandler):
             error = _error_body(status, message, code="injected_failure")
             self._send_json(status, error, {"retry-after-ms": _INJECTED_RETRY_AFTER_MS})
             return
+        quirk = owner._quirk(path, body)
+        if quirk is not None:
+            self._send_json(500, _error_body(500, quirk))
+            return
+        if owner.ignore_n and body.get("n", 1) != 1:
+            body = {**{k: v for k, v in body.items() if k != "best_of"}, "n": 1}
         try:
             self._answer(path, body, seq)
         except _RequestError as err:
@@ -821,7 +854,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, path: str, body: dict[str, Any], seq: int) -> None:
         created = int(time.time())
         stream = bool(body.get("stream"))
-        if path == "/v1/embeddings":
+        sibling = _sibling(path)
+        if sibling is not None:
+            sibling.answer(self, path, body, seq, created)
+        elif path == "/v1/embeddings":
             self._send_json(200, build_embeddings(body, self.server.owner.embedding_dim))
         elif path == "/v1/completions":
             rid = f"cmpl-fake{seq:08d}"
@@ -862,6 +898,11 @@ class FakeOpenAIServer:
     requests received (completions, chat, embeddings) whose body parsed as a JSON
     object, including ones answered with an injected failure or a validation 400;
     never ``/v1/models``, unknown paths or malformed JSON.
+
+    Opt-in quirks imitate real OpenAI-compatible servers such as llama.cpp's and
+    Ollama's (settable while running): ``one_prompt_per_request`` answers a completions
+    request with more than one prompt with HTTP 500, as llama.cpp does; ``ignore_n``
+    answers one choice per prompt whatever ``n`` asks.
     """
 
     def __init__(
@@ -871,6 +912,8 @@ class FakeOpenAIServer:
         port: int = 0,
         *,
         embedding_dim: int = 64,
+        one_prompt_per_request: bool = False,
+        ignore_n: bool = False,
     ) -> None:
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be at least 1")
@@ -878,6 +921,8 @@ class FakeOpenAIServer:
         self.host = host
         self.port = port
         self.embedding_dim = embedding_dim
+        self.one_prompt_per_request = one_prompt_per_request
+        self.ignore_n = ignore_n
         self._lock = threading.Lock()
         self._count = 0
         self._seq = 0
@@ -993,6 +1038,13 @@ class FakeOpenAIServer:
             self._log.append({"path": path, "body": body, "headers": headers})
             failure = self._failures.pop(0) if self._failures else None
             return self._seq, failure
+
+    def _quirk(self, path: str, body: dict[str, Any]) -> str | None:
+        """The error message of an opt-in quirk refusing this request, if one does."""
+        prompt = body.get("prompt")
+        if self.one_prompt_per_request and path == "/v1/completions" and isinstance(prompt, list) and len(prompt) > 1:
+            return "one prompt per request (like llama.cpp's server)"
+        return None
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
