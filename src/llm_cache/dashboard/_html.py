@@ -66,7 +66,7 @@ h2{font-size:15px;margin:0 0 12px}
 .cards{grid-template-columns:repeat(auto-fit,minmax(190px,1fr));margin-bottom:16px}
 .two{grid-template-columns:3fr 2fr}
 @media (max-width:900px){.two{grid-template-columns:1fr}}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px;min-width:0}
+.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 18px;min-width:0;overflow-x:auto}
 .stat .label{color:var(--mute);font-size:12px;text-transform:uppercase;letter-spacing:.5px}
 .stat .value{font-size:26px;font-weight:650;margin-top:4px}
 .stat .sub{color:var(--mute);font-size:12px}

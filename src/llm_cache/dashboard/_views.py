@@ -46,6 +46,11 @@ def _card(label: str, value: str, sub: str = "") -> str:
     )
 
 
+def _short_name(name: str) -> str:
+    """A partition name short enough for a table cell (tenant hashes are 33 characters)."""
+    return "/".join(part[:10] + "\u2026" if len(part) > 14 else part for part in name.split("/"))
+
+
 def _percent(share: float | None) -> str:
     return "\u2013" if share is None else f"{share * 100:.1f}%"
 
@@ -114,7 +119,8 @@ def overview(
     partitions = sorted(listing.partitions.values(), key=lambda p: (-p.entries, p.name))
     if partitions:
         part_rows = "".join(
-            f"<tr><td><code>{e(truncate(p.name, 48))}</code></td><td class=num>{p.entries:,}</td>"
+            f'<tr><td><code title="{e(p.name)}">{e(_short_name(p.name))}</code></td>'
+            f"<td class=num>{p.entries:,}</td>"
             f"<td class=num>{(f'{p.hits:,}' if p.hits_known else '&ndash;')}</td>"
             f"<td class=num>{p.tokens_saved:,}</td><td class=num>{e(money(p.cost_saved))}</td></tr>"
             for p in partitions
@@ -282,8 +288,8 @@ def semantic(
         )
         if not can_report:
             body += (
-                "<div class=legend>Reporting a wrong answer needs a semantic cache with "
-                "<code>feedback()</code>.</div>"
+                "<p class=mute>Reporting a wrong answer needs a semantic cache with "
+                "<code>feedback()</code>.</p>"
             )
     return f"<h1>Recent semantic hits</h1>{_banner(notice, error)}<section class=card>{body}</section>"
 

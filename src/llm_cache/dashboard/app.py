@@ -187,9 +187,13 @@ class Dashboard:
         return self._html(status, title, _views.message_page(title, text), viewer)
 
     async def _listing(self, viewer: Viewer, search: str | None = None) -> Listing:
-        return await asyncio.to_thread(
-            collect, iter_entries(self.cache), viewer.scope, prices=self.prices, search=search
-        )
+        return await asyncio.to_thread(self._collect, viewer, search)
+
+    def _collect(self, viewer: Viewer, search: str | None) -> Listing:
+        flush = getattr(self.cache, "flush_hits", None)
+        if callable(flush):  # SQLite batches hit counts: show this process's hits so far
+            flush()
+        return collect(iter_entries(self.cache), viewer.scope, prices=self.prices, search=search)
 
     async def _overview(self, query: Mapping[str, str], viewer: Viewer) -> Result:
         if self.traffic is not None:

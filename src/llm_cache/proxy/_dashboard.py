@@ -2,7 +2,9 @@
 authentication of the ``/v1`` routes, each tenant seeing its own entries only.
 
 A browser cannot send ``Authorization: Bearer``, so HTTP Basic authentication carries the
-same API key as its password (any user name); a 401 asks the browser for it. The key goes
+same API key as its password (any user name); a 401 asks the browser for it. A request
+without any key is asked for one too, unless the proxy shares one partition between all
+clients and has no client keys (then there is nothing to tell apart). The key goes
 through :meth:`~._request._RequestParsing.tenant`, exactly as a ``/v1`` request's: with
 client keys it must be one of them, and the tenant partition it names is the scope of
 everything shown (with ``share_across_keys`` every client shares one partition, so every
@@ -93,6 +95,10 @@ class ProxyDashboard:
     def authenticate(self, headers: Mapping[str, str]) -> Viewer:
         """The viewer of a request, as the ``/v1`` routes would see its caller."""
         credential, headers = _credential(headers)
+        if credential is None and not (self.proxy.share_across_keys and self.proxy.client_keys is None):
+            # A /v1 request without a key would reach the "anon" partition (and an upstream
+            # that refuses it); a browser only sends its key once asked by a 401.
+            raise Unauthorized("sign in with your API key as the password (any user name)")
         try:
             tenant = self.proxy.tenant(headers)
         except Refusal as exc:

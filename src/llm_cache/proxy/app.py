@@ -360,6 +360,7 @@ def create_app(
         exception_handlers={Refusal: refused, Exception: internal_error},
     )
     router.state.proxy = proxy
+    router.state.dashboard = dashboard  # its traffic samples and pages (ProxyDashboard)
     return ProxyApp(proxy, router)
 
 
