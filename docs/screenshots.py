@@ -19,9 +19,8 @@ import openai
 
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.semantic.cache import SemanticCache
-from llm_cache.testing import fake_openai
 from llm_cache.testing.browser import chromium, missing
-from llm_cache.testing.fake_openai import FakeOpenAIServer
+from llm_cache.testing.fake_openai import FakeOpenAIServer, ToyEmbeddings
 
 OUT = Path(__file__).resolve().parent / "images"
 KEY = "sk-docs-team"
@@ -58,24 +57,6 @@ PAGES = {
     "dashboard-entry.png": None,  # the most-hit entry, found on the overview
     "dashboard-semantic.png": "/dashboard/semantic",
 }
-
-
-class ToyEmbeddings:
-    """Bag-of-words vectors (the test server's), so no embedding model is loaded."""
-
-    dimension = 64
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [fake_openai.embed_text(t.lower(), 64) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 def ask(client: openai.OpenAI, text: str, model: str = "gpt-4o-mini") -> None:

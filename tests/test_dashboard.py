@@ -3,7 +3,6 @@ tests/test_dashboard_browser.py drives Chromium)."""
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
 import sys
@@ -23,7 +22,8 @@ from llm_cache.generation import Generation
 from llm_cache.proxy import ProxyServer
 from llm_cache.proxy.auth import ClientKeys, hash_client_key
 from llm_cache.semantic.cache import SemanticCache
-from llm_cache.testing import fake_openai
+from llm_cache.testing.fake_openai import ToyEmbeddings
+from test_proxy import settle
 
 MODEL = "gpt-4o-mini"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -35,13 +35,6 @@ def chat(server: ProxyServer, key: str, text: str) -> str:
         model=MODEL, messages=[{"role": "user", "content": text}]
     )
     return str(raw.headers.get("x-cache"))
-
-
-def settle(server: ProxyServer) -> None:
-    deadline = time.monotonic() + 10
-    while server.app.proxy._flights or server.app.proxy._stores:
-        assert time.monotonic() < deadline, "the proxy did not settle"
-        time.sleep(0.01)
 
 
 def browser(server: ProxyServer, key: str | None) -> httpx.Client:
@@ -188,27 +181,18 @@ class FeedbackSemanticCache(SemanticCache):
         self.reports.append((prompt, llm_string, correct))
 
 
-class ToyEmbeddings:
-    dimension = 64
+class NoFeedbackSemanticCache(SemanticCache):
+    """A semantic cache without the feedback API (whether or not SemanticCache has one)."""
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [fake_openai.embed_text(t.lower(), 64) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
+    feedback = None
+    afeedback = None
 
 
 @pytest.mark.parametrize("with_feedback", [True, False])
 def test_semantic_hits_are_listed_and_can_be_reported(
     make_proxy: Callable[..., ProxyServer], with_feedback: bool
 ) -> None:
-    cls = FeedbackSemanticCache if with_feedback else SemanticCache
+    cls = FeedbackSemanticCache if with_feedback else NoFeedbackSemanticCache
     index = cls(ToyEmbeddings(), guards=None, threshold=0.8)
     server = make_proxy("memory://", semantic_cache=index)
     chat(server, "sk-alice", "What is the capital of France?")

@@ -10,16 +10,16 @@ set they fail instead.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from llm_cache.proxy import ProxyServer
 from llm_cache.testing.browser import chromium, missing
+from test_dashboard import chat
+from test_proxy import settle
 
 pytestmark = pytest.mark.browser
 
@@ -38,18 +38,7 @@ def need_browser() -> None:
 
 
 def ask(server: ProxyServer, text: str, key: str = KEY) -> str:
-    c = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
-    raw = c.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
-    )
-    return str(raw.headers.get("x-cache"))
-
-
-def settle(server: ProxyServer) -> None:
-    deadline = time.monotonic() + 10
-    while server.app.proxy._flights or server.app.proxy._stores:
-        assert time.monotonic() < deadline, "the proxy did not settle"
-        time.sleep(0.01)
+    return chat(server, key, text)
 
 
 @pytest.fixture
