@@ -46,10 +46,12 @@ QUESTIONS = [
     "Convert 30 degrees Celsius to Fahrenheit",
     "Write a limerick about a programmer",
 ]
-REPHRASED = [
-    "what is the capital of france",
-    "write a haiku about the sea please",
-    "how do i reverse a list in python",
+REPHRASED = [  # (a rephrasing, the question it means)
+    ("what is the capital of france", 0),
+    ("write a haiku about the sea please", 2),
+    ("how do i reverse a list in python", 4),
+    ("explain what hash tables are", 3),
+    ("summarise the plot of hamlet in 2 sentences", 1),
 ]
 PAGES = {
     "dashboard-overview.png": "/dashboard",
@@ -59,12 +61,17 @@ PAGES = {
 }
 
 
+def model_of(index: int) -> str:
+    return "gpt-4o" if index % 3 == 0 else "gpt-4o-mini"
+
+
 def ask(client: openai.OpenAI, text: str, model: str = "gpt-4o-mini") -> None:
     client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
 
 
 def traffic(server: ProxyServer) -> None:
-    """A cache warming up: new questions get rarer, repeats commoner; a counter sample per round."""
+    """A cache warming up: new questions get rarer, repeats commoner. One counter sample per
+    round, stamped 10 s apart as the proxy's sampler would take them (the rounds run faster)."""
     import random
     import time
 
@@ -82,9 +89,10 @@ def traffic(server: ProxyServer) -> None:
                 asked += 1
             else:  # popular questions come back most (a Zipf-like pick)
                 index = min(int(rng.paretovariate(1.2)) - 1, max(asked - 1, 0))
-            ask(team, QUESTIONS[index], "gpt-4o" if index % 3 == 0 else "gpt-4o-mini")
-        if round_ in (14, 23, 31):
-            ask(team, REPHRASED[(round_ // 10) % len(REPHRASED)])
+            ask(team, QUESTIONS[index], model_of(index))
+        if round_ % 7 == 6:
+            text, meant = REPHRASED[(round_ // 7) % len(REPHRASED)]
+            ask(team, text, model_of(meant))
         if round_ % 9 == 4:
             ask(other, f"This tenant's question number {round_} is not shown to the team")
         _settle(server)

@@ -167,6 +167,14 @@ def test_hostile_prompts_are_rendered_inert(proxy: ProxyServer) -> None:
         assert "<script" not in html and "<img" not in html
         assert "onerror=" not in html.replace("onerror=alert(1)&gt;", "")
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in pages[2]
+    # Namespace names are client input too (printable ASCII: quotes and brackets allowed).
+    c = openai.OpenAI(base_url=proxy.base_url, api_key="sk-alice", max_retries=0)
+    c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_headers={"X-LLM-Cache-Namespace": '"><b>ns'}
+    )
+    settle(proxy)
+    overview = alice.get("/dashboard").text
+    assert "<b>" not in overview and 'title="' in overview and "&quot;&gt;&lt;b&gt;ns" in overview
     assert 'value="&quot;&gt;&lt;script&gt;alert(2)&lt;/script&gt;"' in pages[3]
 
 
@@ -261,6 +269,23 @@ def test_standalone_dashboard_is_read_only_unless_asked(tmp_path: Path) -> None:
     assert status == 403 and len(entry_links(after)) == 2
     _, detail, status, after = asyncio.run(run(True))
     assert "Delete this entry" in detail and status == 303 and len(entry_links(after)) == 1
+
+
+def test_a_failing_store_is_a_page_saying_so() -> None:
+    import asyncio
+
+    class Broken(InMemoryCache):
+        def entries(self) -> Any:
+            raise ConnectionError("store down at redis://user:secret@host")
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_dashboard_app(Broken()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://dash") as c:
+            return await c.get("/dashboard")
+
+    response = asyncio.run(get())
+    assert response.status_code == 503 and "ConnectionError" in response.text
+    assert "secret" not in response.text
 
 
 def test_llm_cache_dashboard_command(tmp_path: Path) -> None:

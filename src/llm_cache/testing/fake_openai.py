@@ -49,7 +49,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAIServer", "main"]
+__all__ = ["FakeOpenAIServer", "ToyEmbeddings", "main"]
 
 #: Model ids listed by ``GET /v1/models``. Requests may name any model.
 MODELS: tuple[str, ...] = (
