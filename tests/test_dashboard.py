@@ -86,6 +86,8 @@ def test_pages_need_the_client_authentication(
 
 
 def test_a_tenant_sees_and_deletes_only_its_own_entries(proxy: ProxyServer) -> None:
+    # Without client keys a key is still needed: it names the tenant (none: asked for one).
+    assert httpx.get(proxy.url + "/dashboard/entries", timeout=30).status_code == 401
     alice, bob = browser(proxy, "sk-alice"), browser(proxy, "sk-bob")
     page_a = alice.get("/dashboard/entries").text
     page_b = bob.get("/dashboard/entries").text
@@ -101,6 +103,15 @@ def test_a_tenant_sees_and_deletes_only_its_own_entries(proxy: ProxyServer) -> N
     assert refused.status_code == 404
     assert bob.get(f"/dashboard/entries/{bobs}").status_code == 200
     assert chat(proxy, "sk-bob", "Bob's secret question") == "HIT"
+
+
+def test_a_shared_cache_shows_every_entry(make_proxy: Callable[..., ProxyServer]) -> None:
+    server = make_proxy("memory://", share_across_keys=True)
+    chat(server, "sk-alice", "Question from Alice")
+    chat(server, "sk-bob", "Question from Bob")
+    settle(server)
+    html = httpx.get(server.url + "/dashboard/entries", timeout=30).text  # nothing to tell apart
+    assert "Question from Alice" in html and "Question from Bob" in html and "shared cache" in html
 
 
 def test_delete_removes_the_entry_and_needs_a_same_origin_form(proxy: ProxyServer) -> None:
