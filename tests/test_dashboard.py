@@ -381,3 +381,45 @@ def test_redis_cache_deletes_one_entry(redis_url: str) -> None:
     assert cache.lookup("p", "l") is None and cache.lookup("q", "l") is not None
     cache.clear()
     cache.close()
+
+
+def _sql_delete_roundtrip(cache: Any) -> None:
+    cache.update("p", "l", [Generation("a"), Generation("b")])  # two rows in SQL stores
+    cache.update("q", "l", [Generation("c")])
+    assert cache.delete("p", "l") is True and cache.delete("p", "l") is False
+    assert cache.lookup("p", "l") is None and cache.lookup("q", "l") is not None
+    assert [e.prompt for e in cache.entries()] == ["q"]
+
+
+def test_sql_caches_delete_one_entry(tmp_path: Path) -> None:
+    from sqlalchemy import Column, Integer, String, create_engine
+    from sqlalchemy.orm import declarative_base
+
+    from llm_cache import SQLAlchemyCache
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'sql.db'}")
+    _sql_delete_roundtrip(SQLAlchemyCache(engine))  # the keyed schema (llm-cache's own)
+
+    class UserTable(declarative_base()):  # type: ignore[misc]
+        """A user's own schema (LangChain's FullLLMCache layout): the plain path."""
+
+        __tablename__ = "user_llm_cache"
+        prompt = Column(String, primary_key=True)
+        llm = Column(String, primary_key=True)
+        idx = Column(Integer, primary_key=True)
+        response = Column(String)
+
+    _sql_delete_roundtrip(SQLAlchemyCache(engine, UserTable))
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_cache_deletes_one_entry(postgres_url: str) -> None:
+    from llm_cache.urls import cache_from_url
+
+    cache = cache_from_url(postgres_url, namespace=f"dash-{time.time_ns()}")
+    try:
+        _sql_delete_roundtrip(cache)
+    finally:
+        cache.clear()
+        cache.close()
