@@ -413,11 +413,13 @@ def test_sql_caches_delete_one_entry(tmp_path: Path) -> None:
     engine.dispose()
 
 
-@pytest.mark.postgres
-def test_postgres_cache_deletes_one_entry(postgres_url: str) -> None:
+@pytest.mark.parametrize(
+    "server", [pytest.param("postgres_url", marks=pytest.mark.postgres), pytest.param("mysql_url", marks=pytest.mark.mysql)]
+)
+def test_sql_servers_delete_one_entry(server: str, request: pytest.FixtureRequest) -> None:
     from llm_cache.urls import cache_from_url
 
-    cache = cache_from_url(postgres_url, namespace=f"dash-{time.time_ns()}")
+    cache = cache_from_url(request.getfixturevalue(server), namespace=f"dash-{time.time_ns()}")
     try:
         _sql_delete_roundtrip(cache)
     finally:
