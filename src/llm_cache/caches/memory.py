@@ -100,6 +100,11 @@ class InMemoryCache(BaseCache):
         with self._lock:
             self._data.clear()
 
+    def delete(self, prompt: str, llm_string: str) -> bool:
+        """Remove one entry; whether it was there."""
+        with self._lock:
+            return self._data.pop((prompt, llm_string), None) is not None
+
     # Nothing here blocks, so the async twins run inline instead of in a worker thread.
     async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         return self._lookup(prompt, llm_string)

@@ -234,6 +234,10 @@ class RedisCache(BaseCache):
     def _clear(self) -> None:
         rc.unlink_matching(self._sync(), self._match)
 
+    def delete(self, prompt: str, llm_string: str) -> bool:
+        """Remove one entry of this namespace; whether it was there."""
+        return bool(self._sync().delete(self._key(prompt, llm_string)))
+
     async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         client = await self._aclient()
         raw = await client.get(self._key(prompt, llm_string))

@@ -673,6 +673,13 @@ class SQLAlchemyCache(BaseCache):
         else:
             await self._acore(self._plain_clear)
 
+    def delete(self, prompt: str, llm_string: str) -> bool:
+        """Remove one entry of this namespace; whether it was there."""
+        self._writable()
+        if self.info.keyed:
+            return self._raw(self._keyed_delete, prompt, llm_string)
+        return self._core(self._plain_delete, prompt, llm_string)
+
     # -- the keyed path (FullLLMCache): raw DBAPI on pooled connections --------------------------------
     def _keyed_lookup(
         self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str
@@ -740,6 +747,15 @@ class SQLAlchemyCache(BaseCache):
             cursor.execute(
                 st.clear.sql, st.clear.params({"ns": self.namespace})
             )  # autocommit: atomic alone
+        finally:
+            cursor.close()
+
+    def _keyed_delete(self, dbapi: Any, st: _KeyedStatements, prompt: str, llm_string: str) -> bool:
+        values = {"ns": self.namespace, "kh": cache_key(prompt, llm_string).hex(), "n": 0}
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(st.delete_from.sql, st.delete_from.params(values))  # autocommit: atomic
+            return bool(cursor.rowcount > 0)
         finally:
             cursor.close()
 
@@ -833,6 +849,11 @@ class SQLAlchemyCache(BaseCache):
                     except Exception:
                         if not failed:
                             raise
+
+    def _plain_delete(self, conn: Connection, prompt: str, llm_string: str) -> bool:
+        clauses, values = self._where_entry(prompt, llm_string)
+        with conn.begin():
+            return bool(conn.execute(delete(self.info.table).where(*clauses), values).rowcount > 0)
 
     def _plain_clear(self, conn: Connection) -> None:
         t = self.info.table

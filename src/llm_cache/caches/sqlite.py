@@ -296,6 +296,15 @@ class SQLiteCache(BaseCache):
             self._pending_count = 0
         self._conn().execute("DELETE FROM llm_cache WHERE namespace = ?", (self.namespace,))
 
+    def delete(self, prompt: str, llm_string: str) -> bool:
+        """Remove one entry of this namespace; whether it was there."""
+        self._writable()
+        cursor = self._conn().execute(
+            "DELETE FROM llm_cache WHERE id = ? AND namespace = ? AND prompt = ? AND llm_string = ?",
+            (self._row_id(prompt, llm_string), self.namespace, prompt, llm_string),
+        )
+        return cursor.rowcount > 0
+
     # -- hit statistics -----------------------------------------------------------------
     def _record_hit(self, key: int) -> None:
         if self.read_only:

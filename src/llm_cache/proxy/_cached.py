@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CorruptEntryError
+from ._dashboard import record_semantic_hit
 from ._endpoints import _not_cached, _RoutedEndpoints
 from ._http import (
     _JSON,
@@ -169,6 +170,7 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
             extra["age"] = str(max(0, int(time.time() - created_at)))
         if semantic:
             extra["x-cache-similarity"] = f"{similarity:.4f}"
+            record_semantic_hit(self.semantic_hits, key.prompt, key.llm_string, similarity, generations)
         self.metrics.saved_usage(endpoint, rendered.usage)
         self.metrics.request(
             endpoint, "semantic_hit" if semantic else "hit", time.perf_counter() - started

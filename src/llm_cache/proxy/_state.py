@@ -7,7 +7,7 @@ inherits these declarations, so what it reads is typed and checked.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from ..caches.base import BaseCache
@@ -58,6 +58,7 @@ class _ProxyState:
     limits: ProxyLimits
     client_keys: ClientKeys | None
     _upstream_calls: int
+    semantic_hits: deque[Any]  # recent semantic hits, for the dashboard (bounded)
 
     # The cap on concurrent upstream calls: taken before a miss or a pass-through calls
     # upstream (hits and coalesced requests never take one), freed when its answer ends.

@@ -13,6 +13,7 @@ Routes (each cached one speaks its protocol through :mod:`llm_cache.protocols`):
                                ``GET/DELETE /v1/responses/{id}``, ``/v1/messages/count_tokens``
 ``GET /metrics``               Prometheus text format
 ``GET /healthz``               JSON; ``"status": "degraded"`` while the cache is unreachable
+``/dashboard``                 the web dashboard, a tenant's own entries (:mod:`._dashboard`)
 =============================  ============================================================
 
 A request's way through :meth:`CachingProxy.cached_endpoint` (reached without the router,
@@ -50,6 +51,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -58,6 +60,7 @@ from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
+from ._dashboard import SEMANTIC_HITS_KEPT, ProxyDashboard
 from ._http import _JSON, ProxyRequest, Refusal, _dumps
 from ._protocols import ANTHROPIC
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
@@ -147,6 +150,7 @@ class CachingProxy(_CachedEndpoints):
         self._parse_memo = _LRU(_PARSE_MEMO_ENTRIES)
         self._namespace_memo = _LRU(_NAMESPACE_MEMO_ENTRIES)
         self._render_memo = _LRU(_RENDER_MEMO_ENTRIES)
+        self.semantic_hits: deque[Any] = deque(maxlen=SEMANTIC_HITS_KEPT)
 
     async def aclose(self) -> None:
         """Close the upstream client, and the cache if the proxy created it."""
@@ -331,13 +335,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        dashboard.start()
         yield
+        await dashboard.stop()
         await proxy.aclose()
+
+    dashboard = ProxyDashboard(proxy)
 
     routes = [
         Route("/v1/models", proxy.models_endpoint, methods=["GET"]),
         Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
         Route("/healthz", proxy.healthz_endpoint, methods=["GET"]),
+        *dashboard.routes(),
         Route(
             "/v1/{rest:path}",
             proxy.passthrough_endpoint,
@@ -351,6 +360,7 @@ def create_app(
         exception_handlers={Refusal: refused, Exception: internal_error},
     )
     router.state.proxy = proxy
+    router.state.dashboard = dashboard  # its traffic samples and pages (ProxyDashboard)
     return ProxyApp(proxy, router)
 
 

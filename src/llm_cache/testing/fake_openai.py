@@ -50,7 +50,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAIServer", "main"]
+__all__ = ["FakeOpenAIServer", "ToyEmbeddings", "main"]
 
 #: Model ids listed by ``GET /v1/models``. Requests may name any model.
 MODELS: tuple[str, ...] = (
@@ -443,6 +443,26 @@ def embed_text(text: str, dim: int) -> list[float]:
     norm = math.sqrt(sum(v * v for v in acc)) or 1.0
     # Round through float32 so the "float" and "base64" encodings carry equal numbers.
     return list(struct.unpack(f"<{dim}f", struct.pack(f"<{dim}f", *(v / norm for v in acc))))
+
+
+class ToyEmbeddings:
+    """Embeddings from :func:`embed_text` of the lower-cased text (the server's own vectors):
+    rephrasings that share words match by meaning, with no model to load. For tests and demos."""
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [embed_text(t.lower(), self.dimension) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self.embed_query(text)
 
 
 def _encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
