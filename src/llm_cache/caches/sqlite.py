@@ -20,6 +20,14 @@ Design choices, each for a reason:
   the B-tree.
 * per-entry hit counts are buffered in memory and written in batches: writing on every
   hit would turn each read into a write transaction.
+* size caps (``max_entries``/``max_bytes``): triggers keep a per-namespace count and byte
+  total in ``llm_cache_usage`` inside every write's own transaction, whichever process or
+  version of this class writes, so checking a cap is one primary-key read. A capped write
+  runs its upsert, that read and, once per batch, the eviction in one ``BEGIN IMMEDIATE``
+  transaction: between processes the count never passes the cap by more than one batch.
+  Which entries go is decided by :mod:`llm_cache.eviction`.
+* expired entries are swept on write, a bounded number every ``_SWEEP_EVERY`` writes of a
+  process (through the expiry index: nothing to do costs one index probe).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Callable, Iterator
 from .._sqlite import open_wal_connection
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
+from ..eviction import Caps, EntryStats, PruneReport, plan, sqlite_tokens_sql
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -49,6 +58,34 @@ SCHEMA_VERSION = 1
 # A flush is a write transaction (~0.3 ms); every 64 hits it added ~8 µs to each lookup.
 _HIT_FLUSH_COUNT = 1024
 _HIT_FLUSH_SECONDS = 5.0
+# Expired rows are swept every this many writes of a process, at most _SWEEP_LIMIT at a time
+# (bounded work on the write path; `llm-cache prune --expired` removes the rest at once).
+_SWEEP_EVERY = 256
+_SWEEP_LIMIT = 1000
+
+# Bytes of an entry as caps count them: its texts and stored response, UTF-8.
+_SIZE = "length(CAST({0}.prompt AS BLOB)) + length(CAST({0}.llm_string AS BLOB)) + length(CAST({0}.response AS BLOB))"
+_USAGE_ADD = (
+    "INSERT INTO llm_cache_usage (namespace, entries, bytes) VALUES (NEW.namespace, 1, {size}) "
+    "ON CONFLICT (namespace) DO UPDATE SET entries = entries + 1, bytes = bytes + excluded.bytes;"
+).format(size=_SIZE.format("NEW"))
+_USAGE_SUB = (
+    "UPDATE llm_cache_usage SET entries = entries - 1, bytes = bytes - ({size}) WHERE namespace = OLD.namespace;"
+).format(size=_SIZE.format("OLD"))
+# Created beside the main schema; the usage table is filled from existing rows when it is new.
+_USAGE_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS llm_cache_usage "
+    "(namespace TEXT PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
+    f"CREATE TRIGGER IF NOT EXISTS llm_cache_usage_insert AFTER INSERT ON llm_cache BEGIN {_USAGE_ADD} END",
+    f"CREATE TRIGGER IF NOT EXISTS llm_cache_usage_delete AFTER DELETE ON llm_cache BEGIN {_USAGE_SUB} END",
+    # Hit-count updates touch none of these columns and do not fire it.
+    "CREATE TRIGGER IF NOT EXISTS llm_cache_usage_update AFTER UPDATE OF namespace, prompt, llm_string, response "
+    f"ON llm_cache BEGIN {_USAGE_SUB} {_USAGE_ADD} END",
+]
+_USAGE_FILL = (
+    "INSERT OR REPLACE INTO llm_cache_usage (namespace, entries, bytes) "
+    f"SELECT namespace, count(*), coalesce(sum({_SIZE.format('llm_cache')}), 0) FROM llm_cache GROUP BY namespace"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,6 +133,13 @@ class SQLiteCache(BaseCache):
         busy_timeout: seconds a writer waits for another process's write lock.
         clock: wall-clock time source for TTL (entries outlive the process, so not monotonic).
         strict: raise store errors instead of treating them as misses.
+        max_entries: keep about this many entries in the namespace (``None``: no cap); the
+            store grows to one batch past it (``evict_batch``, default a twentieth) and then
+            evicts back down to it on that write.
+        max_bytes: the same for payload bytes (prompts, llm_strings and responses).
+        policy: which entries are evicted: ``"lru"`` (least recently hit, the default),
+            ``"lfu"`` or ``"cost"`` (least tokens saved per byte): see :mod:`llm_cache.eviction`.
+        evict_batch: entries past ``max_entries`` before an eviction runs.
     """
 
     def __init__(
@@ -107,10 +151,16 @@ class SQLiteCache(BaseCache):
         busy_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         strict: bool = False,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str = "lru",
+        evict_batch: int | None = None,
     ) -> None:
         super().__init__(strict=strict)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
+        self.caps = Caps(max_entries, max_bytes, policy, evict_batch)
+        self._writes = 0  # writes by this object, for the amortised expiry sweep
         self.database_path = os.fspath(database_path)
         self.ttl = validate_ttl(ttl)
         self.namespace = namespace
@@ -192,6 +242,7 @@ class SQLiteCache(BaseCache):
                     f"{sorted(_COLUMNS - columns)} this llm-cache needs (written by another "
                     "version or program): point SQLiteCache at a new file, or delete this one"
                 )
+            _ensure_usage(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -215,18 +266,112 @@ class SQLiteCache(BaseCache):
 
     def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
         now = self._clock()
-        self._conn().execute(
-            _UPSERT,
-            (
-                self._row_id(prompt, llm_string),
-                self.namespace,
-                prompt,
-                llm_string,
-                encode_generations(generations),
-                now,
-                expires_at(now, self.ttl),
-            ),
+        values = (
+            self._row_id(prompt, llm_string),
+            self.namespace,
+            prompt,
+            llm_string,
+            encode_generations(generations),
+            now,
+            expires_at(now, self.ttl),
         )
+        conn = self._conn()
+        self._writes += 1
+        sweep = self._writes % _SWEEP_EVERY == 0
+        if not self.caps.enabled:
+            conn.execute(_UPSERT, values)  # one autocommit statement: the uncapped fast path
+            if sweep:
+                self._in_transaction(conn, lambda: self._sweep_expired(conn, _SWEEP_LIMIT))
+            return
+
+        def write() -> None:
+            conn.execute(_UPSERT, values)
+            if sweep:
+                self._sweep_expired(conn, _SWEEP_LIMIT)
+            if self.caps.over(*self._usage(conn)):
+                self._evict(conn, self.caps)
+
+        # The check and the eviction share the write's transaction: no other process can
+        # write between them, so the cap holds to one batch whatever the concurrency.
+        self._in_transaction(conn, write)
+
+    # -- caps, eviction and expiry sweeps -------------------------------------------------
+    @staticmethod
+    def _in_transaction(conn: sqlite3.Connection, fn: Callable[[], object]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _usage(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """``(entries, bytes)`` of this namespace, expired entries not yet swept included."""
+        row = conn.execute("SELECT entries, bytes FROM llm_cache_usage WHERE namespace = ?", (self.namespace,)).fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def _sweep_expired(self, conn: sqlite3.Connection, limit: int) -> int:
+        """Delete up to ``limit`` (``-1``: all) expired entries of this namespace."""
+        return conn.execute(
+            "DELETE FROM llm_cache WHERE id IN (SELECT id FROM llm_cache "
+            "WHERE expires_at <= ? AND namespace = ? LIMIT ?)",
+            (self._clock(), self.namespace, limit),
+        ).rowcount
+
+    def _evict(self, conn: sqlite3.Connection, caps: Caps) -> int:
+        """Inside a write transaction: bring this namespace back within ``caps``, expired
+        entries first, then the policy's victims. Returns how many entries were evicted."""
+        self._apply_hits(conn, self._take_hits())  # the policy must see this process's hits
+        self._sweep_expired(conn, -1)
+        entries, nbytes = self._usage(conn)
+        if caps.excess(entries, nbytes) == (0, 0):
+            return 0
+        tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
+        rows = conn.execute(
+            f"SELECT id, {_SIZE.format('llm_cache')}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
+            "FROM llm_cache WHERE namespace = ?",
+            (self.namespace,),
+        )
+        victims = plan(caps, entries, nbytes, (EntryStats(*row) for row in rows))
+        conn.executemany("DELETE FROM llm_cache WHERE id = ?", [(v,) for v in victims])
+        return len(victims)
+
+    def prune(
+        self,
+        *,
+        expired: bool = True,
+        older_than: float | None = None,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Remove expired entries, entries written more than ``older_than`` seconds ago, and
+        evict down to ``max_entries``/``max_bytes`` (default: this cache's own caps) by
+        ``policy``. With ``dry_run`` nothing is removed; the report says what would be."""
+        caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            n_expired = self._sweep_expired(conn, -1) if expired else 0
+            n_old = 0
+            if older_than is not None:
+                n_old = conn.execute(
+                    "DELETE FROM llm_cache WHERE namespace = ? AND created_at < ?",
+                    (self.namespace, self._clock() - older_than),
+                ).rowcount
+            n_evicted = self._evict(conn, caps) if caps.enabled else 0
+            remaining, nbytes = self._usage(conn)
+            conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return PruneReport(n_expired, n_old, n_evicted, remaining, nbytes)
+
+    def usage(self) -> tuple[int, int]:
+        """``(entries, payload bytes)`` stored in this namespace (expired ones not yet swept included)."""
+        return self._usage(self._conn())
 
     async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         # A WAL read never waits for a writer and takes tens of microseconds, less than the
@@ -262,14 +407,23 @@ class SQLiteCache(BaseCache):
                 self._flusher = threading.Thread(target=self.flush_hits, name="llm-cache-sqlite-hits", daemon=True)
                 self._flusher.start()
 
-    def flush_hits(self) -> None:
-        """Write buffered per-entry hit counts now (done automatically in batches and at exit)."""
+    def _take_hits(self) -> list[tuple[float, float, int]]:
+        """The buffered hit counts as ``_ADD_HITS`` rows; the buffer is emptied."""
         with self._hits_lock:
             pending, self._pending_hits = self._pending_hits, {}
             self._pending_count = 0
-        if not pending:
+        return [(count, last, key) for key, (count, last) in pending.items()]
+
+    @staticmethod
+    def _apply_hits(conn: sqlite3.Connection, rows: list[tuple[float, float, int]]) -> None:
+        if rows:
+            conn.executemany(_ADD_HITS, rows)
+
+    def flush_hits(self) -> None:
+        """Write buffered per-entry hit counts now (done automatically in batches and at exit)."""
+        rows = self._take_hits()
+        if not rows:
             return
-        rows = [(count, last, key) for key, (count, last) in pending.items()]
         try:
             # One connection of its own, whichever thread flushes (the background flusher
             # is a new thread each time; a per-thread connection would leak one per flush).
@@ -279,7 +433,7 @@ class SQLiteCache(BaseCache):
                 conn = self._flush_conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.executemany(_ADD_HITS, rows)
+                    self._apply_hits(conn, rows)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -330,6 +484,16 @@ class SQLiteCache(BaseCache):
         self._local = threading.local()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
+
+
+def _ensure_usage(conn: sqlite3.Connection) -> None:
+    """Inside the schema transaction: the usage table and its triggers, filled from the rows
+    already there when the table is new (a file written before caps existed)."""
+    new = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llm_cache_usage'").fetchone() is None
+    for statement in _USAGE_SCHEMA:
+        conn.execute(statement)
+    if new:
+        conn.execute(_USAGE_FILL)
 
 
 def _flush_at_exit(ref: "weakref.ref[SQLiteCache]") -> None:
