@@ -9,7 +9,10 @@ URL                                   cache
 ``postgresql://user:pw@host/db``      :class:`SQLAlchemyCache` (also ``mysql://``)
 ====================================  =========================================
 
-Query parameters common to all: ``ttl`` (seconds) and ``namespace``.
+Query parameters common to all: ``ttl`` (seconds) and ``namespace``. Size caps (see
+:mod:`llm_cache.eviction`): ``max_entries``, ``max_bytes`` (``64MB``, ``2GiB``...) and
+``policy`` (``lru``, ``lfu``, ``cost``) for memory and SQLite; ``max_entries`` for SQL
+tables. Redis caps itself with ``maxmemory`` (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -44,9 +47,48 @@ def _options(query: str) -> dict[str, Any]:
                 raise ConfigurationError(f"ttl must be a number of seconds, got {values[-1]!r}") from None
         elif name == "namespace":
             options["namespace"] = values[-1]
+        elif name in _CAP_OPTIONS:
+            options[name] = _CAP_OPTIONS[name](values[-1])
         else:
-            raise ConfigurationError(f"unknown cache URL option {name!r}: use ttl= and namespace=")
+            raise ConfigurationError(
+                f"unknown cache URL option {name!r}: use ttl=, namespace=, max_entries=, max_bytes=, policy="
+            )
     return options
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigurationError(f"max_entries must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"max_entries must be positive, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from .eviction import parse_size
+
+    return parse_size(text)
+
+
+def _policy(text: str) -> str:
+    from .eviction import POLICIES
+
+    if text not in POLICIES:
+        raise ConfigurationError(f"policy must be one of {', '.join(POLICIES)}, got {text!r}")
+    return text
+
+
+_CAP_OPTIONS = {"max_entries": _count, "max_bytes": _size, "policy": _policy}
+
+
+def _only(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    """Refuse cap options ``what`` does not take, saying which it does."""
+    refused = [name for name in _CAP_OPTIONS if name in options and name not in allowed]
+    if refused:
+        takes = f"only {', '.join(allowed)}" if allowed else "no size options (see docs/operations.md)"
+        raise ConfigurationError(f"{what} takes {takes}, not {', '.join(refused)}")
 
 
 # A bare scheme gets the driver llm-cache installs with its extra (SQLAlchemy's own default
@@ -66,6 +108,7 @@ def _sql_cache(parts: Any, options: dict[str, Any]) -> BaseCache:
     from .caches.sql import SQLAlchemyCache
 
     scheme = _SQL_DRIVERS.get(parts.scheme.lower(), parts.scheme)
+    _only(options, ("max_entries",), "an SQL cache URL")
     engine = sqlalchemy.create_engine(urlunsplit(parts._replace(scheme=scheme)), pool_pre_ping=True)
     return SQLAlchemyCache(engine, **options)
 
@@ -87,6 +130,8 @@ def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None 
         options.pop("namespace", None)  # one process, one dict: nothing to separate
         from .caches.memory import InMemoryCache
 
+        if "max_entries" in options:
+            options["maxsize"] = options.pop("max_entries")
         return InMemoryCache(**options)
     if scheme == "sqlite":
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -98,6 +143,7 @@ def cache_from_url(url: str, *, namespace: str | None = None, ttl: float | None 
     if scheme in ("redis", "rediss", "unix"):
         from .caches.redis import RedisCache
 
+        _only(options, (), "a Redis cache URL (Redis evicts by its maxmemory policy)")
         return RedisCache(redis_url=bare, **options)
     if scheme.startswith(("postgresql", "postgres", "mysql", "mariadb")):
         return _sql_cache(parts._replace(query=""), options)
