@@ -350,6 +350,7 @@ class SQLiteCache(BaseCache):
         """Remove expired entries, entries written more than ``older_than`` seconds ago, and
         evict down to ``max_entries``/``max_bytes`` (default: this cache's own caps) by
         ``policy``. With ``dry_run`` nothing is removed; the report says what would be."""
+        self.flush_hits()  # written for good, even by a dry run that rolls back
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")

@@ -484,6 +484,7 @@ class LocalVectorStore(VectorStore):
         """Remove expired entries, entries written more than ``older_than`` seconds ago, and
         evict down to ``max_entries``/``max_bytes`` (default: the store's caps) by ``policy``.
         ``dry_run`` removes nothing and reports what would go."""
+        self.flush_hits()  # written for good, even by a dry run that rolls back
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
         report: list[PruneReport] = []
 
