@@ -12,10 +12,12 @@ Policies (``policy=``):
     fewest hits first; among equals, least recently used first.
 ``"cost"``
     cost-aware: keeps what saves the most per byte it occupies. An entry's value is
-    ``hits × tokens / bytes``: the tokens a hit saves (the provider's usage stored with the
-    entry, see :data:`USAGE_PATHS`; when absent, estimated from its size as
-    ``bytes / 4``, about four bytes of English text a token) times how often it was hit,
-    per byte it costs to keep. Lowest value goes first; among equals, least recently used.
+    ``(hits + 1) × tokens / bytes``: the tokens a hit saves (the provider's usage stored
+    with the entry, see :data:`USAGE_PATHS`; when absent, estimated from its size as
+    ``bytes / 4``, about four bytes of English text a token) times how often it was used,
+    per byte it costs to keep. The write counts as a use, so a new entry is weighed by its
+    tokens instead of going first for having had no time to be hit. Lowest value goes
+    first; among equals, least recently used.
 
 Amortisation: a store does not evict on every write. It lets the cache grow to one
 *batch* past its cap (``count > max_entries + batch`` or ``bytes > max_bytes +
@@ -225,7 +227,7 @@ def _value(stats: EntryStats, policy: str) -> tuple[float, ...]:
     if policy == "lfu":
         return (stats.hits, stats.last_used)
     tokens = stats.tokens if stats.tokens is not None and stats.tokens > 0 else estimate_tokens(stats.size)
-    saved_per_byte = stats.hits * tokens / max(1, stats.size)
+    saved_per_byte = (stats.hits + 1) * tokens / max(1, stats.size)
     return (saved_per_byte, stats.last_used)
 
 
