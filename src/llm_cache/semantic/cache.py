@@ -216,7 +216,6 @@ class SemanticCache(BaseCache):
         super().__init__(strict=strict)
         if store is not None and data_dir is not None:
             raise ConfigurationError("pass either data_dir (the local store) or store, not both")
-        caps = {"max_entries": max_entries, "max_bytes": max_bytes, "policy": policy, "evict_batch": evict_batch}
         if store is not None and (max_entries, max_bytes, policy, evict_batch) != (None, None, "lru", None):
             raise ConfigurationError(
                 "max_entries/max_bytes/policy apply to the local store: pass them to the store you give "
@@ -249,7 +248,8 @@ class SemanticCache(BaseCache):
             from .stores.local import LocalVectorStore
 
             store = LocalVectorStore(
-                self.data_dir, dimension=int(embedding.dimension), namespace=namespace, clock=clock, **caps
+                self.data_dir, dimension=int(embedding.dimension), namespace=namespace, clock=clock,
+                max_entries=max_entries, max_bytes=max_bytes, policy=policy, evict_batch=evict_batch,
             )
         self.store = store
         self.namespace = getattr(store, "namespace", namespace)
