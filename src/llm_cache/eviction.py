@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Mapping, Sequence
+import heapq
+from typing import Any, Hashable, Iterable, Mapping, NamedTuple
 
 from .errors import ConfigurationError
 
@@ -152,9 +153,9 @@ class Caps:
         )
 
 
-@dataclass(frozen=True)
-class EntryStats:
-    """What a policy knows about one entry.
+class EntryStats(NamedTuple):
+    """What a policy knows about one entry (a named tuple: stores build tens of thousands
+    per eviction, and a tuple is built ~5x faster than a frozen dataclass).
 
     ``key`` is whatever the store deletes by (a row id, a key string). ``last_used`` is the
     last hit, or the write time for an entry never hit. ``tokens`` is the provider usage
@@ -220,15 +221,21 @@ def sqlite_tokens_sql(column: str) -> str:
     return f"CASE WHEN json_valid({column}) THEN coalesce({paths}) END"
 
 
-def _value(stats: EntryStats, policy: str) -> tuple[float, ...]:
-    """Sort key of an entry: lowest is evicted first."""
-    if policy == "lru":
-        return (stats.last_used,)
-    if policy == "lfu":
-        return (stats.hits, stats.last_used)
+def _value(stats: EntryStats, policy: str) -> Any:
+    """Sort key of an entry under ``policy``: lowest is evicted first."""
+    return _SORT_KEYS[policy](stats)
+
+
+def _cost_key(stats: EntryStats) -> tuple[float, float]:
     tokens = stats.tokens if stats.tokens is not None and stats.tokens > 0 else estimate_tokens(stats.size)
-    saved_per_byte = (stats.hits + 1) * tokens / max(1, stats.size)
-    return (saved_per_byte, stats.last_used)
+    return ((stats.hits + 1) * tokens / max(1, stats.size), stats.last_used)
+
+
+_SORT_KEYS: dict[str, Any] = {
+    "lru": lambda s: s.last_used,
+    "lfu": lambda s: (s.hits, s.last_used),
+    "cost": _cost_key,
+}
 
 
 def select_victims(
@@ -244,7 +251,10 @@ def select_victims(
         raise ConfigurationError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
     if remove_entries <= 0 and remove_bytes <= 0:
         return []
-    ranked: Sequence[EntryStats] = sorted(entries, key=lambda s: _value(s, policy))
+    key = _SORT_KEYS[policy]
+    if remove_bytes <= 0:  # a count target: the n lowest, without sorting everything
+        return [s.key for s in heapq.nsmallest(remove_entries, entries, key=key)]
+    ranked = sorted(entries, key=key)
     victims: list[Hashable] = []
     freed = 0
     for stats in ranked:

@@ -313,9 +313,12 @@ class SQLiteCache(BaseCache):
 
     def _sweep_expired(self, conn: sqlite3.Connection, limit: int) -> int:
         """Delete up to ``limit`` (``-1``: all) expired entries of this namespace."""
+        # `+namespace`: keeps the planner off the namespace index (a scan of every row of the
+        # namespace, measured 2.5 ms at 2,000 entries) and on the expiry index, which holds
+        # only entries with a TTL and finds the expired ones directly.
         return conn.execute(
             "DELETE FROM llm_cache WHERE id IN (SELECT id FROM llm_cache "
-            "WHERE expires_at <= ? AND namespace = ? LIMIT ?)",
+            "WHERE expires_at <= ? AND +namespace = ? LIMIT ?)",
             (self._clock(), self.namespace, limit),
         ).rowcount
 
@@ -327,13 +330,17 @@ class SQLiteCache(BaseCache):
         entries, nbytes = self._usage(conn)
         if caps.excess(entries, nbytes) == (0, 0):
             return 0
+        # Sizes and usage are read only when the policy or a byte cap needs them (computing
+        # them copies every payload).
+        sized = caps.max_bytes is not None or caps.policy == "cost"
+        size = _SIZE.format("llm_cache") if sized else "0"
         tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
         rows = conn.execute(
-            f"SELECT id, {_SIZE.format('llm_cache')}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
+            f"SELECT id, {size}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
             "FROM llm_cache WHERE namespace = ?",
             (self.namespace,),
         )
-        victims = plan(caps, entries, nbytes, (EntryStats(*row) for row in rows))
+        victims = plan(caps, entries, nbytes, map(EntryStats._make, rows))
         conn.executemany("DELETE FROM llm_cache WHERE id = ?", [(v,) for v in victims])
         return len(victims)
 

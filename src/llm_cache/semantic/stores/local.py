@@ -437,9 +437,11 @@ class LocalVectorStore(VectorStore):
         entries, nbytes = self._usage(conn)
         if caps.excess(entries, nbytes) == (0, 0):
             return removed
+        sized = caps.max_bytes is not None or caps.policy == "cost"  # sizes copy every payload
+        size = _SIZE.format("semantic_entries") if sized else "0"
         tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
         rows = conn.execute(
-            f"SELECT id, partition, {_SIZE.format('semantic_entries')}, hit_count, "
+            f"SELECT id, partition, {size}, hit_count, "
             f"coalesce(last_hit_at, created_at), {tokens} FROM semantic_entries WHERE namespace = ?",
             (self.namespace,),
         ).fetchall()
