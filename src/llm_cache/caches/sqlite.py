@@ -46,7 +46,7 @@ from typing import Callable, Iterator
 from .._sqlite import open_wal_connection
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
-from ..eviction import Caps, EntryStats, PruneReport, plan, sqlite_tokens_sql
+from ..eviction import Caps, PruneReport, plan, sqlite_tokens_sql
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -340,7 +340,7 @@ class SQLiteCache(BaseCache):
             "FROM llm_cache WHERE namespace = ?",
             (self.namespace,),
         )
-        victims = plan(caps, entries, nbytes, map(EntryStats._make, rows))
+        victims = plan(caps, entries, nbytes, rows)  # rows are in EntryStats order
         conn.executemany("DELETE FROM llm_cache WHERE id = ?", [(v,) for v in victims])
         return len(victims)
 
