@@ -110,3 +110,37 @@ def test_caps_need_our_own_table(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
     with pytest.raises(ConfigurationError, match="own table"):
         SQLAlchemyCache(engine, Mine, max_entries=10)
+
+
+# -- the pgvector semantic store ----------------------------------------------------------------
+@pytest.mark.postgres
+class TestPGVectorSemanticCaps(CapsContract):
+    policies = ("lru",)
+    supports_max_bytes = False
+    tracks_hits = False  # oldest written first
+
+    def tick(self, cache) -> None:  # type: ignore[no-untyped-def]
+        cache._clock.now += 1.0
+
+    @pytest.fixture
+    def capped_factory(self, postgres_url: str) -> Iterator[Callable[..., object]]:
+        pytest.importorskip("pgvector")
+        from llm_cache.semantic.stores.pgvector import PGVectorSemanticCache
+        from test_eviction import HashEmbeddings
+
+        made: list[PGVectorSemanticCache] = []
+
+        def factory(max_entries=None, max_bytes=None, policy="lru", evict_batch=None):  # type: ignore[no-untyped-def]
+            assert max_bytes is None and policy == "lru"
+            cache = PGVectorSemanticCache(
+                postgres_url, HashEmbeddings(), table="llm_cache_semantic_caps",
+                namespace=f"caps-{uuid.uuid4().hex[:10]}", clock=FakeClock(),
+                max_entries=max_entries, evict_batch=evict_batch,
+            )
+            made.append(cache)
+            return cache
+
+        yield factory
+        for cache in made:
+            cache.clear()
+            cache.close()

@@ -46,6 +46,10 @@ SQLAlchemy. ``clear()`` is ``DELETE ... WHERE namespace = :ns`` (never TRUNCATE:
 shared by every namespace). Expired rows are never returned and are deleted, a bounded batch
 at a time, by ``add()`` at most once a minute per store.
 
+Size cap (``max_entries``): every ``batch/4`` writes of a store object it counts the
+namespace's rows and, one batch past the cap, deletes the oldest written down to it (the
+table keeps no hit counts). See docs/operations.md for VACUUM after evictions.
+
 PostgreSQL text cannot hold NUL characters and psycopg refuses lone surrogates: strings that
 contain either are stored JSON-escaped behind a private-use marker, reversibly.
 
@@ -72,6 +76,7 @@ from typing import TYPE_CHECKING, Any
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError
+from ...eviction import Caps, PruneReport, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -115,6 +120,7 @@ class PGVectorStore(VectorStore):
         clock: wall-clock source compared with ``expires_at``.
         create_extension: run ``CREATE EXTENSION IF NOT EXISTS vector`` when the extension is
             missing (needs the privilege to; otherwise a ConfigurationError says what to do).
+        max_entries, evict_batch: a size cap, oldest written evicted first.
     """
 
     def __init__(
@@ -131,8 +137,12 @@ class PGVectorStore(VectorStore):
         iterative_scan: str = "relaxed_order",
         clock: Callable[[], float] = time.time,
         create_extension: bool = True,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
     ) -> None:
         sa = require("sqlalchemy", "pgvector", "PGVectorStore")
+        self.caps = Caps(max_entries, None, "lru", evict_batch)
+        self._writes = 0
         require("pgvector.sqlalchemy", "pgvector", "PGVectorStore")
         self._np = require("numpy", "semantic", "PGVectorStore")
         self._sa = sa
@@ -319,6 +329,52 @@ class PGVectorStore(VectorStore):
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now
             self._purge(now)
+        if self.caps.enabled:
+            self._writes += 1
+            if self._writes % max(1, self.caps.entries_batch // 4) == 0:
+                self.evict()
+
+    def evict(self, max_entries: int | None = None, *, force: bool = False) -> int:
+        """Delete the oldest written entries past the cap (``max_entries`` or the store's);
+        without ``force`` only once one batch past it. Returns how many."""
+        caps = self.caps.with_overrides(max_entries=max_entries)
+        if not caps.enabled:
+            return 0
+        self._ensure_schema()
+        t, sa = self.table, self._sa
+        with self._fast.connect() as conn:
+            count = int(conn.execute(self._statements.count, {"ns": self.namespace}).scalar())
+            if not (caps.over(count) or (force and caps.excess(count) != (0, 0))):
+                return 0
+            rows = conn.execute(sa.select(t.c.key, t.c.created_at).where(t.c.namespace == self.namespace)).all()
+            victims = plan(caps, count, None, ((key, 0, 0, float(created), None) for key, created in rows))
+            for start in range(0, len(victims), 1000):
+                conn.execute(self._statements.delete, {"ns": self.namespace, "keys": victims[start : start + 1000]})
+        return len(victims)
+
+    def prune(
+        self,
+        *,
+        expired: bool = True,
+        older_than: float | None = None,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Delete expired rows (when ``expired``) and evict the oldest written down to
+        ``max_entries`` (default: the store's cap)."""
+        if older_than is not None or max_bytes is not None or policy not in (None, "lru") or dry_run:
+            raise ConfigurationError("a pgvector store prunes by --expired and max_entries only, without a dry run")
+        self._ensure_schema()
+        n_expired = 0
+        if expired:
+            t = self.table
+            stmt = t.delete().where(t.c.namespace == self.namespace, t.c.expires_at <= self._clock())
+            with self._fast.connect() as conn:
+                n_expired = int(conn.execute(stmt).rowcount)
+        evicted = self.evict(max_entries, force=True)
+        return PruneReport(expired=n_expired, evicted=evicted, remaining=self.count())
 
     def get(self, key: str) -> SemanticEntry | None:
         """The live entry with this exact key, or ``None``."""
@@ -464,7 +520,7 @@ class PGVectorSemanticCache(SemanticCache):
 
     Args:
         engine_or_url, table, hnsw_m, hnsw_ef_construction, ef_search, iterative_scan,
-            create_extension: as for :class:`PGVectorStore`.
+            create_extension, max_entries, evict_batch: as for :class:`PGVectorStore`.
         embedding: the embedding model (default :class:`~llm_cache.embeddings.LocalEmbeddings`).
         namespace: rows of other namespaces in the table are never seen; ``clear()`` deletes
             only this one.
@@ -487,6 +543,8 @@ class PGVectorSemanticCache(SemanticCache):
         iterative_scan: str = "relaxed_order",
         create_extension: bool = True,
         clock: Callable[[], float] = time.time,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
         **options: Any,
     ) -> None:
         embedding, dimension = embedding_with_dimension(embedding)
@@ -501,6 +559,8 @@ class PGVectorSemanticCache(SemanticCache):
             iterative_scan=iterative_scan,
             create_extension=create_extension,
             clock=clock,
+            max_entries=max_entries,
+            evict_batch=evict_batch,
         )
         self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
 
