@@ -8,11 +8,9 @@ cache logs and counts as store errors while lookups keep working).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from llm_cache import Generation
@@ -20,6 +18,7 @@ from llm_cache.caches.redis import RedisCache
 from llm_cache.semantic.stores.redis import RedisSemanticCache
 from llm_cache.testing.contract import LLM
 from llm_cache.testing.servers import RedisServer
+from test_eviction import HashEmbeddings
 
 pytest.importorskip("redis")
 pytestmark = pytest.mark.redis
@@ -79,30 +78,6 @@ def test_volatile_ttl_without_ttl_fails_writes_open(small_redis: RedisServer, ca
     cache.breaker.reset()
     assert cache.lookup("p0", LLM) is not None  # what was stored before the server filled up
     cache.close()
-
-
-class HashEmbeddings:
-    dimension = 32
-
-    def embed_array(self, texts: list[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
-            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-            v = np.random.default_rng(seed).normal(size=self.dimension).astype(np.float32)
-            rows.append(v / np.linalg.norm(v))
-        return np.stack(rows)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 @pytest.mark.parametrize("small_redis", ["volatile-ttl", "allkeys-lru"], indirect=True)

@@ -44,6 +44,7 @@ import weakref
 from typing import Callable, Iterator
 
 from .._sqlite import open_wal_connection
+from .._sqlite_usage import UsageSchema
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
 from ..eviction import Caps, PruneReport, plan, sqlite_tokens_sql
@@ -63,28 +64,10 @@ _HIT_FLUSH_SECONDS = 5.0
 _SWEEP_EVERY = 256
 _SWEEP_LIMIT = 1000
 
-# Bytes of an entry as caps count them: its texts and stored response, UTF-8.
-_SIZE = "length(CAST({0}.prompt AS BLOB)) + length(CAST({0}.llm_string AS BLOB)) + length(CAST({0}.response AS BLOB))"
-_USAGE_ADD = (
-    "INSERT INTO llm_cache_usage (namespace, entries, bytes) VALUES (NEW.namespace, 1, {size}) "
-    "ON CONFLICT (namespace) DO UPDATE SET entries = entries + 1, bytes = bytes + excluded.bytes;"
-).format(size=_SIZE.format("NEW"))
-_USAGE_SUB = (
-    "UPDATE llm_cache_usage SET entries = entries - 1, bytes = bytes - ({size}) WHERE namespace = OLD.namespace;"
-).format(size=_SIZE.format("OLD"))
-# Created beside the main schema; the usage table is filled from existing rows when it is new.
-_USAGE_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS llm_cache_usage "
-    "(namespace TEXT PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
-    f"CREATE TRIGGER IF NOT EXISTS llm_cache_usage_insert AFTER INSERT ON llm_cache BEGIN {_USAGE_ADD} END",
-    f"CREATE TRIGGER IF NOT EXISTS llm_cache_usage_delete AFTER DELETE ON llm_cache BEGIN {_USAGE_SUB} END",
-    # Hit-count updates touch none of these columns and do not fire it.
-    "CREATE TRIGGER IF NOT EXISTS llm_cache_usage_update AFTER UPDATE OF namespace, prompt, llm_string, response "
-    f"ON llm_cache BEGIN {_USAGE_SUB} {_USAGE_ADD} END",
-]
-_USAGE_FILL = (
-    "INSERT OR REPLACE INTO llm_cache_usage (namespace, entries, bytes) "
-    f"SELECT namespace, count(*), coalesce(sum({_SIZE.format('llm_cache')}), 0) FROM llm_cache GROUP BY namespace"
+# Entry counts and bytes per namespace, kept by triggers (hit-count updates do not fire them).
+_USAGE = UsageSchema(
+    "llm_cache", "llm_cache_usage", ["prompt", "llm_string", "response"],
+    update_columns=["namespace", "prompt", "llm_string", "response"],
 )
 
 _SCHEMA = """
@@ -242,7 +225,7 @@ class SQLiteCache(BaseCache):
                     f"{sorted(_COLUMNS - columns)} this llm-cache needs (written by another "
                     "version or program): point SQLiteCache at a new file, or delete this one"
                 )
-            _ensure_usage(conn)
+            _USAGE.ensure(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -308,8 +291,7 @@ class SQLiteCache(BaseCache):
 
     def _usage(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """``(entries, bytes)`` of this namespace, expired entries not yet swept included."""
-        row = conn.execute("SELECT entries, bytes FROM llm_cache_usage WHERE namespace = ?", (self.namespace,)).fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return _USAGE.read(conn, self.namespace)
 
     def _sweep_expired(self, conn: sqlite3.Connection, limit: int) -> int:
         """Delete up to ``limit`` (``-1``: all) expired entries of this namespace."""
@@ -333,7 +315,7 @@ class SQLiteCache(BaseCache):
         # Sizes and usage are read only when the policy or a byte cap needs them (computing
         # them copies every payload).
         sized = caps.max_bytes is not None or caps.policy == "cost"
-        size = _SIZE.format("llm_cache") if sized else "0"
+        size = _USAGE.size("llm_cache") if sized else "0"
         tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
         rows = conn.execute(
             f"SELECT id, {size}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
@@ -492,16 +474,6 @@ class SQLiteCache(BaseCache):
         self._local = threading.local()
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
-
-
-def _ensure_usage(conn: sqlite3.Connection) -> None:
-    """Inside the schema transaction: the usage table and its triggers, filled from the rows
-    already there when the table is new (a file written before caps existed)."""
-    new = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llm_cache_usage'").fetchone() is None
-    for statement in _USAGE_SCHEMA:
-        conn.execute(statement)
-    if new:
-        conn.execute(_USAGE_FILL)
 
 
 def _flush_at_exit(ref: "weakref.ref[SQLiteCache]") -> None:

@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..._imports import require
 from ..._sqlite import open_wal_connection
+from ..._sqlite_usage import UsageSchema
 from ..._hits import HitBuffer
 from ...errors import ConfigurationError
 from ...eviction import Caps, EntryStats, PruneReport, plan, sqlite_tokens_sql
@@ -76,28 +77,9 @@ _PARALLEL_ADD_MIN = 4096
 _SWEEP_EVERY = 256
 _SWEEP_LIMIT = 1000
 
-# Bytes of an entry as caps count them: texts, stored response and vector.
-_SIZE = (
-    "length(CAST({0}.text AS BLOB)) + length(CAST({0}.prompt AS BLOB)) + length(CAST({0}.llm_string AS BLOB)) "
-    "+ length(CAST({0}.response AS BLOB)) + length({0}.vector)"
-)
-_USAGE_ADD = (
-    "INSERT INTO semantic_usage (namespace, entries, bytes) VALUES (NEW.namespace, 1, {size}) "
-    "ON CONFLICT (namespace) DO UPDATE SET entries = entries + 1, bytes = bytes + excluded.bytes;"
-).format(size=_SIZE.format("NEW"))
-_USAGE_SUB = (
-    "UPDATE semantic_usage SET entries = entries - 1, bytes = bytes - ({size}) WHERE namespace = OLD.namespace;"
-).format(size=_SIZE.format("OLD"))
-# Added to directories written before caps existed as well (columns, table, triggers).
-_EVICTION_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS semantic_usage "
-    "(namespace TEXT PRIMARY KEY, entries INTEGER NOT NULL, bytes INTEGER NOT NULL)",
-    f"CREATE TRIGGER IF NOT EXISTS semantic_usage_insert AFTER INSERT ON semantic_entries BEGIN {_USAGE_ADD} END",
-    f"CREATE TRIGGER IF NOT EXISTS semantic_usage_delete AFTER DELETE ON semantic_entries BEGIN {_USAGE_SUB} END",
-]
-_USAGE_FILL = (
-    "INSERT OR REPLACE INTO semantic_usage (namespace, entries, bytes) SELECT namespace, count(*), "
-    f"coalesce(sum({_SIZE.format('semantic_entries')}), 0) FROM semantic_entries GROUP BY namespace"
+# Entry counts and bytes (texts, stored response and vector) per namespace, kept by triggers.
+_USAGE = UsageSchema(
+    "semantic_entries", "semantic_usage", ["text", "prompt", "llm_string", "response"], blob_columns=["vector"]
 )
 
 _SCHEMA = """
@@ -415,8 +397,7 @@ class LocalVectorStore(VectorStore):
 
     # ------------------------------------------------------------------ caps, hits, sweeps
     def _usage(self, conn: sqlite3.Connection) -> tuple[int, int]:
-        row = conn.execute("SELECT entries, bytes FROM semantic_usage WHERE namespace = ?", (self.namespace,)).fetchone()
-        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return _USAGE.read(conn, self.namespace)
 
     def usage(self) -> tuple[int, int]:
         """``(entries, payload bytes)`` of this namespace (expired ones not yet swept included)."""
@@ -438,7 +419,7 @@ class LocalVectorStore(VectorStore):
         if caps.excess(entries, nbytes) == (0, 0):
             return removed
         sized = caps.max_bytes is not None or caps.policy == "cost"  # sizes copy every payload
-        size = _SIZE.format("semantic_entries") if sized else "0"
+        size = _USAGE.size("semantic_entries") if sized else "0"
         tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
         rows = conn.execute(
             f"SELECT id, partition, {size}, hit_count, "
@@ -817,11 +798,7 @@ def _ensure_eviction_schema(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE semantic_entries ADD COLUMN hit_count INTEGER NOT NULL DEFAULT 0")
     if "last_hit_at" not in columns:
         conn.execute("ALTER TABLE semantic_entries ADD COLUMN last_hit_at REAL")
-    new = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'semantic_usage'").fetchone() is None
-    for statement in _EVICTION_SCHEMA:
-        conn.execute(statement)
-    if new:
-        conn.execute(_USAGE_FILL)
+    _USAGE.ensure(conn)
 
 
 def _guard_usearch_import_order() -> None:
