@@ -455,10 +455,7 @@ class SQLiteCache(BaseCache):
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""
-        cursor = self._conn().execute(
-            "DELETE FROM llm_cache WHERE namespace = ? AND expires_at <= ?", (self.namespace, self._clock())
-        )
-        return cursor.rowcount
+        return self._sweep_expired(self._conn(), -1)
 
     def close(self) -> None:
         if self._closed:
