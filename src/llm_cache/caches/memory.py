@@ -191,6 +191,8 @@ class InMemoryCache(BaseCache):
         if older_than is not None:
             raise ConfigurationError("InMemoryCache keeps no write times: prune it by --expired or a cap")
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
+        if caps.max_bytes is not None and not self._track:
+            raise ConfigurationError("this InMemoryCache keeps no entry sizes: create it with max_bytes= to cap bytes")
         if dry_run:
             with self._lock:
                 snapshot = (OrderedDict(self._data), {k: list(v) for k, v in self._stats.items()}, self._bytes)
