@@ -50,6 +50,8 @@ __all__ = [
     "plan",
     "parse_size",
     "PruneReport",
+    "PruneRequest",
+    "Prunable",
 ]
 
 POLICIES = ("lru", "lfu", "cost")
@@ -292,6 +294,45 @@ class PruneReport:
     @property
     def removed(self) -> int:
         return self.expired + self.old + self.evicted
+
+
+class PruneRequest(NamedTuple):
+    """What ``prune`` was asked to do (see :meth:`Prunable.prune`)."""
+
+    expired: bool = True
+    older_than: float | None = None
+    max_entries: int | None = None
+    max_bytes: int | None = None
+    policy: str | None = None
+    dry_run: bool = False
+
+
+class Prunable:
+    """The ``prune`` method every store with sweeps or caps offers, with one signature.
+
+    A store implements ``_prune(request)``; what it supports (byte caps, ``older_than``, dry
+    runs) is said in that method's docstring, and an option it cannot honour raises
+    :class:`~llm_cache.errors.ConfigurationError`.
+    """
+
+    def prune(
+        self,
+        *,
+        expired: bool = True,
+        older_than: float | None = None,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str | None = None,
+        dry_run: bool = False,
+    ) -> PruneReport:
+        """Remove expired entries (``expired``), entries written more than ``older_than``
+        seconds ago, and evict down to ``max_entries``/``max_bytes`` (default: the store's
+        own caps) by ``policy`` (default: the store's). ``dry_run``: remove nothing and
+        report what would go."""
+        return self._prune(PruneRequest(expired, older_than, max_entries, max_bytes, policy, dry_run))
+
+    def _prune(self, request: PruneRequest) -> PruneReport:
+        raise NotImplementedError
 
 
 def parse_size(text: str) -> int:

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
-from ..eviction import Caps, EntryStats, PruneReport, plan, tokens_of
+from ..eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan, tokens_of
 from ..generation import Generation, encode_generations
 from .base import BaseCache, CacheEntry
 
@@ -28,7 +28,7 @@ def _entry_size(prompt: str, llm_string: str, generations: list[Generation]) -> 
     )
 
 
-class InMemoryCache(BaseCache):
+class InMemoryCache(BaseCache, Prunable):
     """Keep generations in a dict in this process.
 
     Args:
@@ -176,18 +176,10 @@ class InMemoryCache(BaseCache):
             self._forget(key)
         return len(expired)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Drop expired entries and evict down to ``max_entries``/``max_bytes`` (default:
         this cache's caps). ``older_than`` is refused: this cache keeps no write times."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         if older_than is not None:
             raise ConfigurationError("InMemoryCache keeps no write times: prune it by --expired or a cap")
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)

@@ -72,7 +72,7 @@ from typing import Any, Iterator, Sequence, TypeVar
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
 from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
-from ..eviction import Caps, EntryStats, PruneReport, plan
+from ..eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan
 from ..generation import Generation
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -358,7 +358,7 @@ class _RawConnections:
             self._pool.dispose()
 
 
-class SQLAlchemyCache(BaseCache):
+class SQLAlchemyCache(BaseCache, Prunable):
     """Cache generations in a SQL database through a SQLAlchemy 2 engine.
 
     Args:
@@ -633,19 +633,11 @@ class SQLAlchemyCache(BaseCache):
                 tx.rollback()
         return PruneReport(n_expired, n_old, n_evicted, count)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Remove expired entries, entries written more than ``older_than`` seconds ago, and
         the oldest written beyond ``max_entries`` (default: this cache's cap); ``dry_run``
         rolls the work back and reports what it would remove."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         if max_bytes is not None or policy not in (None, "lru"):
             raise ConfigurationError("SQL tables are capped by max_entries only, oldest written first")
         if not self.info.keyed:

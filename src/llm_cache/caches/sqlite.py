@@ -47,7 +47,7 @@ from .._sqlite import open_wal_connection
 from .._sqlite_usage import UsageSchema
 from .._ttl import expires_at, validate_ttl
 from ..errors import ConfigurationError
-from ..eviction import Caps, PruneReport, plan, sqlite_tokens_sql
+from ..eviction import Caps, Prunable, PruneReport, PruneRequest, plan, sqlite_tokens_sql
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -105,7 +105,7 @@ WHERE id = ?
 """
 
 
-class SQLiteCache(BaseCache):
+class SQLiteCache(BaseCache, Prunable):
     """Cache generations in an SQLite file.
 
     Args:
@@ -326,19 +326,11 @@ class SQLiteCache(BaseCache):
         conn.executemany("DELETE FROM llm_cache WHERE id = ?", [(v,) for v in victims])
         return len(victims)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Remove expired entries, entries written more than ``older_than`` seconds ago, and
         evict down to ``max_entries``/``max_bytes`` (default: this cache's own caps) by
         ``policy``. With ``dry_run`` nothing is removed; the report says what would be."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         self.flush_hits()  # written for good, even by a dry run that rolls back
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
         conn = self._conn()

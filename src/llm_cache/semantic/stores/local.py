@@ -57,7 +57,7 @@ from ..._sqlite import open_wal_connection
 from ..._sqlite_usage import UsageSchema
 from ..._hits import HitBuffer
 from ...errors import ConfigurationError
-from ...eviction import Caps, EntryStats, PruneReport, plan, sqlite_tokens_sql
+from ...eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan, sqlite_tokens_sql
 from .base import Neighbour, SemanticEntry, VectorStore
 
 __all__ = ["LocalVectorStore"]
@@ -140,7 +140,7 @@ class _Index:
         self.index = index
 
 
-class LocalVectorStore(VectorStore):
+class LocalVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` in a directory: SQLite payloads, usearch HNSW indexes.
 
     Args:
@@ -454,19 +454,11 @@ class LocalVectorStore(VectorStore):
             # Statistics are best effort: a lost batch must not fail a lookup.
             logger.debug("llm-cache: could not record semantic hit counts: %s", exc)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Remove expired entries, entries written more than ``older_than`` seconds ago, and
         evict down to ``max_entries``/``max_bytes`` (default: the store's caps) by ``policy``.
         ``dry_run`` removes nothing and reports what would go."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         self.flush_hits()  # written for good, even by a dry run that rolls back
         caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
         report: list[PruneReport] = []

@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING, Any
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError
-from ...eviction import Caps, PruneReport, plan
+from ...eviction import Caps, Prunable, PruneReport, PruneRequest, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -97,7 +97,7 @@ _PURGE_BATCH = 1000
 _LOCK_SALT = "llm_cache_semantic:"
 
 
-class PGVectorStore(VectorStore):
+class PGVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` on PostgreSQL + pgvector.
 
     Args:
@@ -352,18 +352,10 @@ class PGVectorStore(VectorStore):
                 conn.execute(self._statements.delete, {"ns": self.namespace, "keys": victims[start : start + 1000]})
         return len(victims)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> PruneReport:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Delete expired rows (when ``expired``) and evict the oldest written down to
         ``max_entries`` (default: the store's cap)."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         if older_than is not None or max_bytes is not None or policy not in (None, "lru") or dry_run:
             raise ConfigurationError("a pgvector store prunes by --expired and max_entries only, without a dry run")
         self._ensure_schema()

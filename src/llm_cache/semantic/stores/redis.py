@@ -58,7 +58,7 @@ from ..._hits import HitBuffer
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError, CorruptEntryError
-from ...eviction import Caps, EntryStats, plan
+from ...eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -80,7 +80,7 @@ _KEY_RE = re.compile(r"[0-9a-f]{64}\Z")
 _MAX_ROUNDS = 4
 
 
-class RedisVectorStore(VectorStore):
+class RedisVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` on Redis 8 vector sets.
 
     Args:
@@ -337,20 +337,10 @@ class RedisVectorStore(VectorStore):
         self.delete(victims)
         return len(victims)
 
-    def prune(
-        self,
-        *,
-        expired: bool = True,
-        older_than: float | None = None,
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str | None = None,
-        dry_run: bool = False,
-    ) -> Any:
+    def _prune(self, request: PruneRequest) -> PruneReport:
         """Evict down to ``max_entries`` (default: the store's cap), least recently used
         first. Redis removes expired payloads by itself (their elements go on the next search)."""
-        from ...eviction import PruneReport
-
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
         if older_than is not None or max_bytes is not None or policy not in (None, "lru") or dry_run:
             raise ConfigurationError("a Redis semantic store prunes by max_entries only (LRU), without a dry run")
         evicted = self.evict(max_entries, force=True)
