@@ -6,8 +6,9 @@ from typing import Iterator
 
 import pytest
 
-# Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures.
-pytest_plugins = ["servers_fixtures"]
+# Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures;
+# llama.cpp (real_llm); make_proxy for the proxy test modules.
+pytest_plugins = ["servers_fixtures", "real_llm_fixtures", "proxy_fixtures"]
 
 pytest.register_assert_rewrite(
     "llm_cache.testing.contract",
@@ -16,6 +17,7 @@ pytest.register_assert_rewrite(
 )
 
 from llm_cache import set_llm_cache  # noqa: E402
+from llm_cache.llms.plans import SERVER_QUIRKS  # noqa: E402
 from llm_cache.testing.fake_openai import FakeOpenAIServer  # noqa: E402
 
 
@@ -41,3 +43,12 @@ def no_global_cache() -> Iterator[None]:
     set_llm_cache(None)
     yield
     set_llm_cache(None)
+
+
+@pytest.fixture(autouse=True)
+def no_server_quirks() -> Iterator[None]:
+    """What models learned about servers (e.g. "refuses a list of prompts") is per
+    process: every test starts and ends with nothing learned."""
+    SERVER_QUIRKS.forget()
+    yield
+    SERVER_QUIRKS.forget()

@@ -44,7 +44,7 @@ def _fill(cache: RedisCache, n: int, tag: str = "p") -> None:
 
 @pytest.mark.parametrize("small_redis", ["allkeys-lru"], indirect=True)
 def test_allkeys_lru_evicts_old_entries_as_misses(small_redis: RedisServer) -> None:
-    cache = RedisCache(redis_url=small_redis.url, strict=True)  # strict: any store error raises
+    cache = RedisCache(redis_url=small_redis.url, strict=True, socket_timeout=10)  # strict: any store error raises
     _fill(cache, 8000)  # ~5 MB of values into 3 MB
     info = small_redis.client().info("stats")
     assert info["evicted_keys"] > 0
@@ -58,7 +58,7 @@ def test_allkeys_lru_evicts_old_entries_as_misses(small_redis: RedisServer) -> N
 
 @pytest.mark.parametrize("small_redis", ["volatile-ttl"], indirect=True)
 def test_volatile_ttl_evicts_entries_with_a_ttl(small_redis: RedisServer) -> None:
-    cache = RedisCache(redis_url=small_redis.url, ttl=3600, strict=True)
+    cache = RedisCache(redis_url=small_redis.url, ttl=3600, strict=True, socket_timeout=10)
     _fill(cache, 8000)
     assert small_redis.client().info("stats")["evicted_keys"] > 0
     assert cache.lookup("p7999", LLM) is not None
@@ -70,7 +70,7 @@ def test_volatile_ttl_evicts_entries_with_a_ttl(small_redis: RedisServer) -> Non
 def test_volatile_ttl_without_ttl_fails_writes_open(small_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     """No TTL: nothing is evictable, a full server answers OOM. Writes are logged misses,
     lookups go on answering (the breaker may skip the store for a moment)."""
-    cache = RedisCache(redis_url=small_redis.url)
+    cache = RedisCache(redis_url=small_redis.url, socket_timeout=10)
     with caplog.at_level(logging.WARNING, logger="llm_cache"):
         _fill(cache, 8000)
     assert cache.stats.errors > 0
@@ -86,7 +86,9 @@ def test_semantic_vector_sets_whose_payloads_were_evicted(small_redis: RedisServ
     searches skip elements whose payload is gone and VREM them; every answer is a miss or
     the real entry, never an error. Under volatile-ttl only payloads (which carry the TTL)
     are evicted, so elements without payload are certain to be there before the searches."""
-    cache = RedisSemanticCache(redis_url=small_redis.url, embedding=HashEmbeddings(), ttl=3600)
+    # A generous socket timeout: this checks eviction, not latency (a loaded machine and a
+    # full server make calls slow; a timeout would be a store error, tested elsewhere).
+    cache = RedisSemanticCache(redis_url=small_redis.url, embedding=HashEmbeddings(), ttl=3600, socket_timeout=10)
     volatile = small_redis.client().config_get("maxmemory-policy")["maxmemory-policy"] == "volatile-ttl"
     client = small_redis.client()
     # 2,000 entries: payloads past 3 MB, while the vector set (~1.2 kB an element, no TTL,

@@ -20,8 +20,9 @@ built with ``cache=False`` so the final answer is always recomputed::
 How a chain calls its models:
 
 * **map**: every document's prompt in one ``llm.generate([...])`` call, so the cache
-  answers the hits and only the misses reach the provider (for a completions model in
-  a single batched request; a chat model sends one request per miss). The async path
+  answers the hits and only the misses reach the provider (a completions model sends
+  them in batched requests, or one per request to a server that takes one prompt per
+  request; a chat model sends one request per miss). The async path
   uses ``llm.agenerate([...])``: lookups and chat requests run concurrently.
 * **collapse** (only when needed): while the reduce prompt would be longer than
   ``token_max``, the summaries are packed in order into groups whose collapse prompt

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
-from typing import Any, AsyncIterator, Iterator, Sequence
+from functools import partial
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from .._imports import require
-from ..errors import ConfigurationError, ProviderError
+from ..errors import ConfigurationError
 from ..generation import Generation
 from ..keys import canonical_messages, canonical_json
 from .base import BaseLLM
+from .plans import Call, Plan, adrive, chat_plan, completions_plan, drive
+from .plans import sum_usage as _sum_usage
 
 __all__ = ["OpenAI", "ChatOpenAI"]
 
 Messages = Sequence[Any]
+T = TypeVar("T")
 
 
 class _OpenAIClientMixin:
@@ -78,6 +83,27 @@ class _OpenAIClientMixin:
     def _identifying_params(self) -> dict[str, Any]:
         return {"provider": self.provider, "api": self._API, **self._request_params()}
 
+    def _send(self, client: Any, call: Call) -> Any:
+        """The SDK's create method for this model's API, called for one planned request."""
+        if call.probe and hasattr(client, "with_options"):
+            client = client.with_options(max_retries=0)
+        create = client.completions.create if self._API == "completions" else client.chat.completions.create
+        return create(**call.params)
+
+    def _run_plan(self, make_plan: Callable[[Any], Plan[T]]) -> T:
+        """Run the plan made for the sync client, sending each request with it."""
+        client = self.client
+        return drive(make_plan(client), lambda call: self._send(client, call))
+
+    async def _arun_plan(self, make_plan: Callable[[Any], Plan[T]]) -> T:
+        """Async :meth:`_run_plan`."""
+        client = self.async_client
+
+        async def send(call: Call) -> Any:
+            return await self._send(client, call)
+
+        return await adrive(make_plan(client), send)
+
     def _init_clients(
         self, base_url: str | None, api_key: str | None, timeout: float | None, max_retries: int,
         client: Any, async_client: Any,
@@ -91,21 +117,47 @@ class _OpenAIClientMixin:
         self._client_lock = threading.Lock()
 
 
-def _usage_dict(response: Any) -> dict[str, int]:
-    usage = getattr(response, "usage", None)
-    if usage is None:
-        return {}
-    return {
-        name: getattr(usage, name)
-        for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-        if isinstance(getattr(usage, name, None), int)
-    }
+def _server_key(client: Any) -> str:
+    """The base URL by which what was learned about a server is remembered."""
+    return str(getattr(client, "base_url", "") or "")
 
 
-def _sum_usage(total: dict[str, int], part: dict[str, int]) -> dict[str, int]:
-    for name, value in part.items():
-        total[name] = total.get(name, 0) + value
-    return total
+def _with_usage(generations: list[Generation], usage: dict[str, int], shared_by: int = 1) -> list[Generation]:
+    """``generations`` with the provider's usage in the first one's ``generation_info["usage"]``,
+    so that the stored entry says what the call cost (``llm-cache stats`` multiplies it by the
+    entry's hits). Usage that ``shared_by`` prompts shared (one completions call for a batch:
+    the API reports usage per request, not per prompt) is split evenly between their entries
+    and marked ``"shared_by"``."""
+    if not usage or not generations:
+        return generations
+    if shared_by > 1:
+        usage = {name: value // shared_by for name, value in usage.items()}
+        usage["shared_by"] = shared_by
+    first = generations[0]
+    info = {**(first.generation_info or {}), "usage": usage}
+    return [dataclasses.replace(first, generation_info=info), *generations[1:]]
+
+
+def _one_model_name(value: str | None, alias: str | None, alias_name: str, default: str) -> str:
+    """The model from the positional/primary argument or its alias (LangChain accepts both)."""
+    if value is not None and alias is not None and value != alias:
+        raise ConfigurationError(f"two different models given: {value!r} and {alias_name}={alias!r}")
+    return value if value is not None else alias if alias is not None else default
+
+
+class _Alias:
+    """An attribute that reads and writes another one (``model`` / ``model_name``, both
+    accepted as LangChain's models accept both)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.__doc__ = f"Alias of ``{target}``."
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        return self if obj is None else getattr(obj, self.target)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.target, value)
 
 
 def _finish_info(choice: Any) -> dict[str, Any] | None:
@@ -122,9 +174,21 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
     """A completions model (``/v1/completions``), e.g. ``gpt-3.5-turbo-instruct``.
 
     ``llm("Tell me a joke")`` returns the text; ``generate([...])`` returns all ``n``
-    generations of every prompt. Misses of one batch go to the provider in one request.
-    ``model_kwargs`` are sent with every request and are part of the cache key, like
-    every keyword argument given at call time.
+    generations of every prompt. ``model_kwargs`` are sent with every request and are
+    part of the cache key, like every keyword argument given at call time.
+
+    The model is ``model_name`` (or its alias ``model=``, as LangChain's).
+
+    Misses of one ``generate`` call go to the provider in requests of up to
+    ``batch_size`` prompts (20, as LangChain's; ``None``: all in one; ``1``: one per
+    request). Many OpenAI-compatible servers (llama.cpp, Ollama) take one prompt per
+    request and refuse a list: the batch is then sent one prompt per request, and later
+    batches to the same base URL go one by one straight away.
+
+    A server that ignores ``n`` (llama.cpp, Ollama) answers fewer choices than asked:
+    the model then makes the missing requests (with ``n`` set to the number still
+    missing), so every result and every cached entry holds ``n`` generations. With such
+    a server ``n=2`` costs two requests per prompt.
     """
 
     _API = "completions"
@@ -144,8 +208,9 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
 
     def __init__(
         self,
-        model_name: str = "gpt-3.5-turbo-instruct",
+        model_name: str | None = None,
         *,
+        model: str | None = None,
         temperature: float | None = 0.7,
         max_tokens: int | None = 256,
         top_p: float | None = None,
@@ -157,6 +222,7 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         frequency_penalty: float | None = None,
         presence_penalty: float | None = None,
         model_kwargs: dict[str, Any] | None = None,
+        batch_size: int | None = 20,
         base_url: str | None = None,
         api_key: str | None = None,
         timeout: float | None = None,
@@ -168,7 +234,10 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         super().__init__(cache=cache)
         if n < 1 or (best_of is not None and best_of < n):
             raise ConfigurationError(f"need n >= 1 and best_of >= n (got n={n}, best_of={best_of})")
-        self.model_name = model_name
+        if batch_size is not None and batch_size < 1:
+            raise ConfigurationError(f"batch_size must be at least 1 (or None for one request), got {batch_size}")
+        self.model_name = _one_model_name(model_name, model, "model", "gpt-3.5-turbo-instruct")
+        self.batch_size = batch_size
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.top_p = top_p
@@ -187,32 +256,30 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
             raise ConfigurationError(f"OpenAI takes a prompt string, not {type(value).__name__}")
         return value
 
+    model = _Alias("model_name")
+
     def _request(self, prompts: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "prompt": prompts}
 
-    def _parse(self, response: Any, count: int, n: int) -> list[list[Generation]]:
-        choices = sorted(response.choices, key=lambda c: c.index)
-        if len(choices) != count * n:
-            raise ProviderError(f"expected {count * n} choices for {count} prompts with n={n}, got {len(choices)}")
-        return [
-            [Generation(text=c.text, generation_info=_finish_info(c)) for c in choices[i * n : (i + 1) * n]]
-            for i in range(count)
+    def _plan(self, inputs: list[str], kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[list[Any]], dict[str, int]]]:
+        params = {**self._request_params(), **kwargs}
+        return completions_plan(inputs, params, batch_size=self.batch_size, base_url=_server_key(client))
+
+    def _result(self, planned: tuple[list[list[Any]], dict[str, int]]) -> tuple[list[list[Generation]], dict[str, Any]]:
+        per_prompt, usage = planned
+        generations = [
+            _with_usage([Generation(text=c.text, generation_info=_finish_info(c)) for c in choices], usage, len(per_prompt))
+            for choices in per_prompt
         ]
+        return generations, {"token_usage": usage, "model_name": self.model_name}
 
     def _call_provider(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
-        request = self._request(inputs, kwargs)
-        response = self.client.completions.create(**request)
-        return self._parse(response, len(inputs), request.get("n", 1)), self._llm_output(response)
+        return self._result(self._run_plan(partial(self._plan, inputs, kwargs)))
 
     async def _acall_provider(
         self, inputs: list[str], kwargs: dict[str, Any]
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
-        request = self._request(inputs, kwargs)
-        response = await self.async_client.completions.create(**request)
-        return self._parse(response, len(inputs), request.get("n", 1)), self._llm_output(response)
-
-    def _llm_output(self, response: Any) -> dict[str, Any]:
-        return {"token_usage": _usage_dict(response), "model_name": self.model_name}
+        return self._result(await self._arun_plan(partial(self._plan, inputs, kwargs)))
 
     def _stream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
         request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
@@ -242,6 +309,10 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
     ``{"role": ..., "content": ...}`` or a ``(role, content)`` pair. ``invoke`` returns
     the assistant's text; ``generate`` returns :class:`~llm_cache.Generation` objects whose
     ``message`` is the whole assistant message (tool calls included).
+
+    The model is ``model`` (or its alias ``model_name=``, as LangChain's). A server that
+    ignores ``n`` (llama.cpp, Ollama) answers fewer choices than asked: the model then
+    makes the missing requests, so every result and cached entry holds ``n`` generations.
     """
 
     _API = "chat.completions"
@@ -263,8 +334,9 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
 
     def __init__(
         self,
-        model: str = "gpt-4o-mini",
+        model: str | None = None,
         *,
+        model_name: str | None = None,
         temperature: float | None = 0.7,
         max_tokens: int | None = None,
         top_p: float | None = None,
@@ -289,7 +361,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         super().__init__(cache=cache)
         if n < 1:
             raise ConfigurationError(f"n must be at least 1, got {n}")
-        self.model = model
+        self.model = _one_model_name(model, model_name, "model_name", "gpt-4o-mini")
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.top_p = top_p
@@ -304,6 +376,8 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         self.presence_penalty = presence_penalty
         self.model_kwargs = dict(model_kwargs or {})
         self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
+
+    model_name = _Alias("model")
 
     @staticmethod
     def _messages(value: Any) -> list[dict[str, Any]]:
@@ -323,39 +397,40 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         return {**self._request_params(), **kwargs, "messages": self._messages(value)}
 
     @staticmethod
-    def _parse(response: Any) -> list[Generation]:
-        generations = []
-        for choice in sorted(response.choices, key=lambda c: c.index):
-            message = choice.message.model_dump(exclude_none=True)
-            generations.append(
-                Generation(text=choice.message.content or "", generation_info=_finish_info(choice), message=message)
+    def _generations(choices: list[Any]) -> list[Generation]:
+        return [
+            Generation(
+                text=choice.message.content or "",
+                generation_info=_finish_info(choice),
+                message=choice.message.model_dump(exclude_none=True),
             )
-        if not generations:
-            raise ProviderError("the provider returned no choices")
-        return generations
+            for choice in choices
+        ]
+
+    def _plan(self, value: Any, kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[Any], dict[str, int]]]:
+        return chat_plan(self._request(value, kwargs), base_url=_server_key(client))
+
+    def _results(
+        self, planned: list[tuple[list[Any], dict[str, int]]]
+    ) -> tuple[list[list[Generation]], dict[str, Any]]:
+        usage: dict[str, int] = {}
+        for _, part in planned:
+            _sum_usage(usage, part)
+        generations = [_with_usage(self._generations(choices), part) for choices, part in planned]
+        return generations, {"token_usage": usage, "model_name": self.model}
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.
-        results: list[list[Generation]] = []
-        usage: dict[str, int] = {}
-        for value in inputs:
-            response = self.client.chat.completions.create(**self._request(value, kwargs))
-            results.append(self._parse(response))
-            _sum_usage(usage, _usage_dict(response))
-        return results, {"token_usage": usage, "model_name": self.model}
+        return self._results([self._run_plan(partial(self._plan, value, kwargs)) for value in inputs])
 
     async def _acall_provider(
         self, inputs: list[Any], kwargs: dict[str, Any]
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
         import asyncio
 
-        responses = await asyncio.gather(
-            *(self.async_client.chat.completions.create(**self._request(v, kwargs)) for v in inputs)
+        return self._results(
+            await asyncio.gather(*(self._arun_plan(partial(self._plan, v, kwargs)) for v in inputs))
         )
-        usage: dict[str, int] = {}
-        for response in responses:
-            _sum_usage(usage, _usage_dict(response))
-        return [self._parse(r) for r in responses], {"token_usage": usage, "model_name": self.model}
 
     def invoke_message(self, value: Any, **kwargs: Any) -> dict[str, Any]:
         """The first generation's whole assistant message (content, tool calls, ...)."""

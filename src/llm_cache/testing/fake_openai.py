@@ -835,6 +835,12 @@ class _Handler(BaseHTTPRequestHandler):
             error = _error_body(status, message, code="injected_failure")
             self._send_json(status, error, {"retry-after-ms": _INJECTED_RETRY_AFTER_MS})
             return
+        quirk = owner._quirk(path, body)
+        if quirk is not None:
+            self._send_json(500, _error_body(500, quirk))
+            return
+        if owner.ignore_n and body.get("n", 1) != 1:
+            body = {**{k: v for k, v in body.items() if k != "best_of"}, "n": 1}
         try:
             self._answer(path, body, seq)
         except _RequestError as err:
@@ -891,6 +897,11 @@ class FakeOpenAIServer:
     requests received (completions, chat, embeddings) whose body parsed as a JSON
     object, including ones answered with an injected failure or a validation 400;
     never ``/v1/models``, unknown paths or malformed JSON.
+
+    Opt-in quirks imitate real OpenAI-compatible servers such as llama.cpp's and
+    Ollama's (settable while running): ``one_prompt_per_request`` answers a completions
+    request with more than one prompt with HTTP 500, as llama.cpp does; ``ignore_n``
+    answers one choice per prompt whatever ``n`` asks.
     """
 
     def __init__(
@@ -900,6 +911,8 @@ class FakeOpenAIServer:
         port: int = 0,
         *,
         embedding_dim: int = 64,
+        one_prompt_per_request: bool = False,
+        ignore_n: bool = False,
     ) -> None:
         if embedding_dim < 1:
             raise ValueError("embedding_dim must be at least 1")
@@ -907,6 +920,8 @@ class FakeOpenAIServer:
         self.host = host
         self.port = port
         self.embedding_dim = embedding_dim
+        self.one_prompt_per_request = one_prompt_per_request
+        self.ignore_n = ignore_n
         self._lock = threading.Lock()
         self._count = 0
         self._seq = 0
@@ -1022,6 +1037,13 @@ class FakeOpenAIServer:
             self._log.append({"path": path, "body": body, "headers": headers})
             failure = self._failures.pop(0) if self._failures else None
             return self._seq, failure
+
+    def _quirk(self, path: str, body: dict[str, Any]) -> str | None:
+        """The error message of an opt-in quirk refusing this request, if one does."""
+        prompt = body.get("prompt")
+        if self.one_prompt_per_request and path == "/v1/completions" and isinstance(prompt, list) and len(prompt) > 1:
+            return "one prompt per request (like llama.cpp's server)"
+        return None
 
     def _track(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:

@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..._imports import require
 from ..._sqlite import open_wal_connection
+from ..._deadline import DEFAULT_TIMEOUT, validate_timeout
 from ..._sqlite_usage import UsageSchema
 from ..._hits import HitBuffer
 from ...errors import ConfigurationError
@@ -153,9 +154,15 @@ class LocalVectorStore(VectorStore, Prunable):
         connectivity, expansion_add, expansion_search: HNSW parameters (usearch's M,
             efConstruction, ef).
         clock: wall-clock time for TTL checks (tests pass a fake one).
-        busy_timeout: seconds a writer waits for another process's write lock.
+        timeout: seconds a call waits for another process's write lock (SQLite's busy
+            timeout) before it fails (a store error: a miss); default 0.5.
+        busy_timeout: the former name of ``timeout`` (wins when given).
         max_entries, max_bytes, policy, evict_batch: size caps and eviction policy of the
             namespace (see :class:`llm_cache.eviction.Caps`); ``None``: unbounded.
+
+    A stored row whose vector is not ``dimension`` float16 values (a damaged file, another
+    program's write) is skipped and counted in ``malformed_rows``: the rest of its partition
+    is still searched.
     """
 
     def __init__(
@@ -170,7 +177,8 @@ class LocalVectorStore(VectorStore, Prunable):
         expansion_add: int = 128,
         expansion_search: int = 128,
         clock: Callable[[], float] = time.time,
-        busy_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        busy_timeout: float | None = None,
         max_entries: int | None = None,
         max_bytes: int | None = None,
         policy: str = "lru",
@@ -196,7 +204,9 @@ class LocalVectorStore(VectorStore, Prunable):
         self.expansion_add = expansion_add
         self.expansion_search = expansion_search
         self._clock = clock
-        self._busy_ms = int(busy_timeout * 1000)
+        self.timeout = validate_timeout(busy_timeout if busy_timeout is not None else timeout)
+        self._busy_ms = max(1, int(self.timeout * 1000))
+        self.malformed_rows = 0  # stored rows skipped because their vector is unreadable
         self._tempdir: str | None = None
         if path is None:
             self._tempdir = tempfile.mkdtemp(prefix="llm-cache-semantic-")
@@ -291,6 +301,22 @@ class LocalVectorStore(VectorStore, Prunable):
         np = self._np
         return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), self.dimension).astype(np.float32)
 
+    def _well_formed(self, rows: Sequence[Any], column: int) -> list[Any]:
+        """The rows whose ``column`` holds a vector of this store's dimension; the others are
+        skipped, counted and logged (one bad row must not make its whole partition fail)."""
+        size = 2 * self.dimension
+        good = [r for r in rows if isinstance(r[column], bytes) and len(r[column]) == size]
+        if len(good) != len(rows):
+            skipped = len(rows) - len(good)
+            # Warned once per store (a small partition is re-read on every search).
+            log = logger.warning if not self.malformed_rows else logger.debug
+            self.malformed_rows += skipped
+            log(
+                "llm-cache: %s: skipped %d stored row(s) whose vector is not %d float16 values "
+                "(counted in malformed_rows)", self, skipped, self.dimension,
+            )
+        return good
+
     def _for_index(self, matrix: Any) -> Any:
         """Rows scaled so their largest component is ±1. Cosine ignores a vector's scale,
         but usearch's int8 maps [-1, 1] to [-127, 127]: a unit 384-float vector (largest
@@ -319,6 +345,9 @@ class LocalVectorStore(VectorStore, Prunable):
         about 1 build in 300); one thread gives the same graph every time. Large bulk
         loads keep all cores (single-threaded is 1.75x slower at 50k vectors)."""
         np = self._np
+        rows = self._well_formed(rows, 1)
+        if not rows:
+            return
         keys = np.array([r[0] for r in rows], dtype=np.uint64)
         vectors = self._for_index(self._vectors([r[1] for r in rows]))
         index.add(keys, vectors, threads=1 if len(rows) < _PARALLEL_ADD_MIN else 0)
@@ -582,6 +611,7 @@ class LocalVectorStore(VectorStore, Prunable):
                     (self.namespace, partition, self._last_id, self.exact_limit + 1),
                 ).fetchall()
                 if len(rows) <= self.exact_limit:
+                    rows = self._well_formed(rows, 1)
                     if not rows:
                         return []
                     # Small partition: exact search over its vectors, no index needed.
@@ -606,7 +636,7 @@ class LocalVectorStore(VectorStore, Prunable):
             (*ids, self.namespace, partition),
         ).fetchall()
         now = self._clock()
-        live = [r for r in rows if r[7] is None or now < r[7]]
+        live = [r for r in self._well_formed(rows, 8) if r[7] is None or now < r[7]]
         if not live:
             return []
         scores = self._vectors([r[8] for r in live]) @ query  # exact (float16) similarity

@@ -65,17 +65,19 @@ closed again every round, each paying a SCRAM login) and no faster with a fixed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, socket_aborter, validate_timeout
 from ..._imports import require
 from ..._ttl import validate_ttl
-from ...errors import ConfigurationError
+from ...errors import CacheTimeoutError, ConfigurationError
 from ...eviction import Caps, Prunable, PruneReport, PruneRequest, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
@@ -120,6 +122,10 @@ class PGVectorStore(VectorStore, Prunable):
         clock: wall-clock source compared with ``expires_at``.
         create_extension: run ``CREATE EXTENSION IF NOT EXISTS vector`` when the extension is
             missing (needs the privilege to; otherwise a ConfigurationError says what to do).
+        timeout: seconds ``add``, ``get``, ``search`` and ``delete`` may take, connecting
+            included (default 0.5), enforced by the store itself as for
+            :class:`~llm_cache.caches.sql.SQLAlchemyCache`: past it they raise
+            :class:`~llm_cache.errors.CacheTimeoutError` (a store error: the cache misses).
         max_entries, evict_batch: a size cap, oldest written evicted first.
     """
 
@@ -139,8 +145,11 @@ class PGVectorStore(VectorStore, Prunable):
         create_extension: bool = True,
         max_entries: int | None = None,
         evict_batch: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         sa = require("sqlalchemy", "pgvector", "PGVectorStore")
+        self.timeout = validate_timeout(timeout)
+        self._workers = Workers()
         self.caps = Caps(max_entries, None, "lru", evict_batch)
         self._writes = 0
         require("pgvector.sqlalchemy", "pgvector", "PGVectorStore")
@@ -324,7 +333,7 @@ class PGVectorStore(VectorStore, Prunable):
             "expires_at": expiry,
             "embedding": embedding,
         }
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             conn.execute(self._statements.upsert, values)
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now
@@ -372,7 +381,7 @@ class PGVectorStore(VectorStore, Prunable):
         """The live entry with this exact key, or ``None``."""
         self._ensure_schema()
         params = {"ns": self.namespace, "key": _to_db(key), "now": self._clock()}
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(self._statements.get, params).first()
         return None if row is None else _entry(row)
 
@@ -382,7 +391,7 @@ class PGVectorStore(VectorStore, Prunable):
             return []
         self._ensure_schema()
         params = self._search_params(partition, vector, k)
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             rows = conn.execute(self._statements.search, params).all()
         found = [
             Neighbour(entry=_entry(row), similarity=max(-1.0, min(1.0, 1.0 - float(row.distance))))
@@ -398,7 +407,7 @@ class PGVectorStore(VectorStore, Prunable):
         if not keys:
             return
         self._ensure_schema()
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             conn.execute(self._statements.delete, {"ns": self.namespace, "keys": keys})
 
     def clear(self) -> None:
@@ -417,8 +426,27 @@ class PGVectorStore(VectorStore, Prunable):
         """Close the store's own pool, and dispose of the engine it made (never one you passed)."""
         if self._fast is not None:
             self._fast.dispose()
+        self._workers.close()
         if self._owns_engine:
             self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A hot-path connection, bounded by ``timeout`` (see ``llm_cache._deadline``): the
+        checkout in a worker thread, the statements by the watchdog, which shuts the socket."""
+        conn = run_with_deadline(
+            self.timeout, self._fast.connect, discard=_close, what="a pgvector connection", workers=self._workers
+        )
+        try:
+            with guard(self.timeout, socket_aborter(conn.connection.dbapi_connection), "a pgvector statement"):
+                yield conn
+        except CacheTimeoutError:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (a health check for circuit breakers)."""
@@ -535,6 +563,7 @@ class PGVectorSemanticCache(SemanticCache):
         iterative_scan: str = "relaxed_order",
         create_extension: bool = True,
         clock: Callable[[], float] = time.time,
+        timeout: float = DEFAULT_TIMEOUT,
         max_entries: int | None = None,
         evict_batch: int | None = None,
         **options: Any,
@@ -551,10 +580,15 @@ class PGVectorSemanticCache(SemanticCache):
             iterative_scan=iterative_scan,
             create_extension=create_extension,
             clock=clock,
+            timeout=timeout,
             max_entries=max_entries,
             evict_batch=evict_batch,
         )
         self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
+
+
+def _close(conn: Any) -> None:
+    conn.close()
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------
