@@ -74,6 +74,14 @@ class UsageSchema:
                 f"coalesce(sum({self.size(self.table)}), 0) FROM {self.table} GROUP BY namespace"
             )
 
+    def ensure_stats_index(self, conn: sqlite3.Connection) -> None:
+        """An index covering what a count-capped LRU/LFU eviction reads (``id``, hits, last
+        use), so that a pass reads the index instead of every row: created for capped stores
+        only (every writer then maintains it; uncapped files do without)."""
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.table}_use ON {self.table} (namespace, hit_count, last_hit_at, created_at)"
+        )
+
     def read(self, conn: sqlite3.Connection, namespace: str) -> tuple[int, int]:
         """``(entries, bytes)`` of ``namespace``."""
         row = conn.execute(

@@ -261,6 +261,8 @@ class SQLiteCache(BaseCache, Prunable):
                     "version or program): point SQLiteCache at a new file, or delete this one"
                 )
             _USAGE.ensure(conn)
+            if self.caps.enabled:
+                _USAGE.ensure_stats_index(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -58,7 +58,7 @@ from ..._deadline import DEFAULT_TIMEOUT, validate_timeout
 from ..._sqlite_usage import UsageSchema
 from ..._hits import HitBuffer
 from ...errors import ConfigurationError
-from ...eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan, sqlite_tokens_sql
+from ...eviction import Caps, Prunable, PruneReport, PruneRequest, plan, sqlite_tokens_sql
 from .base import Neighbour, SemanticEntry, VectorStore
 
 __all__ = ["LocalVectorStore"]
@@ -271,7 +271,7 @@ class LocalVectorStore(VectorStore, Prunable):
                         f"{self.path} holds {meta.get('dimension')}-dimensional vectors but the embedding "
                         f"model gives {self.dimension}: use the same model, or a new directory"
                     )
-            _ensure_eviction_schema(conn)
+            _ensure_eviction_schema(conn, self.caps.enabled)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -450,14 +450,21 @@ class LocalVectorStore(VectorStore, Prunable):
         sized = caps.max_bytes is not None or caps.policy == "cost"  # sizes copy every payload
         size = _USAGE.size("semantic_entries") if sized else "0"
         tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
+        # Rows in EntryStats order, keyed by id: for LRU/LFU count caps the capped store's
+        # covering index answers this without reading the (wide) rows.
         rows = conn.execute(
-            f"SELECT id, partition, {size}, hit_count, "
-            f"coalesce(last_hit_at, created_at), {tokens} FROM semantic_entries WHERE namespace = ?",
+            f"SELECT id, {size}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
+            "FROM semantic_entries WHERE namespace = ?",
             (self.namespace,),
-        ).fetchall()
-        stats = (EntryStats((r[0], r[1]), r[2], r[3], r[4], r[5]) for r in rows)
-        victims = plan(caps, entries, nbytes, stats)
-        return removed + self._remove_rows(conn, victims)  # type: ignore[arg-type]
+        )
+        victims = plan(caps, entries, nbytes, rows)
+        located: list[tuple[int, str]] = []
+        for start in range(0, len(victims), 500):  # the removal log needs their partitions
+            chunk = victims[start : start + 500]
+            located += conn.execute(
+                f"SELECT id, partition FROM semantic_entries WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+        return removed + self._remove_rows(conn, located)
 
     def record_hit(self, key: str) -> None:
         """Count a cache hit of the entry ``key`` (buffered; written in batches)."""
@@ -812,7 +819,7 @@ class _DryRun(Exception):
     """Raised inside a prune transaction to roll it back (``dry_run``)."""
 
 
-def _ensure_eviction_schema(conn: sqlite3.Connection) -> None:
+def _ensure_eviction_schema(conn: sqlite3.Connection, capped: bool) -> None:
     """Inside the schema transaction: hit columns, the usage table and its triggers, filled
     from the rows already there when the table is new (a directory from before caps)."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(semantic_entries)")}
@@ -821,6 +828,8 @@ def _ensure_eviction_schema(conn: sqlite3.Connection) -> None:
     if "last_hit_at" not in columns:
         conn.execute("ALTER TABLE semantic_entries ADD COLUMN last_hit_at REAL")
     _USAGE.ensure(conn)
+    if capped:
+        _USAGE.ensure_stats_index(conn)
 
 
 def _guard_usearch_import_order() -> None:
