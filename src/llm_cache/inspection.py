@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from .caches.base import BaseCache, CacheEntry, unstorable
+from .chat_prompt import llm_string_model
 from .errors import ConfigurationError, CorruptEntryError
 from .generation import Generation
 
@@ -79,22 +80,9 @@ Entry = CacheEntry
 
 
 def entry_model(entry: CacheEntry) -> str | None:
-    """The ``model`` named in the llm_string, when it is llm-cache's JSON form."""
-    try:
-        data = json.loads(entry.llm_string)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    if isinstance(data.get("params"), str):  # the proxy nests the request parameters
-        try:
-            data = json.loads(data["params"])
-        except ValueError:
-            return None
-    elif isinstance(data.get("params"), dict):
-        data = data["params"]
-    model = data.get("model") or data.get("model_name") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else None
+    """The model named in the entry's llm_string (llm-cache's, the proxy's or LangChain's
+    form; see :func:`llm_cache.chat_prompt.llm_string_model`)."""
+    return llm_string_model(entry.llm_string)
 
 
 def _inspectable(cache: Any) -> InspectableCache:

@@ -22,6 +22,11 @@ Design choices, each for a reason:
   the B-tree.
 * per-entry hit counts are buffered in memory and written in batches: writing on every
   hit would turn each read into a write transaction.
+* the async methods run in worker threads (the base class's ``asyncio.to_thread``), reads
+  included: a read is file I/O that can wait (a cold page, a busy disk, a WAL checkpoint),
+  and nothing may block the event loop. Lookups once ran inline on the loop, which was
+  faster (see BENCHMARKS.md for the measured cost) but blocked it, and under LangChain's
+  test configuration (BlockBuster) every async lookup failed and became a miss.
 * size caps (``max_entries``/``max_bytes``): triggers keep a per-namespace count and byte
   total in ``llm_cache_usage`` inside every write's own transaction, whichever process or
   version of this class writes, so checking a cap is one primary-key read. A capped write
@@ -412,13 +417,6 @@ class SQLiteCache(BaseCache, Prunable):
     def usage(self) -> tuple[int, int]:
         """``(entries, payload bytes)`` stored in this namespace (expired ones not yet swept included)."""
         return self._usage(self._conn())
-
-    async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
-        # A WAL read never waits for a writer and takes tens of microseconds, less than the
-        # hop to a worker thread (measured: ~30 µs inline against ~180 µs through
-        # asyncio.to_thread), so lookups run on the loop. Writes may wait for another
-        # process's lock and keep the base class's worker thread.
-        return self._lookup(prompt, llm_string)
 
     def _clear(self) -> None:
         self._writable()

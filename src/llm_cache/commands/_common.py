@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import os
 import sqlite3
 import sys
@@ -204,30 +203,12 @@ def one_line(text: Any, width: int) -> str:
 
 
 def prompt_text(prompt: str) -> str:
-    """What a person would call the prompt: for a chat prompt stored as JSON messages
-    (llm-cache's ``[{"role", "content"}]`` or LangChain's serialised messages), the message
-    contents joined by `` | ``; any other prompt as it is."""
-    if not prompt.startswith("["):
-        return prompt
-    try:
-        messages = json.loads(prompt)
-    except ValueError:
-        return prompt
-    if not isinstance(messages, list):
-        return prompt
-    parts = []
-    for message in messages:
-        if not isinstance(message, dict):
-            return prompt
-        content = message.get("content")
-        if content is None and isinstance(message.get("kwargs"), dict):  # LangChain's lc form
-            content = message["kwargs"].get("content")
-        if isinstance(content, list):  # content parts: keep their text
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            return prompt
-        parts.append(content)
-    return " | ".join(parts) if parts else prompt
+    """What a person would call the prompt: for a chat prompt (llm-cache's
+    ``[{"role", "content"}]`` or LangChain's serialised messages), the message texts joined
+    by `` | ``; any other prompt as it is (:func:`llm_cache.chat_prompt.readable_prompt`)."""
+    from ..chat_prompt import readable_prompt
+
+    return readable_prompt(prompt)
 
 
 def format_time(timestamp: float | None) -> str:

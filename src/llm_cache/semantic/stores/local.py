@@ -588,10 +588,6 @@ class LocalVectorStore(VectorStore, Prunable):
             return None
         return entry
 
-    async def aget(self, key: str) -> SemanticEntry | None:
-        # A WAL point read takes tens of microseconds, less than a hop to a worker thread.
-        return self.get(key)
-
     def count(self) -> int:
         """Entries in this namespace (expired ones not yet purged included)."""
         row = self._conn().execute(
@@ -849,7 +845,9 @@ def _guard_usearch_import_order() -> None:
     except Exception:
         return
     if parts >= (2, 26, 2) and importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime  # noqa: F401
+        from .._onnxruntime import import_onnxruntime
+
+        import_onnxruntime("LocalVectorStore")
 
 
 def _safe(name: str) -> str:
