@@ -501,7 +501,7 @@ def test_read_only_sqlite_cache_serves_lookups_and_writes_nothing(sqlite_db: Pat
         ("semantic://somehost/dir", "semantic:///relative/dir"),
         ("semantic:///", "semantic:///relative/dir"),
         ("semantic:///dir?table=t", "table= is an option of semantic+postgresql"),
-        ("semantic+redis://localhost:6379/0?colour=red", "use ttl=, namespace=, timeout=, table="),
+        ("semantic+redis://localhost:6379/0?colour=red", "use ttl=, namespace=, timeout=, max_entries=, max_bytes=, policy=, table="),
     ],
 )
 def test_semantic_url_mistakes_are_explained(cache_url: str, message: str) -> None:

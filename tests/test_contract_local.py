@@ -73,3 +73,34 @@ class TestSQLiteInMemoryDatabaseContract(TestSQLiteContract):
         cache._conn().execute(
             "UPDATE llm_cache SET response = ? WHERE id = ?", ('{"v":1,"g":[{"text":5}]}', cache._row_id(prompt, llm_string))
         )
+
+
+# -- size caps and eviction ----------------------------------------------------------------
+from llm_cache.testing.contract import CapsContract  # noqa: E402
+
+
+class _TickingCaps(CapsContract):
+    def tick(self, cache) -> None:  # type: ignore[no-untyped-def]
+        cache._clock.now += 1.0
+
+
+class TestInMemoryCaps(_TickingCaps):
+    @pytest.fixture
+    def capped_factory(self) -> Callable[..., InMemoryCache]:
+        def factory(max_entries=None, max_bytes=None, policy="lru", evict_batch=None):  # type: ignore[no-untyped-def]
+            return InMemoryCache(maxsize=max_entries, max_bytes=max_bytes, policy=policy, evict_batch=evict_batch, clock=FakeClock())
+
+        return factory
+
+
+class TestSQLiteCaps(_TickingCaps):
+    @pytest.fixture
+    def capped_factory(self, tmp_path: Path) -> Callable[..., SQLiteCache]:
+        made = iter(range(1000))
+        with tracked_factory(
+            lambda ns, ttl, **caps: SQLiteCache(tmp_path / f"c{next(made)}.db", clock=FakeClock(), **caps), clear=False
+        ) as factory:
+            yield lambda **caps: factory(**caps)  # type: ignore[misc]
+
+    def stored(self, cache: SQLiteCache) -> int:  # type: ignore[override]
+        return cache.usage()[0]

@@ -23,6 +23,10 @@ connect timeout, so that connections opened for calls that gave up do not wait f
 changing anything: SQLite files with ``mode=ro``, SQL tables without ``CREATE``, and
 semantic caches through the views of :mod:`llm_cache.semantic.listing` (no embedding model,
 no directory or index created). A read-only URL that names nothing is an error naming it.
+
+Size caps (see :mod:`llm_cache.eviction`): ``max_entries``, ``max_bytes`` (``64MB``, ``2GiB``...)
+and ``policy`` (``lru``, ``lfu``, ``cost``) for memory and SQLite; ``max_entries`` for SQL
+tables. Redis caps itself with ``maxmemory`` (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -71,10 +75,47 @@ def _options(query: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
                 options["timeout"] = validate_timeout(float(values[-1]))
             except ValueError:
                 raise ConfigurationError(f"timeout must be a positive number of seconds, got {values[-1]!r}") from None
+        elif name in _CAP_OPTIONS:
+            options[name] = _CAP_OPTIONS[name](values[-1])
         else:
-            allowed = ", ".join(f"{n}=" for n in ("ttl", "namespace", "timeout", *extra))
+            allowed = ", ".join(f"{n}=" for n in ("ttl", "namespace", "timeout", *_CAP_OPTIONS, *extra))
             raise ConfigurationError(f"unknown cache URL option {name!r}: use {allowed}")
     return options
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigurationError(f"max_entries must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"max_entries must be positive, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from .eviction import parse_size
+
+    return parse_size(text)
+
+
+def _policy(text: str) -> str:
+    from .eviction import POLICIES
+
+    if text not in POLICIES:
+        raise ConfigurationError(f"policy must be one of {', '.join(POLICIES)}, got {text!r}")
+    return text
+
+
+_CAP_OPTIONS = {"max_entries": _count, "max_bytes": _size, "policy": _policy}
+
+
+def _only(options: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
+    """Refuse cap options ``what`` does not take, saying which it does."""
+    refused = [name for name in _CAP_OPTIONS if name in options and name not in allowed]
+    if refused:
+        takes = f"only {', '.join(allowed)}" if allowed else "no size options (see docs/operations.md)"
+        raise ConfigurationError(f"{what} takes {takes}, not {', '.join(refused)}")
 
 
 # A bare scheme gets the driver llm-cache installs with its extra (SQLAlchemy's own default
@@ -94,6 +135,7 @@ def _sql_cache(parts: Any, options: dict[str, Any], read_only: bool = False) -> 
     from .caches.sql import SQLAlchemyCache
 
     scheme = _SQL_DRIVERS.get(parts.scheme.lower(), parts.scheme)
+    _only(options, ("max_entries",), "an SQL cache URL")
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     engine = sqlalchemy.create_engine(
         urlunsplit(parts._replace(scheme=scheme)),
@@ -167,6 +209,7 @@ def _semantic_cache(parts: Any, options: dict[str, Any], read_only: bool) -> Bas
 
         if timeout is not None:
             options["socket_timeout"] = timeout
+        _only(options, ("max_entries",), "a semantic+redis URL")
         return RedisSemanticCache(redis_url=target, **options)
     if read_only:
         from .semantic.listing import PGVectorSemanticView
@@ -176,6 +219,7 @@ def _semantic_cache(parts: Any, options: dict[str, Any], read_only: bool) -> Bas
 
     if timeout is not None:
         options["timeout"] = timeout
+    _only(options, ("max_entries",), "a semantic+postgresql URL")
     return PGVectorSemanticCache(target, **({} if table is None else {"table": table}), **options)
 
 
@@ -205,6 +249,8 @@ def cache_from_url(
         options.pop("timeout", None)  # nothing to wait for
         from .caches.memory import InMemoryCache
 
+        if "max_entries" in options:
+            options["maxsize"] = options.pop("max_entries")
         return InMemoryCache(**options)
     if scheme == "sqlite":
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -218,6 +264,7 @@ def cache_from_url(
     if scheme in ("redis", "rediss", "unix"):
         from .caches.redis import RedisCache
 
+        _only(options, (), "a Redis cache URL (Redis evicts by its maxmemory policy)")
         if "timeout" in options:
             options["socket_timeout"] = options.pop("timeout")
         return RedisCache(redis_url=bare, **options)

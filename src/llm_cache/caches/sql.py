@@ -74,6 +74,7 @@ from .._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, sock
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
 from ..errors import CacheBackendError, CacheTimeoutError, ConfigurationError, CorruptEntryError
+from ..eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan
 from ..generation import Generation
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -91,6 +92,10 @@ T = TypeVar("T")
 # Seconds the constructor waits for the table to be checked or created.
 _SCHEMA_SECONDS = 10.0
 _RETRIES = 3  # attempts of a write that hit a deadlock or a serialisation failure
+# Expired entries are swept every this many writes of a cache object, at most _SWEEP_LIMIT.
+_SWEEP_EVERY = 256
+_SWEEP_LIMIT = 1000
+_DELETE_CHUNK = 500  # key hashes per DELETE ... IN (...)
 # Seconds a writer of a user schema (MySQL) waits for another writer of the same entry.
 _MYSQL_LOCK_TIMEOUT = 10
 # PostgreSQL: 40001 serialization_failure, 40P01 deadlock_detected; MySQL: 1213 deadlock, 1205 lock wait.
@@ -380,7 +385,7 @@ class _RawConnections:
         self.workers.close()
 
 
-class SQLAlchemyCache(BaseCache):
+class SQLAlchemyCache(BaseCache, Prunable):
     """Cache generations in a SQL database through a SQLAlchemy 2 engine.
 
     Args:
@@ -410,6 +415,12 @@ class SQLAlchemyCache(BaseCache):
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
         read_only: for inspection: never create the table (a missing one is a
             ConfigurationError naming it) and refuse ``update``/``clear``.
+        max_entries: keep about this many entries in the namespace (llm-cache's own table
+            only). The table has no hit statistics, so the oldest *written* entries go first.
+            The count is checked every ``evict_batch // 4`` writes of this object (a
+            ``count(*)``), so with up to four writing processes it stays within one batch
+            of the cap.
+        evict_batch: entries past ``max_entries`` before an eviction (default a twentieth).
     """
 
     def __init__(
@@ -423,11 +434,15 @@ class SQLAlchemyCache(BaseCache):
         timeout: float = DEFAULT_TIMEOUT,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
         read_only: bool = False,
     ) -> None:
         super().__init__(strict=strict)
         self.timeout = validate_timeout(timeout)
         self.read_only = bool(read_only)
+        self.caps = Caps(max_entries, None, "lru", evict_batch)
+        self._writes = 0
         if not isinstance(engine, Engine):
             hint = (
                 " (pass it as async_engine=, with a sync engine first)"
@@ -458,6 +473,10 @@ class SQLAlchemyCache(BaseCache):
         self.namespace = (
             namespace if namespace is not None else ("default" if self.info.has_namespace else None)
         )
+        if self.caps.enabled and not self.info.keyed:
+            raise ConfigurationError(
+                f"max_entries needs llm-cache's own table (FullLLMCache), not {self.info.name!r}"
+            )
         self._clock = clock
         self._dialect = engine.dialect.name
         is_pg = self._dialect == "postgresql"
@@ -649,6 +668,9 @@ class SQLAlchemyCache(BaseCache):
             self._raw(self._keyed_update, prompt, llm_string, generations)
         else:
             self._core(self._plain_update, prompt, llm_string, generations)
+        check, sweep = self._maintenance_due()
+        if check or sweep:
+            self._core(self._maintain, self.caps, sweep)
 
     async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
         self._writable()
@@ -656,6 +678,81 @@ class SQLAlchemyCache(BaseCache):
             await self._araw(self._keyed_update, prompt, llm_string, generations)
         else:
             await self._acore(self._plain_update, prompt, llm_string, generations)
+        check, sweep = self._maintenance_due()
+        if check or sweep:
+            await self._acore(self._maintain, self.caps, sweep)
+
+    # -- caps and expiry sweeps (llm-cache's own table) -------------------------------------------
+    def _maintenance_due(self) -> tuple[bool, bool]:
+        """``(check the cap, sweep expired entries)`` after this write (amortised: a cap
+        check every batch/4 writes, a sweep every _SWEEP_EVERY writes)."""
+        if not self.info.keyed:
+            return False, False
+        self._writes += 1
+        sweep = self.info.has_expiry and self._writes % _SWEEP_EVERY == 0
+        check = self.caps.enabled and self._writes % max(1, self.caps.entries_batch // 4) == 0
+        return check, sweep
+
+    def _delete_keys(self, conn: Connection, keys: Sequence[str]) -> int:
+        t = self.info.table
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            chunk = list(keys[start : start + _DELETE_CHUNK])
+            conn.execute(delete(t).where(t.c.namespace == self.namespace, t.c.key_hash.in_(chunk)))
+        return len(keys)
+
+    def _maintain(
+        self,
+        conn: Connection,
+        caps: Caps,
+        sweep: bool,
+        *,
+        sweep_limit: int | None = _SWEEP_LIMIT,
+        older_than: float | None = None,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> PruneReport:
+        """Sweep expired entries (up to ``sweep_limit``), entries written before
+        ``older_than`` seconds ago, then, once one batch past ``caps`` (or at all past
+        them with ``force``), evict the oldest written down to the cap."""
+        t = self.info.table
+        mine = (t.c.namespace == self.namespace, t.c.idx == 0)
+        now = self._clock()
+        with conn.begin() as tx:
+            n_expired = n_old = n_evicted = 0
+            if sweep:
+                stmt = select(t.c.key_hash).where(*mine, t.c.expires_at <= now)
+                if sweep_limit is not None:
+                    stmt = stmt.limit(sweep_limit)
+                n_expired = self._delete_keys(conn, conn.execute(stmt).scalars().all())
+            if older_than is not None:
+                stmt = select(t.c.key_hash).where(*mine, t.c.created_at < now - older_than)
+                n_old = self._delete_keys(conn, conn.execute(stmt).scalars().all())
+            count = int(conn.execute(select(func.count()).select_from(t).where(*mine)).scalar_one())
+            if caps.enabled and (caps.excess(count) != (0, 0) if force else caps.over(count)):
+                rows = conn.execute(select(t.c.key_hash, t.c.created_at).where(*mine)).all()
+                victims = plan(caps, count, None, (EntryStats(k, 0, 0, _epoch(c) or 0.0) for k, c in rows))
+                n_evicted = self._delete_keys(conn, victims)  # type: ignore[arg-type]
+                count -= n_evicted
+            if dry_run:
+                tx.rollback()
+        return PruneReport(n_expired, n_old, n_evicted, count)
+
+    def _prune(self, request: PruneRequest) -> PruneReport:
+        """Remove expired entries, entries written more than ``older_than`` seconds ago, and
+        the oldest written beyond ``max_entries`` (default: this cache's cap); ``dry_run``
+        rolls the work back and reports what it would remove."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
+        if max_bytes is not None or policy not in (None, "lru"):
+            raise ConfigurationError("SQL tables are capped by max_entries only, oldest written first")
+        if not self.info.keyed:
+            if older_than is not None or max_entries is not None or dry_run:
+                raise ConfigurationError(f"only --expired works on a table of your own ({self.info.name!r})")
+            return PruneReport(expired=self.purge_expired() if expired else 0)
+        caps = self.caps.with_overrides(max_entries=max_entries)
+        sweep = expired and self.info.has_expiry
+        return self._core(
+            lambda conn: self._maintain(conn, caps, sweep, sweep_limit=None, older_than=older_than, dry_run=dry_run, force=True)
+        )
 
     def _clear(self) -> None:
         self._writable()

@@ -197,6 +197,9 @@ class SemanticCache(BaseCache):
         annotate: add ``generation_info["llm_cache"]`` (similarity, matched prompt) to
             the generations of semantic hits.
         clock: wall-clock time source for TTL (tests pass a fake one).
+        max_entries, max_bytes, policy, evict_batch: size caps of the local store and the
+            eviction policy (``"lru"``, ``"lfu"``, ``"cost"``; see :mod:`llm_cache.eviction`).
+            Other stores take their caps in their own constructor.
     """
 
     def __init__(
@@ -213,10 +216,19 @@ class SemanticCache(BaseCache):
         strict: bool = False,
         annotate: bool = True,
         clock: Callable[[], float] = time.time,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str = "lru",
+        evict_batch: int | None = None,
     ) -> None:
         super().__init__(strict=strict)
         if store is not None and data_dir is not None:
             raise ConfigurationError("pass either data_dir (the local store) or store, not both")
+        if store is not None and (max_entries, max_bytes, policy, evict_batch) != (None, None, "lru", None):
+            raise ConfigurationError(
+                "max_entries/max_bytes/policy apply to the local store: pass them to the store you give "
+                "(e.g. RedisVectorStore(..., max_entries=N))"
+            )
         if not isinstance(k, int) or k < 1:
             raise ConfigurationError("k must be a positive integer")
         if embedding is None:
@@ -243,7 +255,10 @@ class SemanticCache(BaseCache):
         if store is None:
             from .stores.local import LocalVectorStore
 
-            store = LocalVectorStore(self.data_dir, dimension=int(embedding.dimension), namespace=namespace, clock=clock)
+            store = LocalVectorStore(
+                self.data_dir, dimension=int(embedding.dimension), namespace=namespace, clock=clock,
+                max_entries=max_entries, max_bytes=max_bytes, policy=policy, evict_batch=evict_batch,
+            )
         self.store = store
         self.namespace = getattr(store, "namespace", namespace)
         self.semantic_stats: collections.Counter[str] = collections.Counter()
@@ -394,6 +409,8 @@ class SemanticCache(BaseCache):
             neighbours = self.store.search(sk.partition, self._embed(sk.text), self.k)
             match = self._semantic(sk, llm_string, neighbours)
         self._thread.last_match = match
+        if match is not None:
+            self.store.record_hit(match.key)
         return match
 
     async def _amatch(self, prompt: str, llm_string: str) -> SemanticMatch | None:
@@ -403,6 +420,8 @@ class SemanticCache(BaseCache):
             neighbours = await self.store.asearch(sk.partition, await self._aembed(sk.text), self.k)
             match = self._semantic(sk, llm_string, neighbours)
         self._thread.last_match = match
+        if match is not None:
+            self.store.record_hit(match.key)
         return match
 
     def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -506,6 +525,14 @@ class SemanticCache(BaseCache):
         if entry.expires_at is not None:
             stored = replace(stored, expires_at=float(entry.expires_at))
         self.store.add(stored, vector)
+
+    def prune(self, **options: Any) -> Any:
+        """Expiry sweep and eviction by the store (see :meth:`LocalVectorStore.prune`);
+        ConfigurationError for a store that cannot prune."""
+        prune = getattr(self.store, "prune", None)
+        if prune is None:
+            raise ConfigurationError(f"{type(self.store).__name__} cannot prune; it relies on its server's expiry")
+        return prune(**options)
 
     def close(self) -> None:
         """Close the store if this cache created it (a local store saves its index)."""

@@ -35,7 +35,7 @@ import pytest
 from ..caches.base import BaseCache
 from ..generation import Generation
 
-__all__ = ["CacheContract", "sample_generations", "tracked_factory"]
+__all__ = ["CacheContract", "CapsContract", "sample_generations", "tracked_factory"]
 
 CacheFactory = Callable[..., BaseCache]
 C = TypeVar("C", bound=BaseCache)
@@ -213,3 +213,137 @@ class CacheContract:
             cache.lookup(f"t{t}-{i}", LLM) == sample_generations(f"t{t}-{i}") for t in range(8) for i in range(25)
         )
         assert cache.stats.errors == 0
+
+
+def _usage_generations(tag: str, tokens: int, padding: int = 0) -> list[Generation]:
+    """An entry whose stored provider usage says it cost ``tokens`` tokens."""
+    return [
+        Generation(
+            text=f"{tag} answer" + "." * padding,
+            generation_info={"usage": {"prompt_tokens": tokens // 2, "completion_tokens": tokens - tokens // 2, "total_tokens": tokens}},
+        )
+    ]
+
+
+class CapsContract:
+    """Size caps and eviction policies (``max_entries=``, ``policy=``): every backend that
+    takes caps runs these. Subclass as ``TestXxxCaps`` and provide a fixture
+    ``capped_factory`` returning ``factory(max_entries=None, max_bytes=None, policy="lru",
+    evict_batch=None)`` that builds a fresh, empty, capped cache. Optional overrides:
+
+    * ``tick(cache)``: let time pass between operations (a fake clock's step), so that last
+      uses are ordered; the default does nothing (the wall clock is assumed to move);
+    * ``flush(cache)``: write buffered hit statistics (``flush_hits()`` where the store has it);
+    * ``stored(cache)``: entries physically stored, expired ones included (default ``count()``);
+    * ``policies``: the policies the backend supports; ``supports_max_bytes``;
+    * ``tracks_hits``: False for stores that keep no hit statistics (then "least recently
+      used" means least recently written).
+    """
+
+    policies: tuple[str, ...] = ("lru", "lfu", "cost")
+    supports_max_bytes = True
+    tracks_hits = True
+
+    def tick(self, cache: BaseCache) -> None:
+        pass
+
+    def flush(self, cache: BaseCache) -> None:
+        flush = getattr(cache, "flush_hits", None)
+        if flush is not None:
+            flush()
+
+    def stored(self, cache: BaseCache) -> int:
+        return int(cache.count())  # type: ignore[attr-defined]
+
+    def _write(self, cache: BaseCache, names: list[str], generations: Callable[[str], list[Generation]] | None = None) -> None:
+        for name in names:
+            self.tick(cache)
+            cache.update(name, LLM, generations(name) if generations else sample_generations(name))
+
+    def _hit(self, cache: BaseCache, names: list[str], times: int = 1) -> None:
+        for _ in range(times):
+            for name in names:
+                self.tick(cache)
+                assert cache.lookup(name, LLM) is not None, f"{name} should still be cached"
+        self.flush(cache)
+
+    def _survivors(self, cache: BaseCache, names: list[str]) -> set[str]:
+        return {name for name in names if cache.lookup(name, LLM) is not None}
+
+    def test_count_stays_within_one_batch_of_the_cap(self, capped_factory: Callable[..., BaseCache]) -> None:
+        cache = capped_factory(max_entries=10, evict_batch=3)
+        for i in range(60):
+            self._write(cache, [f"e{i}"])
+            assert self.stored(cache) <= 13, "the cap was passed by more than one batch"
+        assert 10 <= self.stored(cache) <= 13
+        assert cache.stats.errors == 0
+
+    def test_lru_keeps_the_recently_used(self, capped_factory: Callable[..., BaseCache]) -> None:
+        cache = capped_factory(max_entries=10, evict_batch=1, policy="lru")
+        names = [f"e{i}" for i in range(10)]
+        self._write(cache, names)
+        if self.tracks_hits:
+            self._hit(cache, names[:5])  # the first five written are now the most recently used
+            kept = names[:5]
+        else:
+            kept = names[5:]  # no hit statistics: the last written are the most recent
+        self._write(cache, [f"new{i}" for i in range(5)])  # 15 entries: past cap + batch
+        survivors = self._survivors(cache, names)
+        assert set(kept) <= survivors
+        assert len(survivors) < len(names)  # and some of the others went
+        assert 10 <= self.stored(cache) <= 11
+
+    def test_lfu_keeps_the_most_hit(self, capped_factory: Callable[..., BaseCache]) -> None:
+        if "lfu" not in self.policies:
+            pytest.skip("this backend has no LFU policy")
+        cache = capped_factory(max_entries=10, evict_batch=1, policy="lfu")
+        names = [f"e{i}" for i in range(10)]
+        self._write(cache, names)
+        self._hit(cache, names[:4], times=3)  # the four most hit...
+        self._hit(cache, names[4:])  # ...were not hit last: LRU would evict them
+        self._write(cache, [f"new{i}" for i in range(6)])
+        survivors = self._survivors(cache, names)
+        assert set(names[:4]) <= survivors
+
+    def test_cost_keeps_what_saves_most_tokens_per_byte(self, capped_factory: Callable[..., BaseCache]) -> None:
+        if "cost" not in self.policies:
+            pytest.skip("this backend has no cost-aware policy")
+        cache = capped_factory(max_entries=6, evict_batch=1, policy="cost")
+        # Equal hits; "cheap" entries are big and cost few tokens, "dear" ones small and costly.
+        cheap = [f"cheap{i}" for i in range(3)]
+        dear = [f"dear{i}" for i in range(3)]
+        self._write(cache, dear, lambda name: _usage_generations(name, tokens=2000))
+        self._write(cache, cheap, lambda name: _usage_generations(name, tokens=10, padding=3000))
+        self._hit(cache, dear + cheap)  # the cheap ones were used last: LRU would keep them
+        self._write(cache, ["n0"], lambda name: _usage_generations(name, tokens=10))
+        self._write(cache, ["n1"], lambda name: _usage_generations(name, tokens=10))
+        survivors = self._survivors(cache, cheap + dear)
+        assert set(dear) <= survivors
+        assert not set(cheap) <= survivors
+
+    def test_max_bytes_bounds_the_payload(self, capped_factory: Callable[..., BaseCache]) -> None:
+        if not self.supports_max_bytes:
+            pytest.skip("this backend has no byte cap")
+        cache = capped_factory(max_bytes=20_000)
+        self._write(cache, [f"e{i}" for i in range(40)], lambda name: [Generation(text=name + "x" * 1000)])
+        assert 10 <= self.stored(cache) < 25  # about 1.1 kB each: the cap holds ~18
+
+    def test_evicted_entry_is_a_miss_not_an_error(self, capped_factory: Callable[..., BaseCache]) -> None:
+        cache = capped_factory(max_entries=3, evict_batch=1)
+        cache.strict = True  # a store error would raise
+        self._write(cache, [f"e{i}" for i in range(10)])
+        assert cache.lookup("e0", LLM) is None
+        assert asyncio.run(cache.alookup("e1", LLM)) is None
+        assert cache.stats.errors == 0 and cache.stats.corrupt == 0
+
+    def test_async_writes_evict_too(self, capped_factory: Callable[..., BaseCache]) -> None:
+        cache = capped_factory(max_entries=5, evict_batch=1)
+
+        async def scenario() -> None:
+            for i in range(20):
+                self.tick(cache)
+                await cache.aupdate(f"e{i}", LLM, sample_generations(str(i)))
+
+        asyncio.run(scenario())
+        assert 5 <= self.stored(cache) <= 6
+        assert cache.lookup("e19", LLM) is not None

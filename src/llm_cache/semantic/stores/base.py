@@ -91,6 +91,13 @@ class VectorStore(ABC):
     def close(self) -> None:
         """Release connections, files and indexes."""
 
+    def record_hit(self, key: str) -> None:
+        """Note that the cache answered from entry ``key`` (for eviction policies).
+
+        Must be cheap (it is on the hit path): stores that keep hit statistics buffer them.
+        The default keeps nothing.
+        """
+
     # Async twins: stores with a native async driver override them; the default runs
     # the sync method in a worker thread so the event loop never blocks on I/O.
     async def aadd(self, entry: SemanticEntry, vector: "np.ndarray") -> None:

@@ -28,6 +28,13 @@ temporary directory for an in-memory cache). Design, each point for a reason:
   loads the snapshot and replays only the changes made after it, instead of re-indexing
   every vector. A stale or missing snapshot is never trusted: the index is rebuilt.
 
+* **Caps.** With ``max_entries``/``max_bytes`` a write that takes the namespace one batch
+  past its cap evicts back down to it in the same transaction (policy decided by
+  :mod:`llm_cache.eviction`), through ``_remove_rows``: every process's index drops the
+  evicted ids on its next sync, as for any removal. Counts and bytes per namespace are
+  kept by triggers in ``semantic_usage``; hits are buffered and written in batches
+  (``hit_count``/``last_hit_at``). Expired rows are swept on write, a bounded number at a time.
+
 Supported: many threads; many processes reading and writing one directory (each keeps
 its own index in memory; memory is per process). Not supported: network filesystems
 (SQLite's locking is unreliable there).
@@ -48,7 +55,10 @@ from typing import Any, Callable, Iterable, Sequence
 from ..._imports import require
 from ..._sqlite import open_wal_connection
 from ..._deadline import DEFAULT_TIMEOUT, validate_timeout
+from ..._sqlite_usage import UsageSchema
+from ..._hits import HitBuffer
 from ...errors import ConfigurationError
+from ...eviction import Caps, Prunable, PruneReport, PruneRequest, plan, sqlite_tokens_sql
 from .base import Neighbour, SemanticEntry, VectorStore
 
 __all__ = ["LocalVectorStore"]
@@ -64,6 +74,14 @@ _REMOVED_KEEP = 50_000
 _REMOVED_PRUNE_EVERY = 1_000
 # Index batches smaller than this are inserted on one thread (see _index_rows).
 _PARALLEL_ADD_MIN = 4096
+# Expired rows are swept every this many writes of a process, at most _SWEEP_LIMIT a time.
+_SWEEP_EVERY = 256
+_SWEEP_LIMIT = 1000
+
+# Entry counts and bytes (texts, stored response and vector) per namespace, kept by triggers.
+_USAGE = UsageSchema(
+    "semantic_entries", "semantic_usage", ["text", "prompt", "llm_string", "response"], blob_columns=["vector"]
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS semantic_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,7 +141,7 @@ class _Index:
         self.index = index
 
 
-class LocalVectorStore(VectorStore):
+class LocalVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` in a directory: SQLite payloads, usearch HNSW indexes.
 
     Args:
@@ -139,6 +157,8 @@ class LocalVectorStore(VectorStore):
         timeout: seconds a call waits for another process's write lock (SQLite's busy
             timeout) before it fails (a store error: a miss); default 0.5.
         busy_timeout: the former name of ``timeout`` (wins when given).
+        max_entries, max_bytes, policy, evict_batch: size caps and eviction policy of the
+            namespace (see :class:`llm_cache.eviction.Caps`); ``None``: unbounded.
 
     A stored row whose vector is not ``dimension`` float16 values (a damaged file, another
     program's write) is skipped and counted in ``malformed_rows``: the rest of its partition
@@ -159,9 +179,16 @@ class LocalVectorStore(VectorStore):
         clock: Callable[[], float] = time.time,
         timeout: float = DEFAULT_TIMEOUT,
         busy_timeout: float | None = None,
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str = "lru",
+        evict_batch: int | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
+        self.caps = Caps(max_entries, max_bytes, policy, evict_batch)
+        self._hits = HitBuffer()
+        self._writes = 0
         if not isinstance(dimension, int) or dimension < 1:
             raise ConfigurationError(f"dimension must be a positive integer, not {dimension!r}")
         if index_dtype not in ("i8", "f16", "f32"):
@@ -244,6 +271,7 @@ class LocalVectorStore(VectorStore):
                         f"{self.path} holds {meta.get('dimension')}-dimensional vectors but the embedding "
                         f"model gives {self.dimension}: use the same model, or a new directory"
                     )
+            _ensure_eviction_schema(conn, self.caps.enabled)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -341,6 +369,9 @@ class LocalVectorStore(VectorStore):
             for e, v in zip(entries, vectors)
         ]
 
+        self._writes += 1
+        sweep = self._writes % _SWEEP_EVERY == 0
+
         def write(conn: sqlite3.Connection) -> int:
             removed = 0
             for row in rows:
@@ -351,6 +382,12 @@ class LocalVectorStore(VectorStore):
                 if old is not None:
                     removed += self._remove_rows(conn, [old])
                 conn.execute(_INSERT, row)
+            if sweep:
+                removed += self._sweep_expired(conn, _SWEEP_LIMIT)
+            # In the write's own transaction: no other process writes between the check
+            # and the eviction, so the cap holds to one batch under any concurrency.
+            if self.caps.enabled and self.caps.over(*self._usage(conn)):
+                removed += self._evict(conn, self.caps)
             return removed
 
         self._after_removals(self._write(write))
@@ -386,6 +423,102 @@ class LocalVectorStore(VectorStore):
             "ON CONFLICT (namespace) DO UPDATE SET pruned_upto = excluded.pruned_upto",
             (self.namespace, row[0]),
         )
+
+    # ------------------------------------------------------------------ caps, hits, sweeps
+    def _usage(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        return _USAGE.read(conn, self.namespace)
+
+    def usage(self) -> tuple[int, int]:
+        """``(entries, payload bytes)`` of this namespace (expired ones not yet swept included)."""
+        return self._usage(self._conn())
+
+    def _sweep_expired(self, conn: sqlite3.Connection, limit: int) -> int:
+        rows = conn.execute(
+            "SELECT id, partition FROM semantic_entries WHERE namespace = ? AND expires_at <= ? LIMIT ?",
+            (self.namespace, self._clock(), limit),
+        ).fetchall()
+        return self._remove_rows(conn, rows)
+
+    def _evict(self, conn: sqlite3.Connection, caps: Caps) -> int:
+        """Inside a write transaction: expired entries, then the policy's victims, until the
+        namespace is within ``caps``. Returns the number of entries removed."""
+        self._apply_hits(conn, self._hits.take())  # the policy must see this process's hits
+        removed = self._sweep_expired(conn, -1)
+        entries, nbytes = self._usage(conn)
+        if caps.excess(entries, nbytes) == (0, 0):
+            return removed
+        sized = caps.max_bytes is not None or caps.policy == "cost"  # sizes copy every payload
+        size = _USAGE.size("semantic_entries") if sized else "0"
+        tokens = sqlite_tokens_sql("response") if caps.policy == "cost" else "NULL"
+        # Rows in EntryStats order, keyed by id: for LRU/LFU count caps the capped store's
+        # covering index answers this without reading the (wide) rows.
+        rows = conn.execute(
+            f"SELECT id, {size}, hit_count, coalesce(last_hit_at, created_at), {tokens} "
+            "FROM semantic_entries WHERE namespace = ?",
+            (self.namespace,),
+        )
+        victims = plan(caps, entries, nbytes, rows)
+        located: list[tuple[int, str]] = []
+        for start in range(0, len(victims), 500):  # the removal log needs their partitions
+            chunk = victims[start : start + 500]
+            located += conn.execute(
+                f"SELECT id, partition FROM semantic_entries WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+        return removed + self._remove_rows(conn, located)
+
+    def record_hit(self, key: str) -> None:
+        """Count a cache hit of the entry ``key`` (buffered; written in batches)."""
+        if self._hits.add(key, self._clock()) and not self._closed:
+            self._hits.flush_in_background(self.flush_hits, "llm-cache-semantic-hits")
+
+    def _apply_hits(self, conn: sqlite3.Connection, rows: list[tuple[int, float, Any]]) -> None:
+        if rows:
+            conn.executemany(
+                "UPDATE semantic_entries SET hit_count = hit_count + ?, "
+                "last_hit_at = max(coalesce(last_hit_at, 0), ?) WHERE namespace = ? AND key = ?",
+                [(count, last, self.namespace, key) for count, last, key in rows],
+            )
+
+    def flush_hits(self) -> None:
+        """Write buffered hit counts now (done in batches, before an eviction and at close)."""
+        rows = self._hits.take()
+        if not rows:
+            return
+        try:
+            self._write(lambda conn: self._apply_hits(conn, rows))
+        except (sqlite3.Error, ConfigurationError) as exc:
+            # Statistics are best effort: a lost batch must not fail a lookup.
+            logger.debug("llm-cache: could not record semantic hit counts: %s", exc)
+
+    def _prune(self, request: PruneRequest) -> PruneReport:
+        """Remove expired entries, entries written more than ``older_than`` seconds ago, and
+        evict down to ``max_entries``/``max_bytes`` (default: the store's caps) by ``policy``.
+        ``dry_run`` removes nothing and reports what would go."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
+        self.flush_hits()  # written for good, even by a dry run that rolls back
+        caps = self.caps.with_overrides(max_entries=max_entries, max_bytes=max_bytes, policy=policy)
+        report: list[PruneReport] = []
+
+        def work(conn: sqlite3.Connection) -> int:
+            n_expired = self._sweep_expired(conn, -1) if expired else 0
+            n_old = 0
+            if older_than is not None:
+                rows = conn.execute(
+                    "SELECT id, partition FROM semantic_entries WHERE namespace = ? AND created_at < ?",
+                    (self.namespace, self._clock() - older_than),
+                ).fetchall()
+                n_old = self._remove_rows(conn, rows)
+            n_evicted = self._evict(conn, caps) if caps.enabled else 0
+            report.append(PruneReport(n_expired, n_old, n_evicted, *self._usage(conn)))
+            if dry_run:
+                raise _DryRun
+            return n_expired + n_old + n_evicted
+
+        try:
+            self._after_removals(self._write(work))
+        except _DryRun:
+            pass
+        return report[0]
 
     def delete(self, keys: Sequence[str]) -> None:
         """Remove these entries (missing keys are ignored)."""
@@ -661,6 +794,8 @@ class LocalVectorStore(VectorStore):
         """Save index snapshots (directory stores), close connections, remove a temporary directory."""
         if self._closed:
             return
+        self._hits.join()
+        self.flush_hits()
         try:
             self.save()
         finally:
@@ -674,6 +809,23 @@ class LocalVectorStore(VectorStore):
                 self._indexes.clear()
             if self._tempdir is not None:
                 shutil.rmtree(self._tempdir, ignore_errors=True)
+
+
+class _DryRun(Exception):
+    """Raised inside a prune transaction to roll it back (``dry_run``)."""
+
+
+def _ensure_eviction_schema(conn: sqlite3.Connection, capped: bool) -> None:
+    """Inside the schema transaction: hit columns, the usage table and its triggers, filled
+    from the rows already there when the table is new (a directory from before caps)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(semantic_entries)")}
+    if "hit_count" not in columns:
+        conn.execute("ALTER TABLE semantic_entries ADD COLUMN hit_count INTEGER NOT NULL DEFAULT 0")
+    if "last_hit_at" not in columns:
+        conn.execute("ALTER TABLE semantic_entries ADD COLUMN last_hit_at REAL")
+    _USAGE.ensure(conn)
+    if capped:
+        _USAGE.ensure_stats_index(conn)
 
 
 def _guard_usearch_import_order() -> None:

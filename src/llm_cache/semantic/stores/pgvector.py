@@ -46,6 +46,10 @@ SQLAlchemy. ``clear()`` is ``DELETE ... WHERE namespace = :ns`` (never TRUNCATE:
 shared by every namespace). Expired rows are never returned and are deleted, a bounded batch
 at a time, by ``add()`` at most once a minute per store.
 
+Size cap (``max_entries``): every ``batch/4`` writes of a store object it counts the
+namespace's rows and, one batch past the cap, deletes the oldest written down to it (the
+table keeps no hit counts). See docs/operations.md for VACUUM after evictions.
+
 PostgreSQL text cannot hold NUL characters and psycopg refuses lone surrogates: strings that
 contain either are stored JSON-escaped behind a private-use marker, reversibly.
 
@@ -74,6 +78,7 @@ from ..._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, soc
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import CacheTimeoutError, ConfigurationError
+from ...eviction import Caps, Prunable, PruneReport, PruneRequest, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -94,7 +99,7 @@ _PURGE_BATCH = 1000
 _LOCK_SALT = "llm_cache_semantic:"
 
 
-class PGVectorStore(VectorStore):
+class PGVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` on PostgreSQL + pgvector.
 
     Args:
@@ -121,6 +126,7 @@ class PGVectorStore(VectorStore):
             included (default 0.5), enforced by the store itself as for
             :class:`~llm_cache.caches.sql.SQLAlchemyCache`: past it they raise
             :class:`~llm_cache.errors.CacheTimeoutError` (a store error: the cache misses).
+        max_entries, evict_batch: a size cap, oldest written evicted first.
     """
 
     def __init__(
@@ -137,11 +143,15 @@ class PGVectorStore(VectorStore):
         iterative_scan: str = "relaxed_order",
         clock: Callable[[], float] = time.time,
         create_extension: bool = True,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         sa = require("sqlalchemy", "pgvector", "PGVectorStore")
         self.timeout = validate_timeout(timeout)
         self._workers = Workers()
+        self.caps = Caps(max_entries, None, "lru", evict_batch)
+        self._writes = 0
         require("pgvector.sqlalchemy", "pgvector", "PGVectorStore")
         self._np = require("numpy", "semantic", "PGVectorStore")
         self._sa = sa
@@ -328,6 +338,44 @@ class PGVectorStore(VectorStore):
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now
             self._purge(now)
+        if self.caps.enabled:
+            self._writes += 1
+            if self._writes % max(1, self.caps.entries_batch // 4) == 0:
+                self.evict()
+
+    def evict(self, max_entries: int | None = None, *, force: bool = False) -> int:
+        """Delete the oldest written entries past the cap (``max_entries`` or the store's);
+        without ``force`` only once one batch past it. Returns how many."""
+        caps = self.caps.with_overrides(max_entries=max_entries)
+        if not caps.enabled:
+            return 0
+        self._ensure_schema()
+        t, sa = self.table, self._sa
+        with self._fast.connect() as conn:
+            count = int(conn.execute(self._statements.count, {"ns": self.namespace}).scalar())
+            if not (caps.over(count) or (force and caps.excess(count) != (0, 0))):
+                return 0
+            rows = conn.execute(sa.select(t.c.key, t.c.created_at).where(t.c.namespace == self.namespace)).all()
+            victims = plan(caps, count, None, ((key, 0, 0, float(created), None) for key, created in rows))
+            for start in range(0, len(victims), 1000):
+                conn.execute(self._statements.delete, {"ns": self.namespace, "keys": victims[start : start + 1000]})
+        return len(victims)
+
+    def _prune(self, request: PruneRequest) -> PruneReport:
+        """Delete expired rows (when ``expired``) and evict the oldest written down to
+        ``max_entries`` (default: the store's cap)."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
+        if older_than is not None or max_bytes is not None or policy not in (None, "lru") or dry_run:
+            raise ConfigurationError("a pgvector store prunes by --expired and max_entries only, without a dry run")
+        self._ensure_schema()
+        n_expired = 0
+        if expired:
+            t = self.table
+            stmt = t.delete().where(t.c.namespace == self.namespace, t.c.expires_at <= self._clock())
+            with self._fast.connect() as conn:
+                n_expired = int(conn.execute(stmt).rowcount)
+        evicted = self.evict(max_entries, force=True)
+        return PruneReport(expired=n_expired, evicted=evicted, remaining=self.count())
 
     def get(self, key: str) -> SemanticEntry | None:
         """The live entry with this exact key, or ``None``."""
@@ -492,7 +540,7 @@ class PGVectorSemanticCache(SemanticCache):
 
     Args:
         engine_or_url, table, hnsw_m, hnsw_ef_construction, ef_search, iterative_scan,
-            create_extension: as for :class:`PGVectorStore`.
+            create_extension, max_entries, evict_batch: as for :class:`PGVectorStore`.
         embedding: the embedding model (default :class:`~llm_cache.embeddings.LocalEmbeddings`).
         namespace: rows of other namespaces in the table are never seen; ``clear()`` deletes
             only this one.
@@ -516,6 +564,8 @@ class PGVectorSemanticCache(SemanticCache):
         create_extension: bool = True,
         clock: Callable[[], float] = time.time,
         timeout: float = DEFAULT_TIMEOUT,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
         **options: Any,
     ) -> None:
         embedding, dimension = embedding_with_dimension(embedding)
@@ -531,6 +581,8 @@ class PGVectorSemanticCache(SemanticCache):
             create_extension=create_extension,
             clock=clock,
             timeout=timeout,
+            max_entries=max_entries,
+            evict_batch=evict_batch,
         )
         self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
 

@@ -29,12 +29,21 @@ back to the cosine similarity the :class:`VectorStore` contract speaks, ``2 * sc
 ``FLUSHDB``. The pattern is the escaped namespace followed by ``:e:`` or ``:v:`` and exactly 64
 hex digits, so another namespace (even ``app:v`` next to ``app``) cannot match.
 
+Size cap (``max_entries``): Redis's own ``maxmemory`` eviction cannot bound a semantic cache
+under ``volatile-ttl`` (vector sets carry no TTL, so only payloads go and the sets grow until
+writes fail with OOM: tests/test_redis_maxmemory.py). A capped store keeps ``{ns}:lru``, a
+sorted set of entry keys scored by last use (``ZADD`` in the write's pipeline; hits are
+buffered and written in batches), checks its size every ``batch/4`` writes and, one batch past
+the cap, deletes the least recently used (payload, element and score). Every writer of a
+capped namespace must be capped: an uncapped one does not maintain ``{ns}:lru``.
+
 Quantization (``Q8`` by default, ``NOQUANT``, ``BIN``) is fixed when a set is created; Redis
 refuses a ``VADD`` with another one, which the store reports as a ConfigurationError.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -45,9 +54,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import _redis_clients as rc
+from ..._hits import HitBuffer
 from ..._imports import require
 from ..._ttl import validate_ttl
 from ...errors import ConfigurationError, CorruptEntryError
+from ...eviction import Caps, EntryStats, Prunable, PruneReport, PruneRequest, plan
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -69,7 +80,7 @@ _KEY_RE = re.compile(r"[0-9a-f]{64}\Z")
 _MAX_ROUNDS = 4
 
 
-class RedisVectorStore(VectorStore):
+class RedisVectorStore(VectorStore, Prunable):
     """A :class:`VectorStore` on Redis 8 vector sets.
 
     Args:
@@ -109,8 +120,13 @@ class RedisVectorStore(VectorStore):
         ef: int | None = None,
         nothread: bool = False,
         clock: Callable[[], float] = time.time,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
     ) -> None:
         self._redis = rc.redis_modules("RedisVectorStore")
+        self.caps = Caps(max_entries, None, "lru", evict_batch)
+        self._hits = HitBuffer()
+        self._writes = 0
         self._np = require("numpy", "semantic", "RedisVectorStore")
         self.namespace = rc.validate_namespace(namespace)
         self.malformed_rows = 0  # stored entries skipped by searches because they were unreadable
@@ -130,6 +146,7 @@ class RedisVectorStore(VectorStore):
         self._set_prefix = self.namespace + ":v:"
         self._match = rc.glob_escape(self.namespace) + ":[ev]:" + rc.HEX_GLOB
         self._entry_match = rc.glob_escape(self.namespace) + ":e:" + rc.HEX_GLOB
+        self._lru_key = self.namespace + ":lru"
 
         if redis_ is not None and redis_url is not None:
             raise ConfigurationError(
@@ -229,10 +246,13 @@ class RedisVectorStore(VectorStore):
         )
         # Payload first: a VADD that fails leaves an entry that get() finds and search does
         # not; the other order would leave an element without payload, which search purges.
-        return [
+        commands: list[tuple[Any, ...]] = [
             set_cmd,
             ("VADD", self._set_key(entry.partition), "FP32", blob, entry.key, self.quantization),
         ]
+        if self.caps.enabled:
+            commands.append(("ZADD", self._lru_key, now, entry.key))
+        return commands
 
     def _vsim(self, partition: str, blob: bytes, count: int) -> tuple[Any, ...]:
         cmd: tuple[Any, ...] = (
@@ -289,6 +309,59 @@ class RedisVectorStore(VectorStore):
         for cmd in commands:
             pipe.execute_command(*cmd)
         _raise_config_errors(pipe.execute(raise_on_error=False), self)
+        if self._eviction_due():
+            self.evict()
+
+    # -- caps -------------------------------------------------------------------------------------
+    def _eviction_due(self) -> bool:
+        """Whether this write checks the cap (every batch/4 writes of this object)."""
+        if not self.caps.enabled:
+            return False
+        self._writes += 1
+        return self._writes % max(1, self.caps.entries_batch // 4) == 0
+
+    def evict(self, max_entries: int | None = None, *, force: bool = False) -> int:
+        """Delete the least recently used entries past the cap (``max_entries`` or the
+        store's); without ``force`` only once the store is one batch past it. Returns how many."""
+        caps = self.caps.with_overrides(max_entries=max_entries)
+        if not caps.enabled:
+            return 0
+        self.flush_hits()  # the order must include this process's recent hits
+        count = int(self._client.zcard(self._lru_key))
+        excess, _ = caps.excess(count)
+        if not excess or not (force or caps.over(count)):
+            return 0
+        # The sorted set is kept in last-use order, so the lowest `excess` scores are the
+        # candidates the LRU policy would rank first.
+        lowest = self._client.zrange(self._lru_key, 0, excess - 1, withscores=True)
+        stats = [EntryStats(k.decode() if isinstance(k, bytes) else k, 0, 0, float(score)) for k, score in lowest]
+        victims = [str(v) for v in plan(caps, count, None, stats)]
+        self.delete(victims)
+        return len(victims)
+
+    def _prune(self, request: PruneRequest) -> PruneReport:
+        """Evict down to ``max_entries`` (default: the store's cap), least recently used
+        first. Redis removes expired payloads by itself (their elements go on the next search)."""
+        expired, older_than, max_entries, max_bytes, policy, dry_run = request
+        if older_than is not None or max_bytes is not None or policy not in (None, "lru") or dry_run:
+            raise ConfigurationError("a Redis semantic store prunes by max_entries only (LRU), without a dry run")
+        evicted = self.evict(max_entries, force=True)
+        return PruneReport(evicted=evicted, remaining=self.count())
+
+    def record_hit(self, key: str) -> None:
+        """Count a hit of ``key`` for the LRU order (buffered; written in batches)."""
+        if self.caps.enabled and self._hits.add(key, self._clock()):
+            self._hits.flush_in_background(self.flush_hits, "llm-cache-redis-semantic-hits")
+
+    def flush_hits(self) -> None:
+        """Write buffered last-use times now (``ZADD XX``: an entry deleted meanwhile stays gone)."""
+        rows = self._hits.take()
+        if not rows:
+            return
+        try:
+            self._client.zadd(self._lru_key, {key: last for _, last, key in rows}, xx=True, gt=True)
+        except self._redis.RedisError as exc:  # statistics are best effort
+            logger.debug("llm-cache: could not record semantic hits: %s", exc)
 
     def get(self, key: str) -> SemanticEntry | None:
         """The live entry with this exact key, or ``None``."""
@@ -353,11 +426,14 @@ class RedisVectorStore(VectorStore):
             # An entry whose payload already expired still has its element; the next search
             # of its partition purges it.
             commands.append(("UNLINK", self._entry_key(key)))
+        if self.caps.enabled:
+            commands.append(("ZREM", self._lru_key, *keys))
         return commands
 
     def clear(self) -> None:
         """Remove every entry of this namespace (payloads and vector sets), and nothing else."""
         rc.unlink_matching(self._client, self._match)
+        self._client.unlink(self._lru_key)
 
     def count(self) -> int:
         """Number of live entries (payload keys) in this namespace; a ``SCAN`` of the database."""
@@ -365,6 +441,8 @@ class RedisVectorStore(VectorStore):
 
     def close(self) -> None:
         """Close the clients the store made (never one you passed)."""
+        self._hits.join()
+        self.flush_hits()
         if self._owns_client:
             self._client.close()
         self._aclients.clear()
@@ -381,6 +459,8 @@ class RedisVectorStore(VectorStore):
         for cmd in commands:
             pipe.execute_command(*cmd)
         _raise_config_errors(await pipe.execute(raise_on_error=False), self)
+        if self._eviction_due():
+            await asyncio.to_thread(self.evict)  # rare, and on the sync client: off the loop
 
     async def aget(self, key: str) -> SemanticEntry | None:
         if not _KEY_RE.match(key):
@@ -432,7 +512,9 @@ class RedisVectorStore(VectorStore):
         await pipe.execute()
 
     async def aclear(self) -> None:
-        await rc.aunlink_matching(await self._aclient(), self._match)
+        client = await self._aclient()
+        await rc.aunlink_matching(client, self._match)
+        await client.unlink(self._lru_key)
 
     async def acount(self) -> int:
         return await rc.acount_matching(await self._aclient(), self._entry_match)
@@ -463,6 +545,8 @@ class RedisSemanticCache(SemanticCache):
         namespace: the key prefix of this cache's entries in Redis; ``clear()`` removes only
             this namespace.
         ttl: seconds an entry lives (Redis expires it by itself).
+        max_entries, evict_batch: a size cap, least recently used evicted first (see
+            :class:`RedisVectorStore`).
         options: the other :class:`SemanticCache` options (``threshold``, ``guards``, ``k``,
             ``strict``, ``annotate``, ``clock``).
     """
@@ -481,6 +565,8 @@ class RedisSemanticCache(SemanticCache):
         ef: int | None = None,
         nothread: bool = False,
         clock: Callable[[], float] = time.time,
+        max_entries: int | None = None,
+        evict_batch: int | None = None,
         **options: Any,
     ) -> None:
         embedding, dimension = embedding_with_dimension(embedding)
@@ -495,6 +581,8 @@ class RedisSemanticCache(SemanticCache):
             ef=ef,
             nothread=nothread,
             clock=clock,
+            max_entries=max_entries,
+            evict_batch=evict_batch,
         )
         self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
 
