@@ -53,6 +53,7 @@ from ..errors import ConfigurationError
 from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
 from ._http import _JSON, ProxyRequest, _dumps
+from ._protocols import error_for, error_protocol
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
@@ -261,12 +262,10 @@ def create_app(
         logger.exception(
             "llm-cache proxy: internal error on %s %s", request.method, request.url.path
         )
+        protocol = error_protocol(request.url.path.removeprefix("/v1"))
+        message = f"llm-cache proxy error: {type(exc).__name__}"
         return Response(
-            _dumps(
-                error_body(
-                    f"llm-cache proxy error: {type(exc).__name__}", "proxy_error", "proxy_error"
-                )
-            ),
+            _dumps(error_for(protocol, 500, message, "proxy_error", "proxy_error")),
             status_code=500,
             media_type=_JSON,
         )
