@@ -36,6 +36,8 @@ machine; ratios are taken within a round, then their median is reported. Contend
 
 * this llm-cache's chat hit (the reference, in-memory cache), its Responses API hit and
   its Anthropic Messages hit (same proxy, same question);
+* ``--control``: a second proxy process of this llm-cache, an A/A control: its ratio to
+  the reference shows how far the machine's noise alone moves a ratio;
 * ``--before SRC``: another llm-cache source tree (e.g. a ``git worktree`` of an older
   commit; its ``src`` directory) run as a second proxy with ``PYTHONPATH=SRC``;
 * LiteLLM's proxy (``--litellm PATH``: its ``litellm`` executable, by default the one on
@@ -589,6 +591,11 @@ def side_by_side(args: argparse.Namespace, workdir: str, procs: list[subprocess.
             if path != "/v1/chat/completions":
                 contenders.append(Contender(f"llm-cache, {name}", port, ours.pid, path, build(0), [], []))
                 warm(contenders[-1])
+        if args.control:
+            # The same code in a second process: the spread between two identical proxies
+            # is what this machine's noise alone does to a ratio.
+            twin, twin_port = start_proxy(upstream.base_url, "memory://")
+            add("llm-cache, chat, a second identical process (control)", twin, twin_port, "/v1/chat/completions", chat_body(0))
         if args.before:
             before, before_port = start_proxy(upstream.base_url, "memory://", args.before)
             add(f"llm-cache before ({args.before}), chat", before, before_port, "/v1/chat/completions", chat_body(0))
@@ -700,6 +707,10 @@ def main() -> int:
     )
     parser.add_argument(
         "--before", metavar="SRC", help="side by side: an older llm-cache source tree (its src directory)"
+    )
+    parser.add_argument(
+        "--control", action="store_true",
+        help="side by side: also a second proxy of this code (an A/A control of the noise)",
     )
     parser.add_argument(
         "--litellm", metavar="PATH", help="side by side: LiteLLM's litellm executable (default: the one on PATH)"
