@@ -392,6 +392,16 @@ def wrk_load(
 # ------------------------------------------------------------------------------ runs
 
 
+def closed_loop(
+    args: argparse.Namespace, port: int, path: str, bodies: list[bytes], workdir: str, seconds: float | None = None
+) -> Run:
+    """One closed-loop run over ``args.connections`` connections with the chosen generator."""
+    seconds = args.duration if seconds is None else seconds
+    if args.loadgen == "wrk":
+        return wrk_load(port, path, bodies, args.connections, seconds, workdir)
+    return python_load(port, path, bodies, args.connections, seconds)
+
+
 def median_run(runs: list[Run]) -> Run:
     """Each figure's own median across runs."""
     rps = statistics.median(r.rps for r in runs)
@@ -620,10 +630,7 @@ def side_by_side(args: argparse.Namespace, workdir: str, procs: list[subprocess.
             for contender in order:
                 before_count = upstream.request_count
                 cpu_before = cpu_seconds(contender.pid)
-                if args.loadgen == "wrk":
-                    run = wrk_load(contender.port, contender.path, [contender.body], args.connections, args.duration, workdir)
-                else:
-                    run = python_load(contender.port, contender.path, [contender.body], args.connections, args.duration)
+                run = closed_loop(args, contender.port, contender.path, [contender.body], workdir)
                 run.cpu_us = (cpu_seconds(contender.pid) - cpu_before) / run.requests * 1e6
                 if upstream.request_count != before_count:
                     raise RuntimeError(
@@ -654,17 +661,21 @@ def side_by_side(args: argparse.Namespace, workdir: str, procs: list[subprocess.
                 contender.label,
                 f"{middle.rps:,.0f}",
                 " / ".join(f"{r.rps:,.0f}" for r in contender.runs),
-                f"{statistics.median(ratios):.2f}",
+                _ratio(statistics.median(ratios)),
                 f"{middle.p50 * 1e3:.2f}",
                 f"{middle.p99 * 1e3:.2f}",
                 f"{middle.cpu_us:.0f}" if middle.cpu_us is not None else "–",
-                f"{statistics.median(cpu_ratios):.2f}" if cpu_ratios else "–",
+                _ratio(statistics.median(cpu_ratios)) if cpu_ratios else "–",
                 " / ".join(load.split()[0] for load in contender.loads),
             ]
         )
     for label, reason in skipped:
         rows.append([label, reason, "", "", "", "", "", "", ""])
     return rows
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
 
 
 SIDE_BY_SIDE_HEADER = [
@@ -795,23 +806,14 @@ def main_table(args: argparse.Namespace, workdir: str, procs: list[subprocess.Po
             direct_seq,
         )
     )
-    if args.loadgen == "wrk":
-        direct = wrk_load(
-            up_port,
-            "/v1/chat/completions",
-            [chat_body(20_000 + i) for i in range(args.prompts)],
-            args.connections,
-            max(3.0, args.duration / 2),
-            workdir,
-        )
-    else:
-        direct = python_load(
-            up_port,
-            "/v1/chat/completions",
-            [chat_body(20_000 + i) for i in range(args.prompts)],
-            args.connections,
-            max(3.0, args.duration / 2),
-        )
+    direct = closed_loop(
+        args,
+        up_port,
+        "/v1/chat/completions",
+        [chat_body(20_000 + i) for i in range(args.prompts)],
+        workdir,
+        max(3.0, args.duration / 2),
+    )
     rows.append(
         row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
     )

@@ -5,7 +5,6 @@ entry written by any of the three is a hit through the other two (same namespace
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +20,8 @@ from llm_cache.llms import ChatOpenAI, OpenAI
 from llm_cache.protocols import CHAT, COMPLETIONS
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.testing.fake_openai import FakeOpenAIServer
+
+from test_proxy_protocols import settle
 
 MODEL = "gpt-4o-mini"
 INSTRUCT = "gpt-3.5-turbo-instruct"
@@ -39,15 +40,6 @@ def make_proxy(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
     yield factory
     for server in servers:
         server.stop()
-
-
-def settle(server: ProxyServer, timeout: float = 10.0) -> None:
-    """Wait until the answer just sent has been written (it is sent before it is stored)."""
-    proxy = server.app.proxy
-    deadline = time.monotonic() + timeout
-    while proxy._flights or proxy._stores:
-        assert time.monotonic() < deadline, "the proxy did not settle"
-        time.sleep(0.01)
 
 
 def chat_model(server: Any, cache: Any, namespace: str | None = None, **kwargs: Any) -> ChatOpenAI:

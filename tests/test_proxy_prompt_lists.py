@@ -4,7 +4,6 @@ answers a list with HTTP 500 as llama.cpp does)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,8 @@ import pytest
 from llm_cache.protocols.openai_completions import merge_prompt_responses
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.testing.fake_openai import FakeOpenAIServer
+
+from test_proxy_protocols import settle
 
 MODEL = "gpt-3.5-turbo-instruct"
 PROMPTS = ["alpha", "beta", "gamma"]
@@ -30,14 +31,6 @@ def llama_like() -> Iterator[FakeOpenAIServer]:
 def proxy(llama_like: FakeOpenAIServer) -> Iterator[ProxyServer]:
     with ProxyServer(create_app(llama_like.base_url, "memory://")) as server:
         yield server
-
-
-def settle(server: ProxyServer, timeout: float = 10.0) -> None:
-    proxy = server.app.proxy
-    deadline = time.monotonic() + timeout
-    while proxy._flights or proxy._stores:
-        assert time.monotonic() < deadline, "the proxy did not settle"
-        time.sleep(0.01)
 
 
 def shapes(server: FakeOpenAIServer) -> list[Any]:
