@@ -6,8 +6,9 @@ from typing import Iterator
 
 import pytest
 
-# Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures.
-pytest_plugins = ["servers_fixtures", "real_llm_fixtures"]  # the latter: llama.cpp (real_llm)
+# Real Redis, Redis Cluster, PostgreSQL (+pgvector) and MariaDB servers: session fixtures;
+# llama.cpp (real_llm); make_proxy for the proxy test modules.
+pytest_plugins = ["servers_fixtures", "real_llm_fixtures", "proxy_fixtures"]
 
 pytest.register_assert_rewrite(
     "llm_cache.testing.contract",

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -569,14 +569,13 @@ def test_start_stop_and_base_url(capfd: pytest.CaptureFixture[str]) -> None:
     assert err == "" and out == ""  # the server logs nothing
 
 
-def test_module_main_serves_until_interrupted() -> None:
+def _run_module_main(*args: str, before_stop: Callable[[str], None], stop: int = signal.SIGINT) -> tuple[int, str]:
+    """Start ``python -m llm_cache.testing.fake_openai --port 0 ARGS``, call
+    ``before_stop(its base URL)``, send ``stop``; its exit status and stderr."""
     src = Path(fake_openai.__file__).resolve().parents[2]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")])),
-    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_cache.testing.fake_openai", "--port", "0", "--latency", "0.01"],
+        [sys.executable, "-m", "llm_cache.testing.fake_openai", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -584,13 +583,27 @@ def test_module_main_serves_until_interrupted() -> None:
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        base_url = line.split(" at ", 1)[1].split()[0]
-        with openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0) as c:
-            assert "ping" in c.completions.create(model="m", prompt="ping").choices[0].text
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
+        assert "Fake OpenAI server at" in line
+        before_stop(line.split(" at ", 1)[1].split()[0])
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=120)  # a bound that says "did not hang", not a speed
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0 and err == ""
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_module_main_stops_on_a_signal_sent_at_once(stop: signal.Signals) -> None:
+    """A signal sent the moment the server announces itself (or, for SIGINT, delivered to
+    any of its threads) stops it cleanly: no traceback, no hang, exit status 0."""
+    assert _run_module_main(before_stop=lambda base_url: None, stop=stop) == (0, "")
+
+
+def test_module_main_serves_until_interrupted() -> None:
+    def ping(base_url: str) -> None:
+        with openai.OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0) as c:
+            assert "ping" in c.completions.create(model="m", prompt="ping").choices[0].text
+
+    assert _run_module_main("--latency", "0.01", before_stop=ping) == (0, "")

@@ -8,7 +8,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,6 @@ from llm_cache.testing import fake_openai
 
 MODEL = "gpt-4o-mini"
 JOKE = [{"role": "user", "content": "Tell me a joke"}]
-
-
-@pytest.fixture
-def make_proxy(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
-    """Start proxies in front of the built-in upstream; all are stopped after the test."""
-    servers: list[ProxyServer] = []
-
-    def factory(
-        cache: Any = "memory://", upstream_url: str | None = None, **kwargs: Any
-    ) -> ProxyServer:
-        app = create_app(upstream_url or upstream.base_url, cache, **kwargs)
-        server = ProxyServer(app).start()
-        servers.append(server)
-        return server
-
-    yield factory
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture

@@ -97,6 +97,9 @@ class FakeClock:
         return self.now
 
 
+# Seconds each store call may take in the contract tests (see _SQLContract.factory_on).
+CONTRACT_TIMEOUT = 30.0
+
 def unique(tag: str = "t") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}"
 
@@ -154,9 +157,15 @@ class _SQLContract(CacheContract):
     def factory_on(
         url: str, schema: Any = FullLLMCache, **extra: Any
     ) -> Iterator[Callable[..., SQLAlchemyCache]]:
-        """Caches on one engine of ``url``, in namespaces of their own, a fake clock for TTL."""
+        """Caches on one engine of ``url``, in namespaces of their own, a fake clock for TTL.
+
+        The contract is about what is stored, not how fast: a generous timeout keeps its
+        concurrency tests (8 threads contending for row locks) from timing out on a loaded
+        machine. The default timeout is tested in test_store_hardening.py and test_chaos.py.
+        """
         engine = create_engine(url)
         base, clock = unique(), FakeClock()
+        extra.setdefault("timeout", CONTRACT_TIMEOUT)
         with tracked_factory(
             lambda ns, ttl: SQLAlchemyCache(
                 engine, schema, namespace=f"{base}:{ns}", ttl=ttl, clock=clock, **extra
@@ -445,7 +454,11 @@ def test_large_prompt_sqlite(tmp_path: Path) -> None:
 
 # --- concurrent writers -----------------------------------------------------------------------------------
 def _hammer(cache: SQLAlchemyCache, prompts: list[str], threads: int = 8, rounds: int = 15) -> None:
-    """Threads rewrite the same entries with 1..4 generations each; every entry must end whole."""
+    """Threads rewrite the same entries with 1..4 generations each; every entry must end whole.
+
+    The caches get CONTRACT_TIMEOUT: this checks what ends up stored, and 8 writers taking
+    turns on one row lock may wait longer than the default timeout on a loaded machine.
+    """
     errors: list[BaseException] = []
     barrier = threading.Barrier(threads)
 
@@ -496,7 +509,7 @@ def _assert_no_duplicate_rows(engine: Engine, table: str) -> None:
 @pytest.mark.postgres
 def test_concurrent_upserts_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url, pool_size=8)
-    _hammer(SQLAlchemyCache(engine, namespace=unique()), [f"shared {i}" for i in range(3)])
+    _hammer(SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT), [f"shared {i}" for i in range(3)])
     engine.dispose()
 
 
@@ -505,7 +518,7 @@ def test_concurrent_upserts_postgres_fulltext_schema(
     postgres_url: str, fulltext: SQLAlchemyCache
 ) -> None:
     engine = create_engine(postgres_url, pool_size=8)
-    cache = SQLAlchemyCache(engine, FulltextLLMCache)
+    cache = SQLAlchemyCache(engine, FulltextLLMCache, timeout=CONTRACT_TIMEOUT)
     _hammer(cache, [f"shared {i}" for i in range(3)])
     _assert_no_duplicate_rows(engine, "llm_cache_fulltext")
     engine.dispose()
@@ -514,8 +527,8 @@ def test_concurrent_upserts_postgres_fulltext_schema(
 @pytest.mark.mysql
 def test_concurrent_upserts_mariadb(mysql_url: str) -> None:
     engine = create_engine(mysql_url, pool_size=8)
-    _hammer(SQLAlchemyCache(engine, namespace=unique()), [f"shared {i}" for i in range(3)])
-    user = SQLAlchemyCache(engine, UserLLMCache, namespace=unique())
+    _hammer(SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT), [f"shared {i}" for i in range(3)])
+    user = SQLAlchemyCache(engine, UserLLMCache, namespace=unique(), timeout=CONTRACT_TIMEOUT)
     _hammer(user, [f"shared {i}" for i in range(3)])
     _assert_no_duplicate_rows(engine, "llm_cache_user_rows")
     user.clear()
@@ -525,7 +538,7 @@ def test_concurrent_upserts_mariadb(mysql_url: str) -> None:
 @pytest.mark.postgres
 def test_concurrent_async_upserts_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
-    cache = SQLAlchemyCache(engine, namespace=unique())
+    cache = SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT)
 
     async def scenario() -> None:
         async def writer(w: int) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_cache import ConfigurationError, Generation, SQLiteCache
+from llm_cache.caches.sqlite import _HIT_FLUSH_COUNT, _HIT_FLUSH_SECONDS
 
 LLM = '{"model":"m"}'
 
@@ -104,15 +105,41 @@ def test_hit_counts_and_entries(tmp_path: Path) -> None:
 
 
 def test_hit_counts_are_flushed_in_batches(tmp_path: Path) -> None:
-    cache = SQLiteCache(tmp_path / "c.db")
+    # A clock that moves only when told: the time-based flush (every _HIT_FLUSH_SECONDS)
+    # fires when this test says so, not when a loaded machine happens to be slow.
+    now = [1000.0]
+    cache = SQLiteCache(tmp_path / "c.db", clock=lambda: now[0])
     cache.update("p", LLM, [Generation("a")])
-    for _ in range(2500):
-        cache.lookup("p", LLM)
+
+    def stored() -> int:
+        with sqlite3.connect(tmp_path / "c.db") as conn:
+            return int(conn.execute("SELECT hit_count FROM llm_cache").fetchone()[0])
+
+    def hits(n: int) -> None:
+        for _ in range(n):
+            assert cache.lookup("p", LLM) is not None
+
+    hits(_HIT_FLUSH_COUNT - 1)
+    assert cache._flusher is None and stored() == 0  # buffered, nothing written yet
+    hits(1)  # the batch is full: a background thread writes it
     assert cache._flusher is not None
-    cache._flusher.join()  # batches are written by a background thread
-    with sqlite3.connect(tmp_path / "c.db") as conn:
-        (stored,) = conn.execute("SELECT hit_count FROM llm_cache").fetchone()
-    assert 2048 <= stored < 2500  # written without an explicit flush, in batches
+    cache._flusher.join()
+    assert stored() == _HIT_FLUSH_COUNT
+    first = cache._flusher
+    hits(_HIT_FLUSH_COUNT - 1)
+    assert cache._flusher is first and stored() == _HIT_FLUSH_COUNT
+    hits(1)
+    assert cache._flusher is not first
+    cache._flusher.join()
+    assert stored() == 2 * _HIT_FLUSH_COUNT
+    hits(3)
+    now[0] += _HIT_FLUSH_SECONDS  # a small batch is written once it is old enough
+    hits(1)
+    cache._flusher.join()
+    assert stored() == 2 * _HIT_FLUSH_COUNT + 4
+    hits(5)
+    cache.close()  # and what is left at close
+    assert stored() == 2 * _HIT_FLUSH_COUNT + 9
 
 
 def test_purge_expired_and_count(tmp_path: Path) -> None:

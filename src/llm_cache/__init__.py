@@ -23,6 +23,7 @@ from .caches.memory import InMemoryCache
 from .caches.sqlite import SQLiteCache
 from .errors import (
     CacheBackendError,
+    CacheTimeoutError,
     ConfigurationError,
     CorruptEntryError,
     LLMCacheError,
@@ -73,6 +74,7 @@ __all__ = [
     "MissingDependencyError",
     "CacheBackendError",
     "CorruptEntryError",
+    "CacheTimeoutError",
     "ProviderError",
 ]
 

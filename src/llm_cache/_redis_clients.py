@@ -258,8 +258,27 @@ def _accepted_by(target: type, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- one async client per event loop -------------------------------------------------------------
+_driver_ready = False
+
+
+def _read_driver_version() -> None:
+    """redis-py reads its own version from the installed package metadata (a scan of
+    sys.path: file I/O) the first time any connection is made, then caches it."""
+    try:
+        from redis.utils import get_lib_version
+    except ImportError:  # a redis-py without it reads nothing at connect time
+        return
+    get_lib_version()
+
+
 async def loop_client(registry: LoopRegistry, make: Callable[[], Any]) -> Any:
     """The async client of the running loop in ``registry``, made with ``make()`` on first use."""
+    global _driver_ready
+    if not _driver_ready:
+        # The first async connection of the process would do that file I/O on the event
+        # loop (found by BlockBuster): do it once in a worker thread instead.
+        await asyncio.to_thread(_read_driver_version)
+        _driver_ready = True
     loop = asyncio.get_running_loop()
     entry = registry.get(loop)
     if entry is not None:

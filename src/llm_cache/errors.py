@@ -7,7 +7,8 @@ so ``except LLMCacheError`` catches all of them::
     ├── ConfigurationError        bad arguments, a wrong cache URL, a schema mismatch
     ├── MissingDependencyError    an optional extra is not installed (message has the pip line)
     ├── CacheBackendError         a store failed (raised only in strict mode; otherwise a logged miss)
-    │   └── CorruptEntryError     a stored value could not be decoded
+    │   ├── CorruptEntryError     a stored value could not be decoded
+    │   └── CacheTimeoutError     a store did not answer within the cache's timeout
     └── ProviderError             the LLM provider failed or answered something unusable
 
 A store failure never breaks an LLM call unless the cache was built with
@@ -22,6 +23,7 @@ __all__ = [
     "MissingDependencyError",
     "CacheBackendError",
     "CorruptEntryError",
+    "CacheTimeoutError",
     "ProviderError",
 ]
 
@@ -53,6 +55,10 @@ class CacheBackendError(LLMCacheError):
 
 class CorruptEntryError(CacheBackendError):
     """A value read from a store is not a valid llm-cache entry."""
+
+
+class CacheTimeoutError(CacheBackendError, TimeoutError):
+    """A store did not answer within the cache's ``timeout`` (a hung or overloaded server)."""
 
 
 class ProviderError(LLMCacheError):

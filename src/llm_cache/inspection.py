@@ -15,10 +15,11 @@ reads)::
     {"prompt": "...", "llm_string": "{...}", "generations": [{"text": "...", ...}],
      "created_at": 1718000000.0, "expires_at": null, "hit_count": 3, "last_hit_at": ...}
 
-Only ``prompt``, ``llm_string`` and ``generations`` are required; the rest is informational.
-An imported entry is written with :meth:`~llm_cache.BaseCache.update`, so it gets the
-target cache's own creation time and TTL (an entry whose ``expires_at`` has passed is
-skipped), and starts with no hits.
+Only ``prompt``, ``llm_string`` and ``generations`` are required. An imported entry keeps
+its ``created_at``, ``expires_at``, ``hit_count`` and ``last_hit_at`` where the target store
+keeps them (a cache with ``restore(entry)``: SQLite, the semantic caches); other stores
+write it with :meth:`~llm_cache.BaseCache.update` (their own creation time and TTL). An
+entry whose ``expires_at`` has passed is skipped.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
-from .caches.base import BaseCache, CacheEntry
+from .caches.base import BaseCache, CacheEntry, unstorable
+from .chat_prompt import llm_string_model
 from .errors import ConfigurationError, CorruptEntryError
 from .generation import Generation
 
@@ -50,6 +52,10 @@ __all__ = [
     "entry_usage_tokens",
     "CacheSummary",
     "summarize",
+    "entry_kind",
+    "find_match",
+    "list_namespaces",
+    "entry_usage",
 ]
 
 
@@ -74,22 +80,9 @@ Entry = CacheEntry
 
 
 def entry_model(entry: CacheEntry) -> str | None:
-    """The ``model`` named in the llm_string, when it is llm-cache's JSON form."""
-    try:
-        data = json.loads(entry.llm_string)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    if isinstance(data.get("params"), str):  # the proxy nests the request parameters
-        try:
-            data = json.loads(data["params"])
-        except ValueError:
-            return None
-    elif isinstance(data.get("params"), dict):
-        data = data["params"]
-    model = data.get("model") or data.get("model_name") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else None
+    """The model named in the entry's llm_string (llm-cache's, the proxy's or LangChain's
+    form; see :func:`llm_cache.chat_prompt.llm_string_model`)."""
+    return llm_string_model(entry.llm_string)
 
 
 def _inspectable(cache: Any) -> InspectableCache:
@@ -123,6 +116,9 @@ def size_on_disk(cache: BaseCache) -> int | None:
     """
     from .caches.sqlite import SQLiteCache
 
+    own = getattr(cache, "size_on_disk", None)
+    if callable(own):  # a store that knows its own footprint (a semantic cache's directory)
+        return int(own())
     if isinstance(cache, SQLiteCache):
         path = cache._path  # the real file (a ":memory:" cache uses a temporary one)
         total = 0
@@ -142,6 +138,8 @@ def parse_entry_line(line: str) -> Entry:
         data = json.loads(line)
     except ValueError as exc:
         raise ConfigurationError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigurationError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigurationError("not a JSON object")
     for name in ("prompt", "llm_string"):
@@ -164,6 +162,9 @@ def parse_entry_line(line: str) -> Entry:
     hits = data.get("hit_count")
     if hits is not None and (isinstance(hits, bool) or not isinstance(hits, int) or hits < 0):
         raise ConfigurationError("'hit_count' must be a non-negative integer or null")
+    problem = unstorable(data["prompt"], data["llm_string"], generations)
+    if problem is not None:
+        raise ConfigurationError(problem)
     return Entry(
         data["prompt"],
         data["llm_string"],
@@ -176,10 +177,18 @@ def parse_entry_line(line: str) -> Entry:
 
 
 def import_entry(cache: BaseCache, entry: Entry, *, now: float | None = None) -> bool:
-    """Write ``entry`` into ``cache``; False if it was skipped because it has expired."""
+    """Write ``entry`` into ``cache``; False if it was skipped because it has expired.
+
+    A cache with ``restore(entry)`` keeps the entry's times and hit count; any other gets it
+    through ``update`` (a store error is then raised only if the cache is strict).
+    """
     if entry.expires_at is not None and entry.expires_at <= (time.time() if now is None else now):
         return False
-    cache.update(entry.prompt, entry.llm_string, entry.generations)
+    restore = getattr(cache, "restore", None)
+    if callable(restore):
+        restore(entry)
+    else:
+        cache.update(entry.prompt, entry.llm_string, entry.generations)
     return True
 
 
@@ -195,14 +204,35 @@ def _usage_tokens(usage: Any) -> int | None:
     return sum(numbers) if numbers else None
 
 
-def entry_usage_tokens(entry: Entry) -> int | None:
-    """Tokens the call that created ``entry`` cost, from the usage stored with it, if any.
+def _usage_split(usage: Any) -> tuple[int, int] | None:
+    """``(input tokens, output tokens)`` of a usage dict (OpenAI's or Anthropic's names)."""
+    if not isinstance(usage, dict):
+        return None
+
+    def number(*names: str) -> int | None:
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        return None
+
+    given = number("prompt_tokens", "input_tokens")
+    taken = number("completion_tokens", "output_tokens")
+    if given is None and taken is None:
+        total = number("total_tokens")
+        return None if total is None else (total, 0)
+    return (given or 0, taken or 0)
+
+
+def _usage_records(entry: Entry) -> list[dict[str, Any]]:
+    """The usage stored with ``entry``: the call's usage from the first generation that
+    carries one (one call made the entry), else every LangChain chat message's
+    ``usage_metadata`` (one per generation, to be summed); [] when there is none.
 
     Looked for where llm-cache's writers put it: the OpenAI response envelope
     (``generation_info["response"]["usage"]`` from :mod:`llm_cache.integrations.openai_client`,
     ``generation_info["proxy"]["response"]["usage"]`` from the proxy),
-    ``generation_info["usage"]`` / ``["token_usage"]``, and LangChain chat messages'
-    ``usage_metadata``.
+    ``generation_info["usage"]`` (the models of :mod:`llm_cache.llms`) / ``["token_usage"]``.
     """
     for generation in entry.generations:
         info = generation.generation_info or {}
@@ -215,18 +245,34 @@ def entry_usage_tokens(entry: Entry) -> int | None:
             info.get("usage"),
             info.get("token_usage"),
         ):
-            tokens = _usage_tokens(candidate)
-            if tokens is not None:
-                return tokens
-    # LangChain chat generations carry usage per message: sum over the generations.
-    total, found = 0, False
+            if isinstance(candidate, dict) and _usage_split(candidate) is not None:
+                return [candidate]
+    records: list[dict[str, Any]] = []
     for generation in entry.generations:
         message = generation.message or {}
         data = message.get("data") if isinstance(message.get("data"), dict) else message
-        tokens = _usage_tokens(data.get("usage_metadata")) if isinstance(data, dict) else None
-        if tokens is not None:
-            total, found = total + tokens, True
-    return total if found else None
+        usage = data.get("usage_metadata") if isinstance(data, dict) else None
+        if isinstance(usage, dict) and _usage_split(usage) is not None:
+            records.append(usage)
+    return records
+
+
+def entry_usage(entry: Entry) -> tuple[int, int] | None:
+    """``(input tokens, output tokens)`` the call that created ``entry`` cost, from the usage
+    stored with it (see :func:`entry_usage_tokens`), or None."""
+    splits = [split for split in map(_usage_split, _usage_records(entry)) if split is not None]
+    if not splits:
+        return None
+    return sum(s[0] for s in splits), sum(s[1] for s in splits)
+
+
+def entry_usage_tokens(entry: Entry) -> int | None:
+    """Tokens the call that created ``entry`` cost, from the usage stored with it, if any
+    (where :func:`_usage_records` looks; LangChain's per-message usage is summed)."""
+    records = _usage_records(entry)
+    if not records:
+        return None
+    return sum(_usage_tokens(usage) or 0 for usage in records)
 
 
 @dataclass
@@ -239,6 +285,8 @@ class CacheSummary:
     size_bytes: int | None = None
     tokens_saved: int = 0
     entries_with_usage: int = 0
+    #: estimated USD saved (hits x the entry's price at the price table), None without a table
+    cost_saved: float | None = None
     oldest: float | None = None
     newest: float | None = None
     models: dict[str, int] = field(default_factory=dict)
@@ -264,6 +312,7 @@ class CacheSummary:
             "hit_rate": self.hit_rate,
             "tokens_saved": self.tokens_saved,
             "entries_with_usage": self.entries_with_usage,
+            "cost_saved_usd": None if self.cost_saved is None else round(self.cost_saved, 6),
             "oldest": self.oldest,
             "newest": self.newest,
             "models": self.models,
@@ -271,9 +320,12 @@ class CacheSummary:
         }
 
 
-def summarize(entries: Iterable[Entry], *, top: int = 5) -> CacheSummary:
-    """Statistics over ``entries`` (one pass)."""
+def summarize(entries: Iterable[Entry], *, top: int = 5, prices: Any = None) -> CacheSummary:
+    """Statistics over ``entries`` (one pass). ``prices``: an object with ``cost(model,
+    input_tokens, output_tokens) -> USD`` (the proxy's PriceTable) for ``cost_saved``."""
     summary = CacheSummary()
+    if prices is not None:
+        summary.cost_saved = 0.0
     ranked: list[tuple[int, str]] = []
     for entry in entries:
         summary.entries += 1
@@ -289,6 +341,9 @@ def summarize(entries: Iterable[Entry], *, top: int = 5) -> CacheSummary:
         if tokens is not None:
             summary.entries_with_usage += 1
             summary.tokens_saved += tokens * (hits or 0)
+            split = entry_usage(entry) if prices is not None and hits else None
+            if split is not None and summary.cost_saved is not None:
+                summary.cost_saved += hits * prices.cost(entry_model(entry), split[0], split[1])
         if entry.created_at is not None:
             summary.oldest = entry.created_at if summary.oldest is None else min(summary.oldest, entry.created_at)
             summary.newest = entry.created_at if summary.newest is None else max(summary.newest, entry.created_at)
@@ -297,3 +352,69 @@ def summarize(entries: Iterable[Entry], *, top: int = 5) -> CacheSummary:
     ranked.sort(key=lambda item: -item[0])
     summary.top = [item for item in ranked[:top] if item[0] > 0]
     return summary
+
+
+# -- what a listing shows ---------------------------------------------------------------------
+_CHAT_APIS = ("chat.completions", "messages", "responses")
+
+
+def _llm_params(entry: Entry) -> dict[str, Any]:
+    try:
+        data = json.loads(entry.llm_string)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def entry_kind(entry: Entry) -> tuple[str, str | None]:
+    """``(kind, api)`` of an entry: kind is ``"chat"``, ``"completion"`` or ``"embedding"``;
+    api is ``"provider.api"`` (``"openai.chat.completions"``, ``"anthropic.messages"``) when
+    the llm_string names them (the models, SDK wrappers and proxy write both), else None."""
+    params = _llm_params(entry)
+    provider, api = params.get("provider"), params.get("api")
+    if isinstance(api, str) and api:
+        name = f"{provider}.{api}" if isinstance(provider, str) and provider else api
+        if api in _CHAT_APIS or api.endswith(".chat.completions"):
+            return "chat", name
+        if "embedding" in api:
+            return "embedding", name
+        return "completion", name
+    if entry.prompt.startswith("["):
+        try:
+            messages = json.loads(entry.prompt)
+        except ValueError:
+            messages = None
+        if isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages):
+            return "chat", None
+    return "completion", None
+
+
+def find_match(needle: str, entry: Entry, *, answers: bool = False) -> tuple[str, str, int, int] | None:
+    """Where ``needle`` (case-insensitive) occurs in ``entry``: ``(field, text, start, end)``
+    with ``field`` one of ``"prompt"``, ``"answer"``; ``text`` is the searched text (the
+    readable prompt for chat). None when it does not occur."""
+    from .commands._common import prompt_text
+
+    folded = needle.casefold()
+    candidates = [("prompt", prompt_text(entry.prompt)), ("prompt", entry.prompt)]
+    if answers:
+        candidates += [("answer", g.text) for g in entry.generations]
+    for field_name, text in candidates:
+        # casefold can change lengths (ß -> ss): search the folded text only when it keeps them
+        folded_text = text.casefold()
+        at = folded_text.find(folded)
+        if at >= 0:
+            if len(folded_text) != len(text):
+                return field_name, text, 0, 0
+            return field_name, text, at, at + len(needle)
+    return None
+
+
+def list_namespaces(cache: BaseCache) -> list[tuple[str, int, int | None]]:
+    """``(namespace, live entries, bytes or None)`` of every namespace in the cache's store,
+    largest first. Stores without a ``namespaces()`` report the cache's own namespace."""
+    namespaces = getattr(cache, "namespaces", None)
+    if callable(namespaces):
+        return [(ns, count, size) for ns, count, size in namespaces()]
+    own = getattr(cache, "namespace", None) or ""
+    return [(own, count_entries(cache), None)]

@@ -8,10 +8,20 @@ wrap them once, here, with the policy the whole library follows:
   ``lookup`` then returns ``None`` (a miss) and ``update`` drops the write, so a broken
   cache never breaks an LLM call. With ``strict=True`` the error is raised instead, as
   :class:`~llm_cache.errors.CacheBackendError`.
+* a store call that does not finish within the cache's ``timeout`` is a store error like
+  any other (:class:`~llm_cache.errors.CacheTimeoutError`): a hung server costs a caller at
+  most that long, never an unbounded wait.
 * a stored value that cannot be decoded is a miss (counted as ``corrupt``), never a crash.
-* after ``failure_threshold`` consecutive store errors a circuit breaker opens: calls
-  skip the store entirely (costing nothing while it is down) and a background thread
-  probes it, closing the breaker once the store answers again.
+* input that a store cannot hold (text with a lone surrogate such as ``"\\ud800"``, which is
+  not valid UTF-8; generations nested too deep to encode) is the caller's problem, not the
+  store's: the write is dropped and a lookup is a miss, counted as ``rejected``, logged once
+  per cache, and never counted towards the breaker.
+* after ``failure_threshold`` consecutive store errors (of any operations, or of one kind of
+  operation: lookups, or writes) a circuit breaker opens: calls skip the store entirely
+  (costing nothing while it is down) and a background thread probes it, closing the breaker
+  once the store answers again. Reads and writes are also counted apart, so a store that
+  answers lookups but fails every write (a lock held by another process, a full disk) opens
+  it too.
 * ``clear`` is never silent: a failure raises ``CacheBackendError`` whatever ``strict`` says,
   because a clear that quietly did nothing leaves answers the caller meant to remove.
 """
@@ -26,9 +36,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from ..errors import CacheBackendError, CorruptEntryError, LLMCacheError
-from ..generation import Generation
+from ..generation import Generation, encode_generations
 
-__all__ = ["BaseCache", "CacheEntry", "CacheStats", "CircuitBreaker"]
+__all__ = ["BaseCache", "CacheEntry", "CacheStats", "CircuitBreaker", "unstorable"]
 
 logger = logging.getLogger("llm_cache")
 
@@ -80,6 +90,7 @@ class CacheStats:
     errors: int = 0
     corrupt: int = 0
     skipped: int = 0  # calls that did not touch the store because the breaker was open
+    rejected: int = 0  # calls with input no store can hold (not store errors; see the module doc)
 
     @property
     def hit_rate(self) -> float:
@@ -94,7 +105,10 @@ class CacheStats:
 class CircuitBreaker:
     """Stops calling a failing store and probes it in the background until it is back.
 
-    ``is_open`` is a plain attribute so that the hit path pays one attribute read.
+    ``is_open`` is a plain attribute so that the hit path pays one attribute read. It opens
+    after ``failure_threshold`` failures in a row of any operations, or of one kind of
+    operation (``"lookup"``, ``"update"``) whatever the other kind did: a success resets the
+    streak and its own kind only, so successful lookups cannot hide writes that all fail.
     """
 
     def __init__(self, failure_threshold: int = 3, probe_interval: float = 0.5) -> None:
@@ -103,17 +117,25 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.probe_interval = probe_interval
         self.is_open = False
-        self.consecutive_failures = 0
+        self.consecutive_failures = 0  # the larger of the streak and the per-kind counts
+        self._streak = 0  # failures of any kind since the last success of any kind
+        self._failures: dict[str, int] = {}
         self._lock = threading.Lock()
         self._prober: threading.Thread | None = None
 
-    def record_success(self) -> None:
-        self.consecutive_failures = 0
+    def record_success(self, kind: str = "lookup") -> None:
+        """A ``kind`` operation succeeded: its consecutive failures start again from 0."""
+        with self._lock:
+            self._streak = 0
+            self._failures.pop(kind, None)
+            self.consecutive_failures = max(self._failures.values(), default=0)
 
-    def record_failure(self, probe: "Any") -> None:
+    def record_failure(self, probe: "Any", kind: str = "lookup") -> None:
         """Count a failure; open the breaker and start probing once the threshold is hit."""
         with self._lock:
-            self.consecutive_failures += 1
+            count = self._failures[kind] = self._failures.get(kind, 0) + 1
+            self._streak += 1
+            self.consecutive_failures = max(self.consecutive_failures, count, self._streak)
             if self.is_open or self.consecutive_failures < self.failure_threshold:
                 return
             self.is_open = True
@@ -136,7 +158,14 @@ class CircuitBreaker:
                 continue
             with self._lock:
                 self.is_open = False
-                self.consecutive_failures = 0
+                # The probe is a lookup: it proves lookups work, not writes. Writes that were
+                # failing come back half-open: the next write failure reopens the breaker at
+                # once, the next success clears it.
+                self._failures = {
+                    kind: self.failure_threshold - 1 for kind in self._failures if kind != "lookup"
+                }
+                self._streak = 0
+                self.consecutive_failures = max(self._failures.values(), default=0)
             logger.warning("llm-cache: store answers again; breaker closed")
             return
 
@@ -145,6 +174,8 @@ class CircuitBreaker:
         with self._lock:
             self.is_open = False
             self.consecutive_failures = 0
+            self._streak = 0
+            self._failures.clear()
 
 
 class BaseCache(ABC):
@@ -157,10 +188,15 @@ class BaseCache(ABC):
     fail-open policy described in this module's docstring.
     """
 
+    #: Whether the store keeps text with lone surrogates (``"\\ud800"``) as it is: Redis and the
+    #: in-memory cache do; SQL databases and SQLite store UTF-8, so such input is rejected.
+    accepts_lone_surrogates = False
+
     def __init__(self, *, strict: bool = False, failure_threshold: int = 3, probe_interval: float = 0.5) -> None:
         self.strict = strict
         self.stats = CacheStats()
         self.breaker = CircuitBreaker(failure_threshold, probe_interval)
+        self._rejection_logged = False
 
     # -- what a backend implements -------------------------------------------------
     @abstractmethod
@@ -194,7 +230,7 @@ class BaseCache(ABC):
         try:
             result = self._lookup(prompt, llm_string)
         except Exception as exc:
-            self._lookup_failed(exc)
+            self._lookup_failed(exc, prompt, llm_string)
             return None
         return self._lookup_done(result)
 
@@ -206,13 +242,13 @@ class BaseCache(ABC):
         try:
             result = await self._alookup(prompt, llm_string)
         except Exception as exc:
-            self._lookup_failed(exc)
+            self._lookup_failed(exc, prompt, llm_string)
             return None
         return self._lookup_done(result)
 
     def update(self, prompt: str, llm_string: str, generations: Sequence[Generation]) -> None:
         """Store ``generations`` for this prompt and model, replacing what was there."""
-        checked = _check_update(prompt, llm_string, generations)
+        checked = self._checked_update(prompt, llm_string, generations)
         if checked is None or self.breaker.is_open:
             return
         try:
@@ -224,7 +260,7 @@ class BaseCache(ABC):
 
     async def aupdate(self, prompt: str, llm_string: str, generations: Sequence[Generation]) -> None:
         """Async :meth:`update`."""
-        checked = _check_update(prompt, llm_string, generations)
+        checked = self._checked_update(prompt, llm_string, generations)
         if checked is None or self.breaker.is_open:
             return
         try:
@@ -267,7 +303,7 @@ class BaseCache(ABC):
     # -- the policy, in one place ------------------------------------------------------
     def _lookup_done(self, result: list[Generation] | None) -> list[Generation] | None:
         if self.breaker.consecutive_failures:
-            self.breaker.record_success()
+            self.breaker.record_success("lookup")
         if result is None:
             self.stats.misses += 1
         else:
@@ -276,11 +312,46 @@ class BaseCache(ABC):
 
     def _update_done(self) -> None:
         if self.breaker.consecutive_failures:
-            self.breaker.record_success()
+            self.breaker.record_success("update")
         self.stats.updates += 1
 
-    def _lookup_failed(self, exc: Exception) -> None:
+    def _checked_update(
+        self, prompt: str, llm_string: str, generations: Sequence[Generation]
+    ) -> list[Generation] | None:
+        checked = _check_update(prompt, llm_string, generations)
+        if checked is None:
+            return None
+        problem = unstorable(prompt, llm_string, checked, surrogates=self.accepts_lone_surrogates)
+        if problem is not None:
+            self._rejected("update", problem)
+            return None
+        return checked
+
+    def _rejected(self, operation: str, problem: str) -> None:
+        """Input no store can hold: counted apart from store errors, logged once per cache."""
+        self.stats.rejected += 1
+        if self._rejection_logged:
+            logger.debug("llm-cache: %s %s skipped: %s", type(self).__name__, operation, problem)
+            return
+        self._rejection_logged = True
+        logger.warning(
+            "llm-cache: %s %s skipped: %s (not a store error; further ones are logged at DEBUG "
+            "and counted in stats.rejected)",
+            type(self).__name__,
+            operation,
+            problem,
+        )
+
+    def _lookup_failed(self, exc: Exception, prompt: str = "", llm_string: str = "") -> None:
         """Count a failed lookup as a miss (re-raised by ``_failed`` in strict mode)."""
+        if not isinstance(exc, LLMCacheError):
+            # Checked only once a lookup failed, so hits pay nothing for it: a prompt no
+            # store can hold cannot be stored either, and is the caller's, not the store's.
+            problem = unstorable(prompt, llm_string, (), surrogates=self.accepts_lone_surrogates)
+            if problem is not None:
+                self._rejected("lookup", problem)
+                self.stats.misses += 1
+                return
         if isinstance(exc, CorruptEntryError):
             # A bad value is the entry's problem, not the store's: a miss, no breaker.
             self.stats.corrupt += 1
@@ -303,7 +374,34 @@ class BaseCache(ABC):
             type(exc).__name__,
             exc,
         )
-        self.breaker.record_failure(self._probe)
+        self.breaker.record_failure(self._probe, "lookup" if operation == "lookup" else "update")
+
+
+def unstorable(
+    prompt: str, llm_string: str, generations: Sequence[Generation], *, surrogates: bool = False
+) -> str | None:
+    """Why a store cannot hold this entry (``None``: it can).
+
+    Most stores keep UTF-8 text (SQLite, PostgreSQL, MySQL, JSONL exports): a lone surrogate
+    such as ``"\\ud800"`` (valid in a Python str, produced by ``json.loads`` of a ``\\ud800``
+    escape) cannot be encoded; ``surrogates=True`` is for stores that keep such text as it is.
+    Generations must also encode as JSON, which a structure nested deeper than the
+    interpreter's recursion limit does not.
+    """
+    errors = "surrogatepass" if surrogates else "strict"
+    for name, value in (("prompt", prompt), ("llm_string", llm_string)):
+        try:
+            value.encode("utf-8", errors)
+        except UnicodeEncodeError as exc:
+            return f"the {name} holds text that is not valid UTF-8 ({exc.reason} at position {exc.start})"
+    if generations:
+        try:
+            encode_generations(generations).encode("utf-8", errors)
+        except UnicodeEncodeError as exc:
+            return f"a generation holds text that is not valid UTF-8 ({exc.reason})"
+        except (RecursionError, ValueError, TypeError) as exc:
+            return f"the generations cannot be encoded as JSON ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _check_update(prompt: str, llm_string: str, generations: Sequence[Generation]) -> list[Generation] | None:

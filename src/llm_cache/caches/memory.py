@@ -30,6 +30,8 @@ class InMemoryCache(BaseCache):
     construction and no hash is computed on the hit path.
     """
 
+    accepts_lone_surrogates = True  # live objects: any str is kept
+
     def __init__(
         self,
         maxsize: int | None = None,

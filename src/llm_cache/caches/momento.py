@@ -50,6 +50,7 @@ from datetime import timedelta
 from typing import Any
 
 from .._imports import require
+from .._deadline import validate_timeout
 from .._ttl import validate_ttl
 from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
@@ -176,6 +177,7 @@ class MomentoCache(BaseCache):
         credential_provider: Any = None,
         endpoint: str | None = None,
         auth_token: str | None = None,
+        timeout: float | None = None,
         **kwargs: Any,
     ) -> "MomentoCache":
         """Build the Momento clients and the cache in one call.
@@ -196,6 +198,8 @@ class MomentoCache(BaseCache):
                 (e.g. ``CredentialProvider.for_momento_local()``).
             endpoint: the Momento endpoint for a v2 API key.
             auth_token: older name of ``api_key``.
+            timeout: seconds each Momento call may take (the configuration's client
+                timeout); ``None`` keeps the configuration's own (1.1 s for the default).
             **kwargs: passed to :class:`MomentoCache` (``namespace``, ``strict``, ...).
         """
         ttl_seconds = validate_ttl(_seconds(ttl))
@@ -207,6 +211,8 @@ class MomentoCache(BaseCache):
             credential_provider = _credential_provider(api_key or auth_token, endpoint)
         if configuration is None:
             configuration = momento.Configurations.InRegion.Default.latest()
+        if timeout is not None:
+            configuration = configuration.with_client_timeout(timedelta(seconds=validate_timeout(timeout)))
         client = momento.CacheClient(configuration, credential_provider, timedelta(seconds=ttl_seconds))
         try:
             cache = cls(

@@ -92,6 +92,8 @@ class RedisCache(BaseCache):
         set_llm_cache(cache)
     """
 
+    accepts_lone_surrogates = True  # values are kept as they are (Redis: surrogatepass)
+
     def __init__(
         self,
         redis_: Any = None,
@@ -176,6 +178,11 @@ class RedisCache(BaseCache):
                 # async-only cache without a sync client could never close its breaker.
                 self._make_sync = rc.twin_factory(self._redis, async_redis, kind, asynchronous=False)
                 self._where = rc.describe_client(async_redis)
+
+    @property
+    def timeout(self) -> float | None:
+        """``socket_timeout``, under the name every cache uses for its time bound."""
+        return self.socket_timeout
 
     def __repr__(self) -> str:
         # Host and port only: a URL may carry a password, which must never reach a log.
@@ -267,10 +274,35 @@ class RedisCache(BaseCache):
                 data = _parse(raw)
                 generations = generations_from_payload(data)
             except CorruptEntryError as exc:
+                self.stats.corrupt += 1
                 logger.warning("llm-cache: RedisCache: skipping %r, not an llm-cache entry: %s", key, exc)
                 continue
             expires = now + pttl / 1000 if isinstance(pttl, int) and pttl > 0 else None
             yield CacheEntry(data["p"], data["l"], generations, expires_at=expires)
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, entries, bytes of their values)`` of every RedisCache namespace in this
+        database, largest first: a SCAN of ``*:<64 hex>`` keys whose values are llm-cache
+        entries (other keys, such as semantic caches' or other programs', are not counted)."""
+        client = self._sync()
+        found: dict[str, list[int]] = {}
+        for batch in rc.scan_batches(client, "*:" + rc.HEX_GLOB):
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.get(key)
+            for key, raw in zip(batch, pipe.execute(raise_on_error=False)):
+                if not isinstance(raw, (bytes, str)):
+                    continue  # another type (a vector set, a hash): not ours
+                try:
+                    # the generations too: a semantic store's payload has "p" and "l" as well
+                    generations_from_payload(_parse(raw))
+                except CorruptEntryError:
+                    continue
+                name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                stats = found.setdefault(name[: -65], [0, 0])
+                stats[0] += 1
+                stats[1] += len(raw)
+        return sorted(((ns, n, size) for ns, (n, size) in found.items()), key=lambda r: (-r[1], r[0]))
 
     def count(self) -> int:
         """Number of keys in this namespace (one SCAN; no value is read or checked)."""

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -69,9 +70,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence, TypeVar
 
+from .._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, socket_aborter, validate_timeout
 from .._imports import require
 from .._ttl import expires_at, validate_ttl
-from ..errors import CacheBackendError, ConfigurationError, CorruptEntryError
+from ..errors import CacheBackendError, CacheTimeoutError, ConfigurationError, CorruptEntryError
 from ..generation import Generation
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -79,13 +81,15 @@ from .sql_schema import FullLLMCache, SchemaInfo, ensure_schema, inspect_schema,
 
 require("sqlalchemy", "sql", "SQLAlchemyCache")
 
-from sqlalchemy import bindparam, cast, delete, desc, func, insert, literal_column, select, text
+from sqlalchemy import bindparam, case, cast, delete, desc, func, insert, literal_column, select, text
 from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["FullLLMCache", "SQLAlchemyCache", "SearchHit"]
 
 T = TypeVar("T")
 
+# Seconds the constructor waits for the table to be checked or created.
+_SCHEMA_SECONDS = 10.0
 _RETRIES = 3  # attempts of a write that hit a deadlock or a serialisation failure
 # Seconds a writer of a user schema (MySQL) waits for another writer of the same entry.
 _MYSQL_LOCK_TIMEOUT = 10
@@ -272,8 +276,16 @@ class _RawConnections:
     new, empty database) and ``NullPool`` (the user asked for no pooling, e.g. behind PgBouncer).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.dialect: Any = engine.dialect  # DBAPI-level calls: typed loosely on purpose
+        # Every call is bounded (issue 12): a statement by the watchdog, which shuts the
+        # connection's socket at the deadline (see _deadline: a stopped server never answers
+        # and never closes), a checkout (which may have to connect) by a worker thread.
+        # SQLite has no server to hang: its lock waits are bounded by the driver's own busy
+        # timeout (sqlite3's ``timeout``), which the engine's owner sets.
+        self.timeout = timeout
+        self.workers = Workers()
+        self._guarded = engine.dialect.name != "sqlite"
         pool_kind = type(engine.pool).__name__
         self._shared = pool_kind in (
             "StaticPool",
@@ -286,17 +298,28 @@ class _RawConnections:
         self._idle: deque[Any] = deque()
         self._pid = os.getpid()
 
-    def run(self, op: Callable[..., T], *args: Any) -> T:
+    def run(self, op: Callable[..., T], *args: Any, bounded: bool = True) -> T:
+        """``op(dbapi_connection, *args)``, its statements within the timeout unless ``bounded``
+        is False (``clear``, whose time grows with the data)."""
+        limit = self.timeout if bounded and self._guarded else None
         if self._shared:
-            return self._run_shared(op, *args)
+            return self._run_shared(limit, op, *args)
         if self._pid != os.getpid():
             self._after_fork()
         try:
             fairy, reused = self._idle.pop(), True
         except IndexError:
-            fairy, reused = self._checkout(), False
+            fairy = run_with_deadline(
+                self.timeout,
+                self._checkout,
+                discard=_close_fairy,
+                what="opening a database connection",
+                workers=self.workers,
+            )
+            reused = False
         try:
-            result = op(fairy.dbapi_connection, *args)
+            with _maybe_guard(limit, fairy.dbapi_connection):
+                result = op(fairy.dbapi_connection, *args)
         except CorruptEntryError:
             self._idle.append(fairy)
             raise
@@ -306,7 +329,7 @@ class _RawConnections:
             fairy.close()
             if not stale:
                 raise
-            return self.run(op, *args)  # the list may hold more dead ones: each is dropped in turn
+            return self.run(op, *args, bounded=bounded)  # the list may hold more dead ones: each is dropped in turn
         self._idle.append(fairy)
         return result
 
@@ -320,11 +343,14 @@ class _RawConnections:
             raise
         return fairy
 
-    def _run_shared(self, op: Callable[..., T], *args: Any) -> T:
-        fairy = self._pool.connect()
+    def _run_shared(self, limit: float | None, op: Callable[..., T], *args: Any) -> T:
+        fairy = run_with_deadline(
+            self.timeout, self._pool.connect, discard=_close_fairy, what="a pool checkout", workers=self.workers
+        )
         try:
             self.dialect.set_isolation_level(fairy.dbapi_connection, "AUTOCOMMIT")
-            result = op(fairy.dbapi_connection, *args)
+            with _maybe_guard(limit, fairy.dbapi_connection):
+                result = op(fairy.dbapi_connection, *args)
             self.dialect.reset_isolation_level(fairy.dbapi_connection)
             return result
         except CorruptEntryError:
@@ -351,6 +377,7 @@ class _RawConnections:
             fairy.close()
         if not self._shared:
             self._pool.dispose()
+        self.workers.close()
 
 
 class SQLAlchemyCache(BaseCache):
@@ -372,8 +399,17 @@ class SQLAlchemyCache(BaseCache):
             used as given (its connections belong to the event loop that opened them). When
             omitted, async calls run the sync ones in a worker thread, which measured faster
             than async drivers on all three databases (see ``_araw``).
+        timeout: seconds any one call may spend on the database, connecting included (default
+            0.5); past it the call is a store error (a miss, or ``CacheTimeoutError`` when
+            strict). Enforced by the cache itself, because a stopped server never answers and
+            never closes its connections (see ``llm_cache._deadline``). Creating the table at
+            construction waits up to 10 s (then the cache starts failing open); ``clear`` and
+            the inspection methods are not bounded by it. On SQLite the driver's own busy
+            timeout (the engine's ``connect_args={"timeout": s}``) bounds lock waits instead.
         strict: raise store errors instead of treating them as misses.
         clock: wall-clock source for TTL (entries outlive the process, so not monotonic).
+        read_only: for inspection: never create the table (a missing one is a
+            ConfigurationError naming it) and refuse ``update``/``clear``.
     """
 
     def __init__(
@@ -384,10 +420,14 @@ class SQLAlchemyCache(BaseCache):
         ttl: float | None = None,
         namespace: str | None = None,
         async_engine: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
         strict: bool = False,
         clock: Callable[[], float] = time.time,
+        read_only: bool = False,
     ) -> None:
         super().__init__(strict=strict)
+        self.timeout = validate_timeout(timeout)
+        self.read_only = bool(read_only)
         if not isinstance(engine, Engine):
             hint = (
                 " (pass it as async_engine=, with a sync engine first)"
@@ -432,11 +472,21 @@ class SQLAlchemyCache(BaseCache):
         )
         self.async_engine = async_engine
         self._statements: dict[tuple[Any, ...], _KeyedStatements] = {}
-        self._connections = _RawConnections(engine)
+        self._connections = _RawConnections(engine, self.timeout)
         self._md5_index = False
         self._schema_ready = False
+        if self.read_only:
+            self._check_table_exists()
+            self._schema_ready = True  # nothing to create: reads only
         try:
-            self._ensure_schema()
+            # Bounded too (a hung server must not hang the application's start), but longer
+            # than a call: creating a table and its indexes takes more than a lookup.
+            run_with_deadline(
+                max(self.timeout, _SCHEMA_SECONDS),
+                self._ensure_schema,
+                what="preparing the cache table",
+                workers=self._connections.workers,
+            )
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -459,6 +509,20 @@ class SQLAlchemyCache(BaseCache):
         )
 
     # -- schema and statements ------------------------------------------------------------------
+    def _check_table_exists(self) -> None:
+        from sqlalchemy import inspect as sa_inspect
+
+        table = self.info.table
+        if not sa_inspect(self.engine).has_table(table.name, schema=table.schema):
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise ConfigurationError(
+                f"{where} has no table {self.info.name!r}: not an llm-cache database (nothing was created)"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ConfigurationError(f"SQLAlchemyCache on {self.info.name!r} was opened read-only")
+
     def _ensure_schema(self) -> None:
         if not self._schema_ready:
             self._md5_index = ensure_schema(self.engine, self.info)
@@ -474,14 +538,29 @@ class SQLAlchemyCache(BaseCache):
         return found
 
     # -- running operations: sync ------------------------------------------------------------------
-    def _raw(self, op: Callable[..., T], *args: Any) -> T:
+    def _raw(self, op: Callable[..., T], *args: Any, bounded: bool = True) -> T:
         """Run ``op(dbapi_connection, statements, *args)`` on an autocommit driver connection."""
         if not self._schema_ready:
-            self._ensure_schema()
-        return self._connections.run(op, self._keyed(self.engine.dialect), *args)
+            run_with_deadline(
+                self.timeout, self._ensure_schema, what="creating the cache table", workers=self._connections.workers
+            )
+        statements = self._keyed(self.engine.dialect)
+        return self._connections.run(op, statements, *args, bounded=bounded)
 
-    def _core(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
-        """Run ``op(connection, *args)`` through SQLAlchemy Core (user schemas)."""
+    def _core(self, op: Callable[..., T], *args: Any, read: bool = False, bounded: bool = True) -> T:
+        """Run ``op(connection, *args)`` through SQLAlchemy Core (user schemas).
+
+        ``bounded``: within the timeout. The call then runs in a worker thread that the caller
+        stops waiting for at the deadline (these paths hold a SQLAlchemy ``Connection``, whose
+        socket is not ours to shut). Inspection, export and ``clear`` are not bounded: their
+        time grows with the data.
+        """
+        call = functools.partial(self._core_now, op, *args, read=read)
+        if not bounded or self._dialect == "sqlite":  # see _RawConnections: the driver bounds it
+            return call()
+        return run_with_deadline(self.timeout, call, what="a database call", workers=self._connections.workers)
+
+    def _core_now(self, op: Callable[..., T], *args: Any, read: bool) -> T:
         if not self._schema_ready:
             self._ensure_schema()
         engine = self._read_engine if read else self.engine
@@ -516,8 +595,11 @@ class SQLAlchemyCache(BaseCache):
                 sync_conn.invalidate(exc)
                 raise
 
-        async with engine.connect() as conn:
-            return await conn.run_sync(run)
+        async def call() -> T:
+            async with engine.connect() as conn:
+                return await conn.run_sync(run)
+
+        return await self._bounded(call())
 
     async def _acore(self, op: Callable[..., T], *args: Any, read: bool = False) -> T:
         engine = self.async_engine
@@ -527,8 +609,28 @@ class SQLAlchemyCache(BaseCache):
             await asyncio.to_thread(self._ensure_schema)
         if read and engine.sync_engine.dialect.driver == "psycopg":  # see _read_engine
             engine = engine.execution_options(isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            return await conn.run_sync(op, *args)
+
+        async def call() -> T:
+            async with engine.connect() as conn:
+                return await conn.run_sync(op, *args)
+
+        return await self._bounded(call())
+
+    async def _bounded(self, call: Any) -> Any:
+        # Not asyncio.wait_for: it waits for the cancelled call to finish, and closing a
+        # connection to a hung server hung with it (measured: 10 s instead of 0.3). The call is
+        # cancelled and left to end in the background; its connection is then discarded.
+        task = asyncio.ensure_future(call)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        raise CacheTimeoutError(f"a database call did not finish within {self.timeout:g}s")
 
     # -- the contract ---------------------------------------------------------------------------------
     def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
@@ -542,25 +644,31 @@ class SQLAlchemyCache(BaseCache):
         return await self._acore(self._plain_lookup, prompt, llm_string, read=True)
 
     def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         if self.info.keyed:
             self._raw(self._keyed_update, prompt, llm_string, generations)
         else:
             self._core(self._plain_update, prompt, llm_string, generations)
 
     async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         if self.info.keyed:
             await self._araw(self._keyed_update, prompt, llm_string, generations)
         else:
             await self._acore(self._plain_update, prompt, llm_string, generations)
 
     def _clear(self) -> None:
+        self._writable()
         if self.info.keyed:
-            self._raw(self._keyed_clear)
+            self._raw(self._keyed_clear, bounded=False)
         else:
-            self._core(self._plain_clear)
+            self._core(self._plain_clear, bounded=False)
 
     async def _aclear(self) -> None:
-        if self.info.keyed:
+        self._writable()
+        if self.async_engine is None:
+            await asyncio.to_thread(self._clear)  # unbounded, as _clear is
+        elif self.info.keyed:
             await self._araw(self._keyed_clear)
         else:
             await self._acore(self._plain_clear)
@@ -754,7 +862,9 @@ class SQLAlchemyCache(BaseCache):
         if self.info.has_expiry:
             stmt = stmt.where(t.c.expires_at.is_(None) | (t.c.expires_at > self._clock()))
         order = [t.c.key_hash] if self.info.keyed else [t.c.prompt, t.c.llm]
-        rows = self._core(lambda conn: conn.execute(stmt.order_by(*order, t.c.idx)).all(), read=True)
+        rows = self._core(
+            lambda conn: conn.execute(stmt.order_by(*order, t.c.idx)).all(), read=True, bounded=False
+        )
         current: tuple[Any, Any] | None = None
         generations: list[Generation] = []
         times: tuple[float | None, float | None] = (None, None)
@@ -770,6 +880,7 @@ class SQLAlchemyCache(BaseCache):
                 raw = bytes(response).decode() if isinstance(response, (bytes, bytearray, memoryview)) else response
                 generations.append(Generation.from_dict(json.loads(raw)))
             except (ValueError, TypeError, CorruptEntryError) as exc:
+                self.stats.corrupt += 1
                 logger.warning("llm-cache: skipping an SQL cache row that is not an llm-cache generation: %s", exc)
         if current is not None and generations:
             yield CacheEntry(self._from_db(current[0]), self._from_db(current[1]), generations, *times)
@@ -782,7 +893,24 @@ class SQLAlchemyCache(BaseCache):
             stmt = stmt.where(t.c.namespace == self.namespace)
         if self.info.has_expiry:
             stmt = stmt.where((t.c.expires_at.is_(None)) | (t.c.expires_at > self._clock()))
-        return int(self._core(lambda conn: conn.execute(stmt).scalar_one(), read=True))
+        return int(self._core(lambda conn: conn.execute(stmt).scalar_one(), read=True, bounded=False))
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, live entries, bytes of their texts and answers)`` per namespace of the
+        table, largest first (one namespace, ``""``, for a table without a namespace column)."""
+        t = self.info.table
+        size = func.coalesce(
+            func.sum(func.length(t.c.prompt) + func.length(t.c.llm) + func.length(t.c.response)), 0
+        )
+        first = t.c.idx == 0
+        namespace = t.c.namespace if self.info.has_namespace else literal_column("''")
+        stmt = select(namespace, func.sum(case((first, 1), else_=0)), size)
+        if self.info.has_expiry:
+            stmt = stmt.where(t.c.expires_at.is_(None) | (t.c.expires_at > self._clock()))
+        if self.info.has_namespace:
+            stmt = stmt.group_by(t.c.namespace)
+        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True, bounded=False)
+        return sorted(((str(ns), int(n or 0), int(b)) for ns, n, b in rows if n), key=lambda r: (-r[1], r[0]))
 
     def purge_expired(self) -> int:
         """Delete this cache's expired rows; returns how many rows were removed (0 without TTL)."""
@@ -797,7 +925,7 @@ class SQLAlchemyCache(BaseCache):
             with conn.begin():
                 return int(conn.execute(stmt).rowcount)
 
-        return self._core(run)
+        return self._core(run, bounded=False)
 
     def search(self, query: str, *, limit: int = 10, config: str = "english") -> list[SearchHit]:
         """Cached entries whose text matches ``query``, best first (PostgreSQL full-text search).
@@ -808,7 +936,7 @@ class SQLAlchemyCache(BaseCache):
         ``config`` must be the text search configuration the column was built with.
         """
         stmt = self._search_statement(query, limit, config)
-        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True)
+        rows = self._core(lambda conn: conn.execute(stmt).all(), read=True, bounded=False)
         hits = []
         for prompt, llm_string, rank in self._search_rows(rows):
             hits.append(SearchHit(prompt, llm_string, rank, self._lookup(prompt, llm_string)))
@@ -854,6 +982,23 @@ class SQLAlchemyCache(BaseCache):
         The ``engine`` (and an ``async_engine`` you passed) are yours: they are not disposed.
         """
         self._connections.close()
+
+
+def _retrieve(task: "asyncio.Future[Any]") -> None:
+    # Fetch the abandoned call's outcome, so that asyncio does not log it as never retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
+def _maybe_guard(limit: float | None, dbapi_connection: Any) -> Any:
+    if limit is None:
+        return contextlib.nullcontext()
+    return guard(limit, socket_aborter(dbapi_connection), "a database statement")
+
+
+def _close_fairy(fairy: Any) -> None:
+    # A connection that arrived after its caller gave up: back to the pool.
+    fairy.close()
 
 
 def _rollback(cursor: Any) -> None:

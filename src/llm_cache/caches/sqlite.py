@@ -7,9 +7,11 @@ Design choices, each for a reason:
   power loss, never its consistency).
 * one connection per thread: sqlite3 connections are not safe to share, and opening
   one per call costs more than the lookup itself.
-* ``busy_timeout`` and single-statement upserts (``INSERT ... ON CONFLICT DO UPDATE``):
-  concurrent writers from other processes wait their turn instead of failing, and
-  there is no read-then-write race.
+* a busy timeout (``timeout``, 0.5 s by default) and single-statement upserts (``INSERT ...
+  ON CONFLICT DO UPDATE``): concurrent writers from other processes wait their turn (a write
+  takes well under a millisecond) instead of failing, there is no read-then-write race, and a
+  process that holds the write lock for long (a stuck transaction) costs a caller at most the
+  timeout, then a dropped write (issue 12: it used to cost 10 s on every miss).
 * all generations of an entry live in one JSON value, so replacing an entry that had
   more generations cannot leave stale rows behind.
 * the row id *is* the key: 64 bits of the sha256 of (prompt, llm_string), mixed with the
@@ -20,6 +22,11 @@ Design choices, each for a reason:
   the B-tree.
 * per-entry hit counts are buffered in memory and written in batches: writing on every
   hit would turn each read into a write transaction.
+* the async methods run in worker threads (the base class's ``asyncio.to_thread``), reads
+  included: a read is file I/O that can wait (a cold page, a busy disk, a WAL checkpoint),
+  and nothing may block the event loop. Lookups once ran inline on the loop, which was
+  faster (see BENCHMARKS.md for the measured cost) but blocked it, and under LangChain's
+  test configuration (BlockBuster) every async lookup failed and became a miss.
 """
 
 from __future__ import annotations
@@ -35,9 +42,10 @@ import time
 import weakref
 from typing import Callable, Iterator
 
-from .._sqlite import open_wal_connection
+from .._deadline import DEFAULT_TIMEOUT, validate_timeout
+from .._sqlite import describe_open_error, open_read_only_connection, open_wal_connection
 from .._ttl import expires_at, validate_ttl
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
 from ..keys import cache_key
 from .base import BaseCache, CacheEntry, logger
@@ -49,6 +57,8 @@ SCHEMA_VERSION = 1
 # A flush is a write transaction (~0.3 ms); every 64 hits it added ~8 µs to each lookup.
 _HIT_FLUSH_COUNT = 1024
 _HIT_FLUSH_SECONDS = 5.0
+# Milliseconds the constructor waits for another process's writer while creating the schema.
+_SCHEMA_WAIT_MS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,9 +103,14 @@ class SQLiteCache(BaseCache):
             database in a temporary file, shared by this object's threads and deleted on close.
         ttl: seconds an entry lives; ``None`` keeps it until cleared.
         namespace: entries are partitioned by namespace; ``clear()`` removes only this one.
-        busy_timeout: seconds a writer waits for another process's write lock.
+        timeout: seconds a call waits for another process's write lock (SQLite's busy
+            timeout) before it counts as a store error; default 0.5.
+        busy_timeout: the former name of ``timeout`` (wins when given).
         clock: wall-clock time source for TTL (entries outlive the process, so not monotonic).
         strict: raise store errors instead of treating them as misses.
+        read_only: open the file read-only (``mode=ro``) for inspection: nothing is created
+            or changed (no table, no hit count, no side file); the file must exist and hold
+            an llm-cache table, and ``update``/``clear`` raise ConfigurationError.
     """
 
     def __init__(
@@ -104,18 +119,24 @@ class SQLiteCache(BaseCache):
         ttl: float | None = None,
         *,
         namespace: str = "default",
-        busy_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        busy_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
         strict: bool = False,
+        read_only: bool = False,
     ) -> None:
         super().__init__(strict=strict)
+        self.timeout = validate_timeout(busy_timeout if busy_timeout is not None else timeout)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
         self.database_path = os.fspath(database_path)
+        self.read_only = bool(read_only)
+        if self.read_only and self.database_path == ":memory:":
+            raise ConfigurationError("a read-only SQLiteCache needs an existing file, not ':memory:'")
         self.ttl = validate_ttl(ttl)
         self.namespace = namespace
         self._salt = int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big", signed=True)
-        self._busy_ms = int(busy_timeout * 1000)
+        self._busy_ms = max(1, int(self.timeout * 1000))
         self._clock = clock
         self._tempdir: str | None = None
         if self.database_path == ":memory:":
@@ -137,7 +158,8 @@ class SQLiteCache(BaseCache):
         self._flush_lock = threading.Lock()
         self._flush_conn: sqlite3.Connection | None = None
         self._closed = False
-        self._keepalive = self._connect()  # also creates or checks the schema
+        # Creating the schema may wait for another process's writer longer than a call would.
+        self._keepalive = self._connect(schema_wait_ms=max(self._busy_ms, _SCHEMA_WAIT_MS))
         self_ref = weakref.ref(self)
         atexit.register(_flush_at_exit, self_ref)
 
@@ -145,18 +167,36 @@ class SQLiteCache(BaseCache):
         return f"SQLiteCache(database_path={self.database_path!r}, namespace={self.namespace!r})"
 
     # -- connections ------------------------------------------------------------------
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, schema_wait_ms: int | None = None) -> sqlite3.Connection:
         """A new configured connection (closed by :meth:`close`)."""
         if self._closed:
             raise ConfigurationError("this SQLiteCache was closed; create a new one")
-        conn = open_wal_connection(self._path, self._busy_ms)
-        self._ensure_schema(conn)
+        wait_ms = schema_wait_ms or self._busy_ms
+        try:
+            if self.read_only:
+                conn = open_read_only_connection(self._path, wait_ms)
+            else:
+                conn = open_wal_connection(self._path, wait_ms)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(describe_open_error(self.database_path, exc)) from exc
+        if schema_wait_ms:
+            # Only the constructor's connection creates or checks the schema: that takes the
+            # write lock, which a new thread's first lookup must not wait for (issue 12).
+            try:
+                if self.read_only:
+                    self._check_schema(conn)
+                else:
+                    self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         with self._connections_lock:
             self._connections.append(conn)
         return conn
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = self._open()
+    def _connect(self, schema_wait_ms: int | None = None) -> sqlite3.Connection:
+        conn = self._open(schema_wait_ms)
         self._local.conn = conn
         return conn
 
@@ -197,6 +237,26 @@ class SQLiteCache(BaseCache):
             conn.execute("ROLLBACK")
             raise
 
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """What :meth:`_ensure_schema` checks, without creating anything (read-only mode)."""
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ConfigurationError(f"{self.database_path} is not an SQLite database ({exc})") from exc
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(llm_cache)")}
+        if "llm_cache" not in tables or not _COLUMNS <= columns:
+            conn.close()
+            what = "has no llm_cache table" if "llm_cache" not in tables else "has an llm_cache table of another layout"
+            raise ConfigurationError(
+                f"{self.database_path} is not an llm-cache SQLite database ({what}); "
+                f"it was left unchanged. A semantic cache's directory is read with semantic:///DIR"
+            )
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ConfigurationError(f"{self.database_path} was opened read-only")
+
     # -- the contract -------------------------------------------------------------------
     def _lookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
         row_id = self._row_id(prompt, llm_string)
@@ -214,6 +274,7 @@ class SQLiteCache(BaseCache):
         return int.from_bytes(cache_key(prompt, llm_string)[:8], "big", signed=True) ^ self._salt
 
     def _update(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
+        self._writable()
         now = self._clock()
         self._conn().execute(
             _UPSERT,
@@ -228,14 +289,8 @@ class SQLiteCache(BaseCache):
             ),
         )
 
-    async def _alookup(self, prompt: str, llm_string: str) -> list[Generation] | None:
-        # A WAL read never waits for a writer and takes tens of microseconds, less than the
-        # hop to a worker thread (measured: ~30 µs inline against ~180 µs through
-        # asyncio.to_thread), so lookups run on the loop. Writes may wait for another
-        # process's lock and keep the base class's worker thread.
-        return self._lookup(prompt, llm_string)
-
     def _clear(self) -> None:
+        self._writable()
         with self._hits_lock:
             self._pending_hits.clear()
             self._pending_count = 0
@@ -243,6 +298,8 @@ class SQLiteCache(BaseCache):
 
     # -- hit statistics -----------------------------------------------------------------
     def _record_hit(self, key: int) -> None:
+        if self.read_only:
+            return  # a read-only cache writes nothing, not even statistics
         now = self._clock()
         with self._hits_lock:
             pending = self._pending_hits.get(key)
@@ -307,7 +364,43 @@ class SQLiteCache(BaseCache):
             (self.namespace, self._clock()),
         )
         for prompt, llm_string, response, created, expiry, hits, last_hit in cursor:
-            yield CacheEntry(prompt, llm_string, decode_generations(response), created, expiry, hits, last_hit)
+            try:
+                generations = decode_generations(response)
+            except CorruptEntryError as exc:
+                # One bad row must not end an export: skipped, counted, logged.
+                self.stats.corrupt += 1
+                logger.warning("llm-cache: SQLiteCache: skipping a row that is not an llm-cache entry: %s", exc)
+                continue
+            yield CacheEntry(prompt, llm_string, generations, created, expiry, hits, last_hit)
+
+    def namespaces(self) -> list[tuple[str, int, int]]:
+        """``(namespace, live entries, bytes of their texts and answers)`` for every namespace
+        in the file, largest first."""
+        rows = self._conn().execute(
+            "SELECT namespace, count(*), coalesce(sum(length(CAST(prompt AS BLOB)) + "
+            "length(CAST(llm_string AS BLOB)) + length(CAST(response AS BLOB))), 0) "
+            "FROM llm_cache WHERE expires_at IS NULL OR expires_at > ? GROUP BY namespace ORDER BY 2 DESC, 1",
+            (self._clock(),),
+        ).fetchall()
+        return [(str(ns), int(n), int(size)) for ns, n, size in rows]
+
+    def restore(self, entry: CacheEntry) -> None:
+        """Write ``entry`` keeping its ``created_at``, ``expires_at``, ``hit_count`` and
+        ``last_hit_at`` (what ``llm-cache import`` uses; ``update`` would start it afresh).
+        Missing times are taken as now and this cache's TTL."""
+        self._writable()
+        now = self._clock()
+        created = now if entry.created_at is None else entry.created_at
+        expiry = expires_at(now, self.ttl) if entry.expires_at is None else entry.expires_at
+        row_id = self._row_id(entry.prompt, entry.llm_string)
+        self._conn().execute(
+            "INSERT OR REPLACE INTO llm_cache (id, namespace, prompt, llm_string, response, created_at, "
+            "expires_at, hit_count, last_hit_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row_id, self.namespace, entry.prompt, entry.llm_string, encode_generations(entry.generations),
+                created, expiry, entry.hit_count or 0, entry.last_hit_at,
+            ),
+        )
 
     def purge_expired(self) -> int:
         """Delete expired entries of this namespace; returns how many were removed."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
-import json
 import os
 import sqlite3
 import sys
@@ -49,8 +48,9 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=os.environ.get(_ENV) or DEFAULT_CACHE_URL,
         help=(
-            "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory:// "
-            f"(options ?namespace=NS&ttl=SECONDS; default: ${_ENV} or %(default)s)"
+            "the cache: sqlite:///path.db, redis://host:6379/0, postgresql://..., memory://, "
+            "semantic:///DIR, semantic+redis://..., semantic+postgresql://... "
+            f"(options ?namespace=NS&ttl=SECONDS&timeout=SECONDS; default: ${_ENV} or %(default)s)"
         ),
     )
     parser.add_argument("--namespace", metavar="NS", help="the cache namespace (overrides the URL's ?namespace=)")
@@ -83,23 +83,28 @@ def _store_errors_as_one_line(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_cache(url: str, *, namespace: str | None = None, must_exist: bool = True) -> Iterator["BaseCache"]:
+def open_cache(
+    url: str, *, namespace: str | None = None, must_exist: bool = True, read_only: bool = False
+) -> Iterator["BaseCache"]:
     """The cache ``url`` names, closed on exit. Store errors raised inside the block come
     out as one-line :class:`CacheBackendError`; the cache is strict, so a failed write is an
     error here instead of the library's logged miss.
 
-    ``must_exist``: an SQLite URL must name an existing file (reading commands must not
-    create an empty database because of a typo).
+    ``must_exist``: a file or directory URL must name one that exists (commands other than
+    ``import`` must not create an empty database because of a typo).
+    ``read_only``: for the listing commands: the store is opened so that nothing can be
+    created or changed (see :func:`llm_cache.urls.cache_from_url`).
     """
     from ..urls import cache_from_url, redact_url
 
     parts = urlsplit(url) if isinstance(url, str) else None
-    if must_exist and parts is not None and parts.scheme.lower() == "sqlite":
+    if must_exist and parts is not None and parts.scheme.lower() in ("sqlite", "semantic"):
         path = parts.path[1:] if parts.path.startswith("/") else parts.path  # as urls.py reads it
         if path and path != ":memory:" and not os.path.exists(path):
-            raise ConfigurationError(f"no cache database at {path!r} ({redact_url(url)}): check the path")
+            what = "cache database" if parts.scheme.lower() == "sqlite" else "semantic cache directory"
+            raise ConfigurationError(f"no {what} at {path!r} ({redact_url(url)}): check the path")
     with _store_errors_as_one_line(url):
-        cache = cache_from_url(url, namespace=namespace)
+        cache = cache_from_url(url, namespace=namespace, read_only=read_only)
     cache.strict = True
     try:
         with _store_errors_as_one_line(url):
@@ -110,10 +115,12 @@ def open_cache(url: str, *, namespace: str | None = None, must_exist: bool = Tru
 
 
 class Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second.
+    """A progress bar on stderr (rich's, when the ``cli`` extra is installed).
 
     Shown only when ``enabled`` (the commands enable it for ``--progress`` or when stderr is
-    a terminal), so pipes and logs get no control characters.
+    a terminal), so pipes and logs get no control characters. ``total`` is in the unit of
+    :meth:`advance`'s ``amount`` (bytes of an import file, entries of an export); ``count``
+    is the items done, shown beside the bar. Without rich, one plain line is written at the end.
     """
 
     def __init__(
@@ -126,8 +133,16 @@ class Progress:
         self.done = 0
         self.count = 0
         self._stream = stream or sys.stderr
-        self._last = 0.0
         self._started = time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+        if enabled:
+            from ._output import rich_progress
+
+            self._bar = rich_progress(self._stream, unit)
+            if self._bar is not None:
+                self._task = self._bar.add_task(label, total=total, count=0)
+                self._bar.start()
 
     @staticmethod
     def wanted(flag: bool) -> bool:
@@ -137,31 +152,23 @@ class Progress:
     def advance(self, amount: int = 1, *, items: int = 1) -> None:
         self.done += amount
         self.count += items
-        if self.enabled:
-            now = time.monotonic()
-            if now - self._last >= 0.1:
-                self._last = now
-                self._draw()
-
-    def _draw(self, final: bool = False) -> None:
-        if self.total:
-            fraction = min(1.0, self.done / self.total)
-            width = 30
-            filled = int(fraction * width)
-            bar = "#" * filled + "-" * (width - filled)
-            text = f"\r{self.label} [{bar}] {fraction:4.0%} {self.count} {self.unit}".rstrip()
-        else:
-            text = f"\r{self.label} {self.count} {self.unit}".rstrip()
-        if final:
-            text += f" ({time.monotonic() - self._started:.1f}s)\n"
-        self._stream.write(text)
-        self._stream.flush()
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, count=self.count)
 
     def close(self) -> None:
-        if self.enabled:
-            if self.total:
-                self.done = max(self.done, self.total)
-            self._draw(final=True)
+        if not self.enabled:
+            return
+        if self.total:
+            self.done = max(self.done, self.total)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, count=self.count)
+            self._bar.stop()
+            self._bar = None
+            return
+        self._stream.write(
+            f"{self.label}: {self.count} {self.unit} ({time.monotonic() - self._started:.1f}s)\n".replace("  ", " ")
+        )
+        self._stream.flush()
 
     def __enter__(self) -> "Progress":
         return self
@@ -196,30 +203,12 @@ def one_line(text: Any, width: int) -> str:
 
 
 def prompt_text(prompt: str) -> str:
-    """What a person would call the prompt: for a chat prompt stored as JSON messages
-    (llm-cache's ``[{"role", "content"}]`` or LangChain's serialised messages), the message
-    contents joined by `` | ``; any other prompt as it is."""
-    if not prompt.startswith("["):
-        return prompt
-    try:
-        messages = json.loads(prompt)
-    except ValueError:
-        return prompt
-    if not isinstance(messages, list):
-        return prompt
-    parts = []
-    for message in messages:
-        if not isinstance(message, dict):
-            return prompt
-        content = message.get("content")
-        if content is None and isinstance(message.get("kwargs"), dict):  # LangChain's lc form
-            content = message["kwargs"].get("content")
-        if isinstance(content, list):  # content parts: keep their text
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            return prompt
-        parts.append(content)
-    return " | ".join(parts) if parts else prompt
+    """What a person would call the prompt: for a chat prompt (llm-cache's
+    ``[{"role", "content"}]`` or LangChain's serialised messages), the message texts joined
+    by `` | ``; any other prompt as it is (:func:`llm_cache.chat_prompt.readable_prompt`)."""
+    from ..chat_prompt import readable_prompt
+
+    return readable_prompt(prompt)
 
 
 def format_time(timestamp: float | None) -> str:

@@ -40,7 +40,8 @@ def _run(args: argparse.Namespace) -> int:
     with open_cache(args.cache, namespace=args.namespace) as cache:
         namespace = getattr(cache, "namespace", None)
         where = redact_url(args.cache) + (f" namespace {namespace!r}" if namespace else "")
-        count = count_entries(cache) if is_inspectable(cache) else None
+        counter = getattr(cache, "count", None)  # a semantic cache counts without listing
+        count = count_entries(cache) if is_inspectable(cache) else (int(counter()) if callable(counter) else None)
         if not args.yes:
             what = "every entry" if count is None else entries_phrase(count)
             if not _confirm(f"Delete {what} of {where}?"):

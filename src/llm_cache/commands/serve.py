@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import sys
+from typing import Any
+
+from ..proxy.limits import ProxyLimits
 
 _DEFAULT_CACHE = "sqlite:///.llm_cache_proxy.db"
 _DEFAULT_UPSTREAM = "https://api.openai.com/v1"
@@ -88,7 +93,107 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--access-log", action="store_true", help="log every request (method, path, status)"
     )
+    auth = parser.add_argument_group(
+        "client authentication (for a proxy that holds the upstream key)"
+    )
+    auth.add_argument(
+        "--client-keys",
+        metavar="FILE",
+        default=None,
+        help="accept only clients presenting one of these keys (a file of sha256:<hex> lines; "
+        "each key is its own tenant); needs --upstream-api-key-env",
+    )
+    auth.add_argument(
+        "--new-client-key",
+        metavar="FILE",
+        default=None,
+        help="make a new client key, append its hash to FILE, print the key once, and exit",
+    )
+    auth.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve a fixed upstream key to anyone on a non-loopback --host without --client-keys",
+    )
+    limits = parser.add_argument_group("limits (see docs/proxy.md)")
+    defaults = ProxyLimits()
+    for flag, field, kind, text in _LIMIT_FLAGS:
+        limits.add_argument(
+            flag,
+            dest=field,
+            type=kind,
+            default=getattr(defaults, field),
+            metavar="N",
+            help=f"{text} (default: %(default)s)",
+        )
     parser.set_defaults(handler=_run)
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, 1024K, 16M or 1G (binary multiples)."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        return int(float(number) * scale)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 16M)") from None
+
+
+_LIMIT_FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--max-body-bytes", "max_body_bytes", _size, "largest request body; 413 past it"),
+    (
+        "--max-header-bytes",
+        "max_header_bytes",
+        _size,
+        "largest request line + headers; 431 past it",
+    ),
+    (
+        "--header-timeout",
+        "header_timeout",
+        float,
+        "seconds to receive a request's headers; 408 past it",
+    ),
+    ("--idle-timeout", "idle_timeout", float, "seconds an idle (keep-alive) connection stays open"),
+    ("--body-timeout", "body_timeout", float, "seconds to receive a request's body; 408 past it"),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "open client connections; 503 + Retry-After past it",
+    ),
+    ("--max-upstream", "max_upstream", int, "upstream calls at once; 503 + Retry-After past it"),
+    (
+        "--max-stored-bytes",
+        "max_stored_bytes",
+        _size,
+        "largest answer that is stored (larger: passed on)",
+    ),
+]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def _new_client_key(path: str) -> int:
+    from ..proxy.auth import hash_client_key, new_client_key
+
+    key = new_client_key()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(hash_client_key(key) + "\n")
+    os.chmod(path, 0o600)
+    print(key)
+    print(
+        f"(its sha256 was appended to {path}; the key itself is not stored anywhere)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,6 +203,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..proxy.server import uvicorn_options
     from ..urls import redact_url
 
+    if args.new_client_key:
+        return _new_client_key(args.new_client_key)
     uvicorn = require("uvicorn", "proxy", "llm-cache serve")
     api_key = None
     if args.upstream_api_key_env:
@@ -106,6 +213,22 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigurationError(
                 f"--upstream-api-key-env {args.upstream_api_key_env}: that environment variable is empty or unset"
             )
+    if (
+        api_key
+        and not args.client_keys
+        and not args.allow_anonymous
+        and not _is_loopback(args.host)
+    ):
+        raise ConfigurationError(
+            f"--host {args.host} with --upstream-api-key-env would let anyone who reaches the proxy "
+            "spend that key: give --client-keys FILE (make keys with --new-client-key FILE), "
+            "or --allow-anonymous if the network is trusted"
+        )
+    if args.client_keys and not api_key:
+        raise ConfigurationError(
+            "--client-keys needs --upstream-api-key-env (otherwise clients send the upstream key themselves)"
+        )
+    limits = ProxyLimits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS})
     prices = PriceTable.from_file(args.prices) if args.prices else None
     app = create_app(
         args.upstream,
@@ -118,12 +241,15 @@ def _run(args: argparse.Namespace) -> int:
         prices=prices,
         stream_usage=args.stream_usage,
         timeout=args.timeout,
+        limits=limits,
+        client_keys=args.client_keys,
     )
     # Only redacted URLs are printed; the key is never.
     print(
         f"llm-cache proxy on http://{args.host}:{args.port}/v1 -> {redact_url(args.upstream)} "
         f"(cache {redact_url(args.cache)}; keys {'shared' if args.share_across_keys else 'isolated'}"
-        f"{'; fixed upstream key' if api_key else ''})",
+        f"{'; fixed upstream key' if api_key else ''}"
+        f"{'; client keys required' if args.client_keys else ''})",
         flush=True,
     )
     uvicorn.run(
@@ -132,6 +258,6 @@ def _run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=args.access_log,
-        **uvicorn_options(),
+        **uvicorn_options(limits, app.proxy.metrics),
     )
     return 0

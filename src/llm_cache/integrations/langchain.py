@@ -36,6 +36,11 @@ A generation whose ``generation_info`` or message is not JSON (a Python object a
 model put there) is not stored: the call is answered normally, logged, and a later call
 misses, instead of storing something that cannot be read back faithfully.
 
+Over a semantic cache (``LangChainCache(SemanticCache(...))``), a chat model's prompt is
+read as its messages by :mod:`llm_cache.chat_prompt` (LangChain's ``dumps`` form): the last
+human message is embedded, and the system prompt, earlier turns and tool messages, with the
+llm_string (model, parameters, bound tools), decide which entries it may match.
+
 Misses, store failures and corrupt entries follow llm-cache's one fail-open policy (the
 wrapped cache's ``strict``/breaker settings); ``clear()`` removes the wrapped cache's
 entries (only its namespace) and takes no options.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from functools import partial
@@ -99,10 +100,23 @@ class _OpenAIClientMixin:
         # Imported here: that module imports this package (the coalescer) on its own import.
         from ..integrations.openai_client import answer_body
 
+        shared = answer.shared
         try:
-            return self._PROTOCOL.to_entry(answer_body(answer.response, answer.choices, answer.usage))
+            entry = self._PROTOCOL.to_entry(
+                answer_body(answer.response, answer.choices, answer.usage if shared is None else None)
+            )
         except ValueError as exc:
             raise ProviderError(f"the provider's answer cannot be used: {exc}") from exc
+        if shared is None:
+            return entry
+        # One request answered several prompts: its usage is not this entry's, so the
+        # response envelope has none; the entry's even share of it (plus any requests made
+        # for this prompt alone) goes in generation_info["usage"], marked "shared_by", so
+        # that ``llm-cache stats`` can still say what the entry saves.
+        usage = _sum_usage({k: v for k, v in shared.items() if k != "shared_by"}, answer.usage)
+        usage["shared_by"] = shared["shared_by"]
+        first = entry[0]
+        return [dataclasses.replace(first, generation_info={**(first.generation_info or {}), "usage": usage}), *entry[1:]]
 
     def _stream_key(self, value: Any, kwargs: dict[str, Any]) -> tuple[str, str]:
         # The key of the request a stream sends (one choice, no best_of), not generate()'s.

@@ -56,13 +56,15 @@ class Answer:
     """The ``n`` choices of one prompt (or conversation), as the cache stores them.
 
     ``response`` is the first SDK response that answered it (its id, model, created are
-    the entry's); ``usage`` is the tokens spent on this prompt alone, ``None`` when a
-    request answered several prompts at once (its usage cannot be divided among them).
+    the entry's); ``usage`` is the tokens of the requests made for this prompt alone.
+    ``shared`` is set when one request answered several prompts at once: the API reports
+    usage per request, so each prompt gets an even share of it, with ``"shared_by"``.
     """
 
     choices: list[Any]
     response: Any
-    usage: dict[str, int] | None
+    usage: dict[str, int]
+    shared: dict[str, int] | None = None
 
 
 class ServerQuirks:
@@ -200,8 +202,7 @@ def _top_up(params: dict[str, Any], answer: Answer, ctx: _Context) -> Plan[Answe
         response = yield Call({**params, "n": missing})
         part = usage_dict(response)
         sum_usage(ctx.usage, part)
-        if answer.usage is not None:
-            sum_usage(answer.usage, part)
+        sum_usage(answer.usage, part)
         more = _sorted_choices(response)[:missing]
         if not more:
             raise ProviderError("the provider returned no choices")
@@ -230,8 +231,12 @@ def _completions_chunk(prompts: list[str], params: dict[str, Any], ctx: _Context
     sum_usage(ctx.usage, part)
     per_prompt = split_choices(_sorted_choices(response), len(prompts), ctx.n)
     results = []
+    shared = None
+    if len(prompts) > 1 and part:
+        shared = {name: value // len(prompts) for name, value in part.items()}
+        shared["shared_by"] = len(prompts)
     for prompt, choices in zip(prompts, per_prompt):
-        answer = Answer(choices, response, dict(part) if len(prompts) == 1 else None)
+        answer = Answer(choices, response, dict(part) if shared is None else {}, shared)
         results.append((yield from _top_up({**params, "prompt": prompt}, answer, ctx)))
     return results
 

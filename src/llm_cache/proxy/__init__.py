@@ -8,7 +8,8 @@
         client = openai.OpenAI(base_url=server.base_url)
 
 Needs the ``proxy`` extra (Starlette, uvicorn, httpx): ``pip install 'llm-cache[proxy]'``.
-See :mod:`llm_cache.proxy.app` for the request flow and the headers.
+See :mod:`llm_cache.proxy.app` for the request flow and the headers, and docs/proxy.md for
+the limits (:class:`ProxyLimits`) and client keys (:class:`ClientKeys`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .app import (
     CachingProxy,
     create_app,
 )
+from .auth import ClientKeys
+from .limits import ProxyLimits
 from .metrics import DEFAULT_PRICES, PriceTable
 from .server import ProxyServer
 
@@ -29,7 +32,9 @@ __all__ = [
     "DEFAULT_PRICES",
     "DEFAULT_UPSTREAM",
     "CachingProxy",
+    "ClientKeys",
     "PriceTable",
+    "ProxyLimits",
     "ProxyServer",
     "create_app",
 ]

@@ -11,11 +11,21 @@ import logging
 import time
 from typing import Any
 
+from ._http import _dumps
 from ._state import _ProxyState
 from .codec import response_to_generations, stored_created_at
 from .keys import RequestKey
 
 logger = logging.getLogger("llm_cache.proxy")
+
+
+def _storable(body: dict[str, Any]) -> bool:
+    """Whether every store can hold ``body``: valid Unicode (UTF-8) JSON of sane depth."""
+    try:
+        _dumps(body)  # encodes to UTF-8: raises on an unpaired surrogate
+    except (UnicodeEncodeError, RecursionError, ValueError, TypeError):
+        return False
+    return True
 
 
 class _CacheIO(_ProxyState):
@@ -69,6 +79,14 @@ class _CacheIO(_ProxyState):
         try:
             if previous is not None:
                 await asyncio.shield(previous)
+            if not _storable(body):
+                # Bad input, not a store failure: never let it reach (and trip) the store.
+                self.metrics.not_stored_answer(key.endpoint, "unencodable")
+                logger.warning(
+                    "llm-cache proxy: an answer was not stored: it holds text no store can "
+                    "keep (unpaired surrogates or nesting too deep)"
+                )
+                return
             try:
                 generations = response_to_generations(key.endpoint, body)
             except ValueError as exc:  # e.g. a Responses answer that failed: nothing to keep

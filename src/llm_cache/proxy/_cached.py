@@ -13,8 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CorruptEntryError
-from ._endpoints import _RoutedEndpoints
-from ._http import _JSON, _SSE, ProxyRequest, _Disconnected, _dumps, _error, _read_body, _response
+from ._endpoints import _not_cached, _RoutedEndpoints
+from ._http import (
+    _JSON,
+    _SSE,
+    ProxyRequest,
+    Refusal,
+    _Disconnected,
+    _dumps,
+    _error,
+    _read_body,
+    _response,
+)
 from ._relay import _FlightRelay
 from ..protocols.base import Usage
 from ._protocols import error_for, protocol_of, render_events
@@ -47,11 +57,13 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
     ) -> None:
         """The ASGI entry of the cached endpoints (no router or middleware on this hot path)."""
         try:
-            body = await _read_body(receive)
+            body = await _read_body(receive, self.limits.max_body_bytes, scope["headers"])
+            response = await self.cached_endpoint(ProxyRequest.from_scope(scope, body), endpoint)
         except _Disconnected:
             return
-        try:
-            response = await self.cached_endpoint(ProxyRequest.from_scope(scope, body), endpoint)
+        except Refusal as refusal:
+            self.metrics.refused(endpoint, refusal.code)
+            response = refusal.response(endpoint)
         except Exception as exc:
             logger.exception("llm-cache proxy: internal error on POST %s", scope.get("path"))
             response = _error(
@@ -68,27 +80,23 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
         await response(scope, receive, send)
 
     async def cached_endpoint(self, request: ProxyRequest, endpoint: str) -> Any:
+        """Answer a cached endpoint's request (see :mod:`.app` for the flow).
+
+        Raises :class:`~._http.Refusal` for a request the proxy answers itself.
+        """
         started = time.perf_counter()
         headers = request.headers
-        if request.query:
-            return await self._passthrough(request, endpoint, request.body, started)
-        namespace = self.namespace(headers)
-        if namespace is None:
-            return _error(
-                400,
-                error_for(
-                    endpoint,
-                    400,
-                    f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
-                    "invalid_namespace",
-                    "invalid_request_error",
-                ),
-                "BYPASS",
-            )
+        namespace = self.tenant(headers)
         directives = parse_cache_control(headers.get("cache-control"))
-        parsed = None if directives.no_store else self._parse(endpoint, request.body, namespace)
-        if parsed is None or parsed.key is None:
-            return await self._passthrough(request, endpoint, request.body, started)
+        if request.query or directives.no_store:
+            return await self._passthrough(
+                request, endpoint, request.body, started, directives.only_if_cached
+            )
+        parsed = self._parse(endpoint, request.body, namespace)
+        if parsed.key is None:
+            return await self._passthrough(
+                request, endpoint, request.body, started, directives.only_if_cached
+            )
         key, stream, include_usage = parsed.key, parsed.stream, parsed.include_usage
 
         flight = None if directives.no_cache else self._flights.get(key.flight_key)
@@ -108,21 +116,12 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
             flight = self._flights.get(key.flight_key)  # started while we looked up?
         if directives.only_if_cached and flight is None:
             self.metrics.request(endpoint, "miss", time.perf_counter() - started)
-            return _error(
-                504,
-                error_for(
-                    endpoint,
-                    504,
-                    "no cached answer for this request (only-if-cached)",
-                    "only_if_cached",
-                    "cache_miss",
-                ),
-                "MISS",
-            )
+            raise _not_cached("MISS")
         if flight is not None:
             return await self._answer(
                 flight, endpoint, stream, include_usage, leader=False, started=started
             )
+        self._take_upstream_slot()  # freed when the flight's task ends (see _start_flight)
         flight = self._start_flight(
             request, key, parsed, register=key.flight_key not in self._flights
         )

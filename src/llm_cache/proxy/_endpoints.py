@@ -8,9 +8,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ._http import _JSON, ProxyRequest, _add_headers, _dumps, _error, _response
+from ._http import _JSON, ProxyRequest, Refusal, _add_headers, _dumps, _error, _read_body, _response
 from ._protocols import error_for, error_protocol
 from ._request import _RequestParsing
+from .keys import parse_cache_control
 from .upstream import UpstreamError
 
 logger = logging.getLogger("llm_cache.proxy")
@@ -18,15 +19,46 @@ logger = logging.getLogger("llm_cache.proxy")
 _MAX_MODELS_ENTRIES = 1024
 
 
+def _not_cached(x_cache: str) -> Refusal:
+    """``only-if-cached`` without a usable entry: 504, as RFC 9111 5.2.1.7 asks."""
+    return Refusal(
+        504, "no cached answer for this request (only-if-cached)", "only_if_cached", x_cache=x_cache
+    )
+
+
+class _Relay:
+    """A streamed upstream answer as an ASGI response; whatever happens while sending it,
+    the upstream response is closed and the upstream slot freed (once)."""
+
+    def __init__(self, stream: Any, close: Any) -> None:
+        self._stream = stream
+        self._close = close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self._stream(scope, receive, send)
+        finally:
+            await self._close()
+
+
 class _RoutedEndpoints(_RequestParsing):
     """Mixin of :class:`~.app.CachingProxy`: everything that is not answered from the cache."""
 
     # -- pass-through ------------------------------------------------------------------------
     async def _passthrough(
-        self, request: ProxyRequest, endpoint: str, content: bytes | None, started: float
+        self,
+        request: ProxyRequest,
+        endpoint: str,
+        content: bytes | None,
+        started: float,
+        only_if_cached: bool = False,
     ) -> Any:
+        """Relay a request upstream untouched and uncached (``X-Cache: BYPASS``)."""
         from starlette.responses import StreamingResponse
 
+        if only_if_cached:
+            raise _not_cached("BYPASS")
+        self._take_upstream_slot()
         try:
             up = await self.upstream.send(
                 request.method,
@@ -35,7 +67,10 @@ class _RoutedEndpoints(_RequestParsing):
                 content=content,
                 params=request.query or None,
             )
-        except UpstreamError as exc:
+        except BaseException as exc:
+            self._free_upstream_slot()
+            if not isinstance(exc, UpstreamError):
+                raise
             self.metrics.upstream_error(endpoint, exc.kind)
             self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
             logger.warning("llm-cache proxy: %s", exc.message)
@@ -45,6 +80,15 @@ class _RoutedEndpoints(_RequestParsing):
         if up.status >= 400:
             self.metrics.upstream_error(endpoint, "status")
         metrics = self.metrics
+        closed = False
+
+        async def close() -> None:
+            nonlocal closed
+            if not closed:
+                closed = True
+                self._free_upstream_slot()
+                await up.response.aclose()
+                metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
 
         async def relay() -> AsyncIterator[bytes]:
             try:
@@ -55,17 +99,22 @@ class _RoutedEndpoints(_RequestParsing):
                 metrics.upstream_error(endpoint, "stream")
                 logger.warning("llm-cache proxy: %s", error.message)
             finally:
-                await up.response.aclose()
-                metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
+                await close()
 
         response = StreamingResponse(relay(), status_code=up.status)
         _add_headers(response, up.headers, {"x-cache": "BYPASS"})
         self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
-        return response
+        return _Relay(response, close)
 
     async def passthrough_endpoint(self, request: Any) -> Any:
         started = time.perf_counter()
-        body = await request.body()
+        self.tenant(request.headers)
+        directives = parse_cache_control(request.headers.get("cache-control"))
+        if directives.only_if_cached:
+            raise _not_cached("BYPASS")  # before reading a body that will not be used
+        body = await _read_body(
+            request.receive, self.limits.max_body_bytes, request.scope["headers"]
+        )
         return await self._passthrough(
             ProxyRequest.from_scope(request.scope, body), "other", body or None, started
         )
@@ -73,16 +122,28 @@ class _RoutedEndpoints(_RequestParsing):
     async def models_endpoint(self, request: Any) -> Any:
         """``GET /v1/models``: passed through, and kept briefly per tenant (lists rarely change)."""
         started = time.perf_counter()
-        namespace = self.namespace(request.headers) or "invalid"
+        namespace = self.tenant(request.headers)
+        directives = parse_cache_control(request.headers.get("cache-control"))
+        if request.scope.get("query_string"):
+            return await self._passthrough(
+                ProxyRequest.from_scope(request.scope, b""),
+                "models",
+                None,
+                started,
+                directives.only_if_cached,
+            )
         now = time.monotonic()
         entry = self._models.get(namespace)
         if (
             entry is not None
             and entry[0] > now
-            and "no-cache" not in (request.headers.get("cache-control") or "")
+            and not (directives.no_cache or directives.no_store)
         ):
             self.metrics.request("models", "hit", time.perf_counter() - started)
             return _response(entry[1], headers=entry[2], extra={"x-cache": "HIT"})
+        if directives.only_if_cached:
+            raise _not_cached("MISS")
+        self._take_upstream_slot()
         try:
             up = await self.upstream.send("GET", "/models", headers=request.headers)
             data = await up.read()
@@ -93,8 +154,10 @@ class _RoutedEndpoints(_RequestParsing):
             error = self.upstream.read_error(exc)
             self.metrics.upstream_error("models", error.kind)
             return _error(error.status, error.body(), "MISS")
+        finally:
+            self._free_upstream_slot()
         self.metrics.upstream("models", up.status, time.perf_counter() - up.started)
-        if up.status == 200 and self.models_ttl > 0:
+        if up.status == 200 and self.models_ttl > 0 and not directives.no_store:
             if len(self._models) >= _MAX_MODELS_ENTRIES:
                 self._models.clear()
             self._models[namespace] = (now + self.models_ttl, data, up.headers)

@@ -10,9 +10,13 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
+
+from ._protocols import error_for
 
 _JSON = "application/json"
 _SSE = "text/event-stream; charset=utf-8"
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are
 
 
 def _dumps(value: Any) -> bytes:
@@ -32,7 +36,9 @@ class ProxyRequest:
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any], body: bytes) -> ProxyRequest:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        path = scope["path"]
+        # The server has percent-decoded the path: encode it again for the upstream URL
+        # (a decoded "%09" or "%3F" would otherwise be a tab or a query in that URL).
+        path = quote(scope["path"], safe=_PATH_SAFE, errors="replace")
         return cls(
             scope["method"],
             path.removeprefix("/v1"),
@@ -46,15 +52,95 @@ class _Disconnected(Exception):
     pass
 
 
-async def _read_body(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> bytes:
+class Refusal(Exception):
+    """A request the proxy answers itself, with an OpenAI-style error body.
+
+    A 4xx for bad input (never a store error, never an upstream call), 503 with
+    ``Retry-After`` at a cap, 504 for ``only-if-cached`` without an entry.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str,
+        *,
+        param: str | None = None,
+        retry_after: int | None = None,
+        close: bool = False,
+        x_cache: str = "BYPASS",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after
+        self.close = close  # the rest of the request was not read: the connection cannot be reused
+        self.x_cache = x_cache
+
+    def response(self, endpoint: str = "other") -> _BytesResponse:
+        """The answer, with an error body in the endpoint's protocol (Anthropic's or OpenAI's)."""
+        if self.status == 504:
+            type_ = "cache_miss"
+        else:
+            type_ = "server_error" if self.status >= 500 else "invalid_request_error"
+        body = error_for(endpoint, self.status, self.message, self.code, type_)
+        error = body.get("error")
+        if self.param is not None and isinstance(error, dict) and "param" in error:
+            error["param"] = self.param
+        extra = {"x-cache": self.x_cache}
+        if self.retry_after is not None:
+            extra["retry-after"] = str(self.retry_after)
+        if self.close:
+            extra["connection"] = "close"
+        return _response(_dumps(body), self.status, media_type=_JSON, extra=extra)
+
+
+def _declared_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _read_body(
+    receive: Callable[[], Awaitable[Mapping[str, Any]]],
+    limit: int,
+    headers: Any = (),
+) -> bytes:
+    """The request body, at most ``limit`` bytes (else :class:`Refusal` 413).
+
+    Enforced while reading: a declared ``Content-Length`` over the limit is refused before
+    a byte of the body is read, and a chunked body as soon as it passes the limit, so the
+    proxy never holds more than ``limit`` bytes of one request. ``headers``: the raw ASGI
+    request headers.
+    """
+    declared = _declared_length(headers)
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
     parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
-        parts.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _too_large(limit: int) -> Refusal:
+    return Refusal(
+        413,
+        f"the request body is larger than this proxy's limit of {limit} bytes",
+        "request_too_large",
+        close=True,
+    )
 
 
 def _response(

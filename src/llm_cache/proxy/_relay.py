@@ -67,6 +67,9 @@ class _FlightRelay(_CacheIO):
             self._fly(flight, key, request.path, request.headers, content, parsed.semantic)
         )
         flight.task = task
+        # A done callback runs even if the task is cancelled before its first step (a
+        # finally inside _fly would not): the upstream slot taken for it is always freed.
+        task.add_done_callback(lambda _: self._free_upstream_slot())
         return flight
 
     async def _fly(
@@ -105,6 +108,9 @@ class _FlightRelay(_CacheIO):
                     flight.fail(error)
                     return
                 flight.body = data
+                if up.status == 200 and len(data) > self.limits.max_stored_bytes:
+                    flight.storable = False  # passed on whole, kept in no store
+                    metrics.not_stored_answer(endpoint, "too_large")
                 if up.status == 200:
                     try:
                         parsed = json.loads(data)
@@ -116,7 +122,7 @@ class _FlightRelay(_CacheIO):
                 flight.set_head(up.status, up.headers, sse=False)
                 flight.finish()
             metrics.upstream(endpoint, up.status, time.perf_counter() - up.started)
-            if flight.result is not None:
+            if flight.result is not None and flight.storable:
                 await self._store(key, flight.result, semantic)
         except asyncio.CancelledError:
             if not flight.finished:
@@ -155,8 +161,10 @@ class _FlightRelay(_CacheIO):
                 assembler.add(name, parsed)
                 flight.push(data, parsed, name)
 
+        size = 0
         try:
             async for chunk in up.response.aiter_bytes():
+                size += len(chunk)
                 accept(parser.feed(chunk))
             accept(parser.close())
         except asyncio.CancelledError:
@@ -169,6 +177,9 @@ class _FlightRelay(_CacheIO):
             # final event, which the assembler checks.
             if (flight.saw_done or named) and assembler.complete:
                 flight.result = assembler.response()
+                if size > self.limits.max_stored_bytes:
+                    flight.storable = False  # relayed whole, kept in no store
+                    self.metrics.not_stored_answer(endpoint, "too_large")
             else:
                 self.metrics.upstream_error(endpoint, "stream")
         flight.finish()

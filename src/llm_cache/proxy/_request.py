@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._http import Refusal
 from ._state import _ProxyState
 from .keys import RequestKey, api_key_of, key_namespace, request_key, valid_namespace
 
@@ -34,6 +35,36 @@ class _Parsed:
 class _RequestParsing(_ProxyState):
     """Mixin of :class:`~.app.CachingProxy`: who is asking, and for what."""
 
+    def tenant(self, headers: Mapping[str, str]) -> str:
+        """The tenant partition of a request to any ``/v1`` endpoint, cached or not.
+
+        The one place where the caller is checked: its API key (printable ASCII, and one of
+        the proxy's client keys when it has them) and the namespace header. Raises
+        :class:`~._http.Refusal` (401 or 400) for a request that may not go further.
+        """
+        key = api_key_of(headers)
+        if key is not None and not _printable(key):
+            raise Refusal(
+                401,
+                "the API key must be printable ASCII (Authorization: Bearer <key>, api-key or x-api-key)",
+                "invalid_api_key",
+            )
+        if self.client_keys is not None and not self.client_keys.verify(key):
+            raise Refusal(
+                401,
+                "this proxy needs one of its own client keys as the API key "
+                "(Authorization: Bearer <key>, or x-api-key); ask its operator for one",
+                "invalid_api_key",
+            )
+        namespace = self.namespace(headers)
+        if namespace is None:
+            raise Refusal(
+                400,
+                f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
+                "invalid_namespace",
+            )
+        return namespace
+
     def namespace(self, headers: Mapping[str, str]) -> str | None:
         """The tenant partition of a request; ``None`` if the namespace header is invalid."""
         parts = []
@@ -55,26 +86,47 @@ class _RequestParsing(_ProxyState):
             parts.append("n:" + named)
         return "/".join(parts) if parts else "shared"
 
-    def _parse(self, endpoint: str, raw: bytes, namespace: str) -> _Parsed | None:
-        """The body and cache key of a request; ``None`` if the body is not a JSON object."""
+    def _parse(self, endpoint: str, raw: bytes, namespace: str) -> _Parsed:
+        """The body and cache key of a request (``key`` ``None``: valid JSON, not cacheable).
+
+        Raises :class:`~._http.Refusal` (400) for what no upstream should be asked and no
+        store could hold: a body that is not a JSON object, nesting too deep for the
+        parser, text with unpaired surrogates (``"\\ud800"``), a ``stream_options`` that
+        is not an object.
+        """
         memo_key = (endpoint, namespace, raw)
         memoise = len(raw) <= _PARSE_MEMO_MAX_BODY
         if memoise:
             parsed = self._parse_memo.get_recent(memo_key)
             if parsed is not None:
-                return parsed
+                return parsed  # type: ignore[no-any-return]
         try:
             body = json.loads(raw)
+        except RecursionError:
+            raise _bad_body("the request body is nested too deeply") from None
         except (ValueError, UnicodeDecodeError):
-            return None
+            raise _bad_body("the request body is not valid JSON (UTF-8)") from None
         if not isinstance(body, dict):
-            return None
+            raise _bad_body("the request body must be a JSON object")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise Refusal(
+                400, "stream_options must be an object", "invalid_value", param="stream_options"
+            )
         try:
             key = request_key(endpoint, body, namespace)
+        except RecursionError:
+            raise _bad_body("the request body is nested too deeply") from None
         except (ValueError, TypeError):
             key = None  # e.g. NaN or a malformed message: let the upstream judge it
+        if key is not None and not (_encodable(key.prompt) and _encodable(key.llm_string)):
+            # A store cannot hold it (SQLite, Redis and PostgreSQL all reject it), and a
+            # failed write would count against the store's breaker for every client.
+            raise _bad_body(
+                "the request holds text with an unpaired UTF-16 surrogate (such as \\ud800), "
+                "which is not valid Unicode; send valid UTF-8 text"
+            )
         stream = body.get("stream") is True and endpoint != "embeddings"
-        options = body.get("stream_options")
         include_usage = (
             stream and isinstance(options, dict) and options.get("include_usage") is True
         )
@@ -83,3 +135,19 @@ class _RequestParsing(_ProxyState):
         if memoise:
             self._parse_memo.put(memo_key, parsed)  # shared: never mutate parsed.body
         return parsed
+
+
+def _bad_body(message: str) -> Refusal:
+    return Refusal(400, message, "invalid_request_body")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: str) -> bool:
+    return value.isascii() and value.isprintable()

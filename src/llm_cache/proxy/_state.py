@@ -11,7 +11,10 @@ from collections import OrderedDict
 from typing import Any
 
 from ..caches.base import BaseCache
+from ._http import Refusal
+from .auth import ClientKeys
 from .flights import Flight
+from .limits import ProxyLimits
 from .metrics import Metrics
 from .upstream import Upstream
 
@@ -52,3 +55,23 @@ class _ProxyState:
     _parse_memo: _LRU
     _namespace_memo: _LRU
     _render_memo: _LRU
+    limits: ProxyLimits
+    client_keys: ClientKeys | None
+    _upstream_calls: int
+
+    # The cap on concurrent upstream calls: taken before a miss or a pass-through calls
+    # upstream (hits and coalesced requests never take one), freed when its answer ends.
+    def _take_upstream_slot(self) -> None:
+        """Count one more upstream call, or raise a 503 :class:`Refusal` at the cap."""
+        if self._upstream_calls >= self.limits.max_upstream:
+            raise Refusal(
+                503,
+                f"the proxy is already making {self.limits.max_upstream} upstream calls, "
+                f"its limit; retry in {self.limits.retry_after} s",
+                "upstream_busy",
+                retry_after=self.limits.retry_after,
+            )
+        self._upstream_calls += 1
+
+    def _free_upstream_slot(self) -> None:
+        self._upstream_calls -= 1

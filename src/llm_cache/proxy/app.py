@@ -18,8 +18,11 @@ Routes (each cached one speaks its protocol through :mod:`llm_cache.protocols`):
 A request's way through :meth:`CachingProxy.cached_endpoint` (reached without the router,
 see :class:`ProxyApp`):
 
-1. ``Cache-Control: no-store`` (or a body the proxy cannot key) -> straight upstream, nothing
-   stored, ``X-Cache: BYPASS``.
+0. Admission, the same for every ``/v1`` route: the API key (one of the proxy's client
+   keys, if it has them), the namespace header, the body size, the parsed body (see
+   :mod:`._request`); a request that fails gets a 4xx from the proxy (:class:`._http.Refusal`).
+1. ``Cache-Control: no-store`` (or a query string, or a body the proxy cannot key) -> straight
+   upstream, nothing stored, ``X-Cache: BYPASS``.
 2. An identical request already in flight -> join it (see :mod:`.flights`): ``X-Cache: HIT``
    with ``X-Cache-Coalesced: true``; no upstream call of its own.
 3. Cache lookup (skipped for ``no-cache``; entries older than ``max-age`` do not count) ->
@@ -29,7 +32,9 @@ see :class:`ProxyApp`):
    stored when it completes with status 200, ``X-Cache: MISS``. The answer is sent
    before it is written; until the write ends, repeats share it (step 2).
 
-``Cache-Control: only-if-cached`` answers 504 instead of calling upstream. The namespace
+``Cache-Control: only-if-cached`` answers 504 instead of calling upstream, on every path
+(bypasses included). Limits (body, upstream calls, stored size, connections and timeouts)
+are in :mod:`.limits` and docs/proxy.md. The namespace
 header (``X-LLM-Cache-Namespace``) and the API key's hash partition entries (:mod:`.keys`);
 the stored format and replay ids are described in :mod:`.codec`.
 
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -52,13 +58,15 @@ from ..caches.base import BaseCache
 from ..errors import ConfigurationError
 from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
-from ._http import _JSON, ProxyRequest, _dumps
-from ._protocols import error_for, error_protocol
+from ._http import _JSON, ProxyRequest, Refusal, _dumps
+from ._protocols import ANTHROPIC, error_for, error_protocol
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
+from .auth import ClientKeys
 from .flights import Flight
 from .keys import ENDPOINTS
+from .limits import ProxyLimits
 from .metrics import Metrics, PriceTable
 from .upstream import Upstream, error_body
 
@@ -104,8 +112,13 @@ class CachingProxy(_CachedEndpoints):
         prices: PriceTable,
         stream_usage: bool,
         models_ttl: float,
+        limits: ProxyLimits,
+        client_keys: ClientKeys | None,
     ) -> None:
         self.upstream = upstream
+        self.limits = limits
+        self.client_keys = client_keys
+        self._upstream_calls = 0
         self.cache = cache
         self._owns_cache = owns_cache
         self.share_across_keys = share_across_keys
@@ -163,6 +176,8 @@ def create_app(
     timeout: float = 600.0,
     connect_timeout: float = 10.0,
     transport: Any = None,
+    limits: ProxyLimits | None = None,
+    client_keys: ClientKeys | str | os.PathLike[str] | None = None,
 ) -> Any:
     """Build the caching proxy as a Starlette ASGI app.
 
@@ -190,6 +205,12 @@ def create_app(
         models_ttl: seconds ``GET /v1/models`` is kept per tenant (0: never).
         timeout, connect_timeout: upstream read and connect timeouts in seconds.
         transport: an ``httpx`` transport for the upstream client (tests).
+        limits: body size, upstream concurrency, stored size, and the server's connection
+            limits (:class:`~llm_cache.proxy.limits.ProxyLimits`; applied by
+            :class:`ProxyServer` and ``llm-cache serve``). Default: ``ProxyLimits()``.
+        client_keys: the proxy's own client keys (:class:`~llm_cache.proxy.auth.ClientKeys`
+            or the path of a client-keys file); every ``/v1`` request must present one.
+            Needs ``upstream_api_key`` (clients then never send the upstream key).
 
     Returns a :class:`ProxyApp` (an ASGI callable for uvicorn or any ASGI server); its
     ``proxy`` (also ``state.proxy``) is the :class:`CachingProxy`: metrics, caches, flights.
@@ -210,6 +231,14 @@ def create_app(
         )
     if ttl is not None and (ttl <= 0):
         raise ConfigurationError("ttl must be a positive number of seconds")
+    limits = limits or ProxyLimits()
+    if client_keys is not None and not isinstance(client_keys, ClientKeys):
+        client_keys = ClientKeys.from_file(client_keys)
+    if client_keys is not None and upstream_api_key is None:
+        raise ConfigurationError(
+            "client keys need a fixed upstream key (upstream_api_key / --upstream-api-key-env): "
+            "without it each client's own key is passed upstream"
+        )
 
     owns_cache = isinstance(cache, str)
     cache_obj = cache_from_url(cache, ttl=ttl) if isinstance(cache, str) else cache
@@ -244,6 +273,7 @@ def create_app(
             api_key=upstream_api_key,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            max_connections=limits.max_upstream,
             transport=transport,
         ),
         cache=cache_obj,
@@ -256,13 +286,27 @@ def create_app(
         prices=price_table,
         stream_usage=stream_usage,
         models_ttl=models_ttl,
+        limits=limits,
+        client_keys=client_keys,
     )
+
+    # Handlers read scope["path"], never request.url: building the URL decodes the query
+    # string as UTF-8, which raises for a client's non-UTF-8 bytes (found by the fuzz test).
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Refusal)
+        path = request.scope["path"]
+        if error_protocol(path.removeprefix("/v1")) == ANTHROPIC:  # e.g. /v1/messages/count_tokens
+            endpoint = ANTHROPIC
+        else:
+            endpoint = "models" if path == "/v1/models" else "other"
+        proxy.metrics.refused(endpoint, exc.code)
+        return exc.response(endpoint)  # type: ignore[return-value]
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         logger.exception(
-            "llm-cache proxy: internal error on %s %s", request.method, request.url.path
+            "llm-cache proxy: internal error on %s %s", request.method, request.scope["path"]
         )
-        protocol = error_protocol(request.url.path.removeprefix("/v1"))
+        protocol = error_protocol(request.scope["path"].removeprefix("/v1"))
         message = f"llm-cache proxy error: {type(exc).__name__}"
         return Response(
             _dumps(error_for(protocol, 500, message, "proxy_error", "proxy_error")),
@@ -274,7 +318,7 @@ def create_app(
         return Response(
             _dumps(
                 error_body(
-                    f"unknown path {request.url.path}; the proxy serves /v1/...",
+                    f"unknown path {request.scope['path']}; the proxy serves /v1/...",
                     "not_found",
                     "invalid_request_error",
                 )
@@ -300,7 +344,9 @@ def create_app(
         Route("/{rest:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]),
     ]
     router = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={Exception: internal_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Refusal: refused, Exception: internal_error},
     )
     router.state.proxy = proxy
     return ProxyApp(proxy, router)

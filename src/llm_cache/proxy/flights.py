@@ -49,6 +49,7 @@ class Flight:
         self.finished = False
         self.body: bytes | None = None  # the upstream body of a non-SSE answer
         self.result: dict[str, Any] | None = None  # the complete 200 answer, as JSON
+        self.storable = True  # False: larger than the proxy's max_stored_bytes
         self.error: UpstreamError | None = None  # connection failure, before or mid-body
         self.interest = 0  # clients currently waiting on or reading this flight
         self._changed = asyncio.Event()

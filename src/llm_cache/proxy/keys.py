@@ -82,6 +82,7 @@ class CacheDirectives:
 
 
 _DEFAULT_DIRECTIVES = CacheDirectives()
+_MAX_DELTA_SECONDS = 2**31
 
 
 def parse_cache_control(value: str | None) -> CacheDirectives:
@@ -100,12 +101,15 @@ def parse_cache_control(value: str | None) -> CacheDirectives:
         elif name == "only-if-cached":
             only_if_cached = True
         elif name == "max-age":
-            try:
-                seconds = int(arg.strip().strip('"'))
-            except ValueError:
+            digits = arg.strip().strip('"')
+            if not (digits.isascii() and digits.isdigit()):
                 continue  # RFC 9111: an invalid max-age is ignored, not an error
-            if seconds >= 0:
-                max_age = float(seconds) if max_age is None else min(max_age, float(seconds))
+            # RFC 9111 1.2.2: a delta-seconds too large to represent counts as 2**31 (and
+            # 400 digits would overflow a float).
+            seconds = (
+                _MAX_DELTA_SECONDS if len(digits) > 10 else min(int(digits), _MAX_DELTA_SECONDS)
+            )
+            max_age = float(seconds) if max_age is None else min(max_age, float(seconds))
     if max_age == 0:
         no_cache = True  # max-age=0 accepts nothing cached: a refresh
     return CacheDirectives(

@@ -21,6 +21,12 @@ dependency fewer. Metric names (all prefixed ``llm_cache_proxy_``):
                                       cache_creation / cache_read input tokens
 ``protocol_cost_saved_usd_total``     estimated USD saved by ``endpoint``
 ``inflight_requests``                 upstream calls in flight (gauge)
+``refused_requests_total``            requests the proxy answered itself with an error,
+                                      by endpoint and code (request_too_large,
+                                      invalid_api_key, upstream_busy, only_if_cached, ...)
+``responses_not_stored_total``        upstream answers passed on but not stored, by
+                                      endpoint and reason: too_large (over
+                                      ``max_stored_bytes``), unencodable
 ``cache_errors_total`` ...            the cache object's own counters and breaker state
 ====================================  ====================================================
 """
@@ -190,6 +196,8 @@ class Metrics:
         self.protocol_tokens_saved: dict[tuple[str, str], int] = {}
         self.protocol_cost_saved: dict[str, float] = {}
         self.inflight = 0
+        self.refused_requests: dict[tuple[str, str], int] = {}
+        self.not_stored: dict[tuple[str, str], int] = {}
 
     # -- updates (event-loop thread only) ------------------------------------------------
     def request(self, endpoint: str, cache: str, seconds: float) -> None:
@@ -212,6 +220,14 @@ class Metrics:
     def upstream_error(self, endpoint: str, kind: str) -> None:
         key = (endpoint, kind)
         self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+
+    def refused(self, endpoint: str, code: str) -> None:
+        key = (endpoint, code)
+        self.refused_requests[key] = self.refused_requests.get(key, 0) + 1
+
+    def not_stored_answer(self, endpoint: str, reason: str) -> None:
+        key = (endpoint, reason)
+        self.not_stored[key] = self.not_stored.get(key, 0) + 1
 
     def saved(self, usage: Mapping[str, Any] | None, model: Any) -> None:
         """Count the tokens (and estimated cost) of an answer served without an upstream call."""
@@ -325,6 +341,18 @@ class Metrics:
         )
         family("inflight_requests", "gauge", "Upstream calls in flight.")
         lines.append(f"{p}inflight_requests {self.inflight}")
+        family(
+            "refused_requests_total",
+            "counter",
+            "Requests the proxy answered itself with an error, by endpoint and code.",
+        )
+        samples("refused_requests_total", ("endpoint", "code"), self.refused_requests.items())
+        family(
+            "responses_not_stored_total",
+            "counter",
+            "Upstream answers passed on without being stored, by endpoint and reason.",
+        )
+        samples("responses_not_stored_total", ("endpoint", "reason"), self.not_stored.items())
         if cache_stats is not None:
             for name in ("hits", "misses", "updates", "errors", "corrupt", "skipped"):
                 if name in cache_stats:

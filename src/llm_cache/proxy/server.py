@@ -17,24 +17,54 @@ import time
 from typing import Any
 
 from .._imports import require
+from ._guard import guarded_protocol
+from .limits import ProxyLimits
+from .metrics import Metrics
 
 __all__ = ["ProxyServer", "uvicorn_options"]
 
 
-def uvicorn_options() -> dict[str, Any]:
-    """uvicorn settings: its fastest installed loop and HTTP parser.
+def uvicorn_options(
+    limits: ProxyLimits | None = None, metrics: Metrics | None = None
+) -> dict[str, Any]:
+    """uvicorn settings: its fastest loop, and the httptools parser with the proxy's guards.
 
-    ``uvicorn[standard]`` brings uvloop and httptools; without them uvicorn falls back to
-    asyncio and h11, which works the same, only slower.
+    The guards (:mod:`._guard`: connection cap, header size, header / idle / body
+    timeouts) are a subclass of uvicorn's httptools protocol, so httptools is required
+    (the ``proxy`` extra installs it). With ``metrics`` (the app's), connection-level
+    refusals are counted as ``refused_requests_total{endpoint="connection"}``.
     """
+    limits = limits or ProxyLimits()
     # proxy_headers off: the proxy never uses the client address, and the middleware that
     # rewrites it from X-Forwarded-For costs time on every request.
-    options: dict[str, Any] = {"loop": "auto", "http": "auto", "proxy_headers": False}
+    options: dict[str, Any] = {
+        "loop": "auto",
+        "http": guarded_protocol(
+            limits, (lambda code: metrics.refused("connection", code)) if metrics else None
+        ),
+        "proxy_headers": False,
+        "timeout_keep_alive": limits.idle_timeout,
+    }
     return options
 
 
+def _limits_of(app: Any) -> tuple[ProxyLimits | None, Metrics | None]:
+    """A proxy app's limits and metrics (``None`` for any other app)."""
+    proxy = getattr(app, "proxy", None)
+    limits = getattr(proxy, "limits", None)
+    metrics = getattr(proxy, "metrics", None)
+    return (
+        limits if isinstance(limits, ProxyLimits) else None,
+        metrics if isinstance(metrics, Metrics) else None,
+    )
+
+
 class ProxyServer:
-    """Serve an ASGI app with uvicorn on ``host:port`` (port 0: a free one) from a thread."""
+    """Serve an ASGI app with uvicorn on ``host:port`` (port 0: a free one) from a thread.
+
+    A proxy app (:func:`~llm_cache.proxy.create_app`) is served with its own
+    :class:`~llm_cache.proxy.limits.ProxyLimits`; any other app with the defaults.
+    """
 
     def __init__(
         self,
@@ -77,7 +107,7 @@ class ProxyServer:
             log_level=self._log_level,
             access_log=self._access_log,
             lifespan="on",
-            **{**uvicorn_options(), **self._config},
+            **{**uvicorn_options(*_limits_of(self.app)), **self._config},
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -133,10 +133,15 @@ class Upstream:
     def redacted_url(self) -> str:
         return redact_url(self.base_url)
 
-    def forward_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
-        """The client's headers that go upstream, with the fixed key substituted if set."""
-        out = {
-            name: value
+    def forward_headers(self, headers: Mapping[str, str]) -> dict[str, str | bytes]:
+        """The client's headers that go upstream, with the fixed key substituted if set.
+
+        Values go as the bytes the client sent (headers are decoded as latin-1): httpx
+        would refuse a non-ASCII ``str`` value, and the client's bad header is not an
+        upstream failure.
+        """
+        out: dict[str, str | bytes] = {
+            name: value.encode("latin-1")
             for name, value in headers.items()
             if name in _FORWARD or name.startswith(_FORWARD_PREFIXES)
         }

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..caches.base import BaseCache
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, CorruptEntryError
 from ..generation import Generation, decode_generations, encode_generations
 from .._ttl import expires_at, validate_ttl
 from .guards import GuardLike, first_rejection, resolve_guards
@@ -65,6 +65,14 @@ DEFAULT_THRESHOLD = 0.92
 CONFIG_FILE = "semantic_config.json"
 
 _EMBED_MEMO = 256  # recent query vectors kept, so a miss followed by update embeds once
+
+
+class _CorruptCandidate(Exception):
+    """The chosen neighbour's stored value cannot be decoded (internal to ``_semantic``)."""
+
+    def __init__(self, neighbour: Neighbour, cause: CorruptEntryError) -> None:
+        super().__init__(str(cause))
+        self.neighbour = neighbour
 
 
 @dataclass(frozen=True)
@@ -317,6 +325,22 @@ class SemanticCache(BaseCache):
         return SemanticMatch(generations, 1.0, True, entry.prompt, entry.text, entry.key)
 
     def _semantic(self, sk: SemanticKey, llm_string: str, neighbours: Sequence[Neighbour]) -> SemanticMatch | None:
+        # A candidate whose stored value is unreadable is skipped (counted in
+        # semantic_stats["corrupt_candidates"]) and the next one considered: one malformed row
+        # must not turn every lookup near it into a miss.
+        remaining = list(neighbours)
+        while True:
+            try:
+                return self._semantic_once(sk, llm_string, remaining)
+            except _CorruptCandidate as bad:
+                self.semantic_stats["corrupt_candidates"] += 1
+                self.stats.corrupt += 1
+                logger.warning("llm-cache: skipping a semantic candidate whose stored value is corrupt: %s", bad)
+                remaining = [n for n in remaining if n is not bad.neighbour]
+
+    def _semantic_once(
+        self, sk: SemanticKey, llm_string: str, neighbours: Sequence[Neighbour]
+    ) -> SemanticMatch | None:
         assert sk.text is not None
         verdicts: list[Candidate] = []
         chosen = select_candidate(
@@ -332,7 +356,11 @@ class SemanticCache(BaseCache):
                 self.semantic_stats["below_threshold"] += 1
             return None
         entry = chosen.entry
-        generations = decode_generations(entry.response)
+        try:
+            generations = decode_generations(entry.response)
+        except CorruptEntryError as exc:
+            picked = next(n for n in neighbours if n.entry is entry)
+            raise _CorruptCandidate(picked, exc) from exc
         similarity = round(float(chosen.similarity), 6)
         if self.annotate:
             generations = [self._annotated(g, similarity, entry) for g in generations]
@@ -417,7 +445,7 @@ class SemanticCache(BaseCache):
         try:
             match = self._match(prompt, llm_string)
         except Exception as exc:
-            self._lookup_failed(exc)
+            self._lookup_failed(exc, prompt, llm_string)
             return None
         self._lookup_done(None if match is None else match.generations)
         return match
@@ -430,7 +458,7 @@ class SemanticCache(BaseCache):
         try:
             match = await self._amatch(prompt, llm_string)
         except Exception as exc:
-            self._lookup_failed(exc)
+            self._lookup_failed(exc, prompt, llm_string)
             return None
         self._lookup_done(None if match is None else match.generations)
         return match
@@ -466,6 +494,18 @@ class SemanticCache(BaseCache):
     def count(self) -> int:
         """Entries in this cache's namespace."""
         return self.store.count()
+
+    def restore(self, entry: Any) -> None:
+        """Store a :class:`~llm_cache.caches.base.CacheEntry` keeping its ``created_at`` and
+        ``expires_at`` (what ``llm-cache import`` uses; ``update`` would date it now)."""
+        sk = split_prompt(entry.prompt, entry.llm_string)
+        vector = self._placeholder_vector() if sk.text is None else self._embed(sk.text)
+        stored = self._entry(sk, entry.prompt, entry.llm_string, list(entry.generations))
+        if entry.created_at is not None:
+            stored = replace(stored, created_at=float(entry.created_at))
+        if entry.expires_at is not None:
+            stored = replace(stored, expires_at=float(entry.expires_at))
+        self.store.add(stored, vector)
 
     def close(self) -> None:
         """Close the store if this cache created it (a local store saves its index)."""

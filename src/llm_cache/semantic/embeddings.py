@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, Union, cast, runtime_
 
 from .._imports import require
 from ..errors import ConfigurationError, ProviderError
+from ._onnxruntime import import_onnxruntime
 from .int8_matmul import with_int8_matmuls
 
 logger = logging.getLogger("llm_cache")
@@ -307,7 +308,7 @@ class LocalEmbeddings:
         return tokenizer
 
     def _load_session(self) -> Any:
-        ort = require("onnxruntime", extra="semantic", feature="LocalEmbeddings")
+        ort = import_onnxruntime("LocalEmbeddings")  # telemetry off before the first session
         require("numpy", extra="semantic", feature="LocalEmbeddings")
         source = self.model_path if self.model_path is not None else default_model_path()
         options = ort.SessionOptions()

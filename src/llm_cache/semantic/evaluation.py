@@ -191,27 +191,28 @@ def _pair_from(item: Any, where: str) -> Pair:
 
 
 class Progress:
-    """A one-line progress indicator on stderr (tqdm when installed, else plain)."""
+    """A progress bar on stderr (rich's, the ``cli`` extra, when installed; else one plain line)."""
 
     def __init__(self, total: int, label: str, enabled: bool = True) -> None:
         self.total, self.label, self.enabled, self.done = total, label, enabled, 0
         self._bar: Any = None
+        self._task: Any = None
         self._last = 0.0
         self._start = time.monotonic()
         if enabled:
-            try:
-                from tqdm import tqdm
+            from ..commands._output import rich_progress
 
-                self._bar = tqdm(total=total, desc=label, unit="it", file=sys.stderr, leave=False)
-            except ImportError:
-                self._bar = None
+            self._bar = rich_progress(sys.stderr, "texts")
+            if self._bar is not None:
+                self._task = self._bar.add_task(label, total=total, count=0)
+                self._bar.start()
 
     def update(self, n: int = 1) -> None:
         self.done += n
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.update(n)
+            self._bar.update(self._task, completed=self.done, count=self.done)
             return
         now = time.monotonic()
         if now - self._last >= 0.5 or self.done >= self.total:
@@ -222,7 +223,7 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.close()
+            self._bar.stop()
         else:
             print(file=sys.stderr)
 

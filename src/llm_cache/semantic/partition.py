@@ -13,17 +13,19 @@ into
   within one partition (an exact filter), so a different system prompt or chat history
   can never produce a hit, however similar the question.
 
-Chat prompts are recognised by their shape: the canonical JSON list of messages that
-:func:`llm_cache.keys.messages_prompt` produces.
+Chat prompts are recognised by :func:`llm_cache.chat_prompt.parse_chat_prompt`: the
+canonical JSON list of messages that :func:`llm_cache.keys.messages_prompt` produces, and
+the serialised messages LangChain chat models hand a cache (``langchain_core.load.dumps``),
+whose ``HumanMessage`` is the user's question and whose system prompt, history and tool
+messages are the context. A LangChain model's tools and parameters are in its llm_string.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from typing import Any
 
+from ..chat_prompt import last_user_index, parse_chat_prompt, split_content
 from ..keys import cache_key_hex, canonical_json
 
 __all__ = ["SemanticKey", "split_prompt", "PARTITION_VERSION"]
@@ -43,51 +45,20 @@ class SemanticKey:
     text: str | None  # what is embedded; None when there is nothing to embed (exact match only)
 
 
-def _chat_messages(prompt: str) -> list[dict[str, Any]] | None:
-    """The messages of a chat prompt, or None if ``prompt`` is not one."""
-    if not prompt.startswith("[{"):
-        return None
-    try:
-        messages = json.loads(prompt)
-    except ValueError:
-        return None
-    if not isinstance(messages, list) or not messages:
-        return None
-    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-        return None
-    return messages
-
-
-_TEXT_PARTS = ("text", "input_text")
-
-
-def _split_content(content: Any) -> tuple[str | None, Any]:
-    """(text to embed, what of the content is not text) of a user message's content."""
-    if isinstance(content, str):
-        return content, None
-    if isinstance(content, list):
-        # "input_text" is the Responses API's text part (chat and Anthropic say "text").
-        texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") in _TEXT_PARTS and isinstance(p.get("text"), str)]
-        rest = [p for p in content if not (isinstance(p, dict) and p.get("type") in _TEXT_PARTS)]
-        if texts:
-            return "\n".join(texts), rest
-    return None, content
-
-
 def split_prompt(prompt: str, llm_string: str) -> SemanticKey:
     """Split a prompt into the text to embed and the partition it may match in."""
     key = cache_key_hex(prompt, llm_string)
-    messages = _chat_messages(prompt)
+    messages = parse_chat_prompt(prompt)
     if messages is None:
         context = ""
         text: str | None = prompt
     else:
-        last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+        last_user = last_user_index(messages)
         if last_user is None:
             text, context = None, prompt  # nothing a user asked: exact matches only
         else:
             message = dict(messages[last_user])
-            text, rest = _split_content(message.pop("content", None))
+            text, rest = split_content(message.pop("content", None))
             if text is None:
                 context = prompt  # no text to embed (e.g. an image only): exact matches only
             else:

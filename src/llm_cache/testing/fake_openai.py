@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import re
+import signal
 import socket
 import struct
 import threading
@@ -1065,19 +1066,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--embedding-dim", type=int, default=64)
     args = parser.parse_args(argv)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    previous_mask = None
+    if hasattr(signal, "pthread_sigmask"):
+        # Block the stop signals before any server thread exists (threads inherit the mask)
+        # and wait for them with sigwait: a process-directed SIGINT may be delivered to any
+        # thread that does not block it, and one delivered to a server thread never woke a
+        # main thread parked in Event.wait() (the server then ran until killed). A signal
+        # sent early, even before the line below is printed, stays pending until sigwait.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     server = FakeOpenAIServer(
         args.latency, args.host, args.port, embedding_dim=args.embedding_dim
     ).start()
-    print(
-        f"Fake OpenAI server at {server.base_url} (latency {server.latency}s); Ctrl-C to stop",
-        flush=True,
-    )
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        print(
+            f"Fake OpenAI server at {server.base_url} (latency {server.latency}s); Ctrl-C to stop",
+            flush=True,
+        )
+        if hasattr(signal, "sigwait"):
+            signal.sigwait(stop_signals)
+        else:  # Windows: Ctrl-C raises KeyboardInterrupt in the main thread
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
     finally:
         server.stop()
+        if previous_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
     return 0
 
 

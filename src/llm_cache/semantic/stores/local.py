@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from ..._imports import require
 from ..._sqlite import open_wal_connection
+from ..._deadline import DEFAULT_TIMEOUT, validate_timeout
 from ...errors import ConfigurationError
 from .base import Neighbour, SemanticEntry, VectorStore
 
@@ -135,7 +136,13 @@ class LocalVectorStore(VectorStore):
         connectivity, expansion_add, expansion_search: HNSW parameters (usearch's M,
             efConstruction, ef).
         clock: wall-clock time for TTL checks (tests pass a fake one).
-        busy_timeout: seconds a writer waits for another process's write lock.
+        timeout: seconds a call waits for another process's write lock (SQLite's busy
+            timeout) before it fails (a store error: a miss); default 0.5.
+        busy_timeout: the former name of ``timeout`` (wins when given).
+
+    A stored row whose vector is not ``dimension`` float16 values (a damaged file, another
+    program's write) is skipped and counted in ``malformed_rows``: the rest of its partition
+    is still searched.
     """
 
     def __init__(
@@ -150,7 +157,8 @@ class LocalVectorStore(VectorStore):
         expansion_add: int = 128,
         expansion_search: int = 128,
         clock: Callable[[], float] = time.time,
-        busy_timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        busy_timeout: float | None = None,
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError("namespace must be a non-empty string")
@@ -169,7 +177,9 @@ class LocalVectorStore(VectorStore):
         self.expansion_add = expansion_add
         self.expansion_search = expansion_search
         self._clock = clock
-        self._busy_ms = int(busy_timeout * 1000)
+        self.timeout = validate_timeout(busy_timeout if busy_timeout is not None else timeout)
+        self._busy_ms = max(1, int(self.timeout * 1000))
+        self.malformed_rows = 0  # stored rows skipped because their vector is unreadable
         self._tempdir: str | None = None
         if path is None:
             self._tempdir = tempfile.mkdtemp(prefix="llm-cache-semantic-")
@@ -263,6 +273,22 @@ class LocalVectorStore(VectorStore):
         np = self._np
         return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), self.dimension).astype(np.float32)
 
+    def _well_formed(self, rows: Sequence[Any], column: int) -> list[Any]:
+        """The rows whose ``column`` holds a vector of this store's dimension; the others are
+        skipped, counted and logged (one bad row must not make its whole partition fail)."""
+        size = 2 * self.dimension
+        good = [r for r in rows if isinstance(r[column], bytes) and len(r[column]) == size]
+        if len(good) != len(rows):
+            skipped = len(rows) - len(good)
+            # Warned once per store (a small partition is re-read on every search).
+            log = logger.warning if not self.malformed_rows else logger.debug
+            self.malformed_rows += skipped
+            log(
+                "llm-cache: %s: skipped %d stored row(s) whose vector is not %d float16 values "
+                "(counted in malformed_rows)", self, skipped, self.dimension,
+            )
+        return good
+
     def _for_index(self, matrix: Any) -> Any:
         """Rows scaled so their largest component is ±1. Cosine ignores a vector's scale,
         but usearch's int8 maps [-1, 1] to [-127, 127]: a unit 384-float vector (largest
@@ -291,6 +317,9 @@ class LocalVectorStore(VectorStore):
         about 1 build in 300); one thread gives the same graph every time. Large bulk
         loads keep all cores (single-threaded is 1.75x slower at 50k vectors)."""
         np = self._np
+        rows = self._well_formed(rows, 1)
+        if not rows:
+            return
         keys = np.array([r[0] for r in rows], dtype=np.uint64)
         vectors = self._for_index(self._vectors([r[1] for r in rows]))
         index.add(keys, vectors, threads=1 if len(rows) < _PARALLEL_ADD_MIN else 0)
@@ -426,10 +455,6 @@ class LocalVectorStore(VectorStore):
             return None
         return entry
 
-    async def aget(self, key: str) -> SemanticEntry | None:
-        # A WAL point read takes tens of microseconds, less than a hop to a worker thread.
-        return self.get(key)
-
     def count(self) -> int:
         """Entries in this namespace (expired ones not yet purged included)."""
         row = self._conn().execute(
@@ -456,6 +481,7 @@ class LocalVectorStore(VectorStore):
                     (self.namespace, partition, self._last_id, self.exact_limit + 1),
                 ).fetchall()
                 if len(rows) <= self.exact_limit:
+                    rows = self._well_formed(rows, 1)
                     if not rows:
                         return []
                     # Small partition: exact search over its vectors, no index needed.
@@ -480,7 +506,7 @@ class LocalVectorStore(VectorStore):
             (*ids, self.namespace, partition),
         ).fetchall()
         now = self._clock()
-        live = [r for r in rows if r[7] is None or now < r[7]]
+        live = [r for r in self._well_formed(rows, 8) if r[7] is None or now < r[7]]
         if not live:
             return []
         scores = self._vectors([r[8] for r in live]) @ query  # exact (float16) similarity
@@ -667,7 +693,9 @@ def _guard_usearch_import_order() -> None:
     except Exception:
         return
     if parts >= (2, 26, 2) and importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime  # noqa: F401
+        from .._onnxruntime import import_onnxruntime
+
+        import_onnxruntime("LocalVectorStore")
 
 
 def _safe(name: str) -> str:

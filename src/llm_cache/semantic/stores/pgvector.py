@@ -61,17 +61,19 @@ closed again every round, each paying a SCRAM login) and no faster with a fixed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..._deadline import DEFAULT_TIMEOUT, Workers, guard, run_with_deadline, socket_aborter, validate_timeout
 from ..._imports import require
 from ..._ttl import validate_ttl
-from ...errors import ConfigurationError
+from ...errors import CacheTimeoutError, ConfigurationError
 from ..cache import SemanticCache
 from .base import Neighbour, SemanticEntry, VectorStore, embedding_with_dimension, positive_int
 
@@ -115,6 +117,10 @@ class PGVectorStore(VectorStore):
         clock: wall-clock source compared with ``expires_at``.
         create_extension: run ``CREATE EXTENSION IF NOT EXISTS vector`` when the extension is
             missing (needs the privilege to; otherwise a ConfigurationError says what to do).
+        timeout: seconds ``add``, ``get``, ``search`` and ``delete`` may take, connecting
+            included (default 0.5), enforced by the store itself as for
+            :class:`~llm_cache.caches.sql.SQLAlchemyCache`: past it they raise
+            :class:`~llm_cache.errors.CacheTimeoutError` (a store error: the cache misses).
     """
 
     def __init__(
@@ -131,8 +137,11 @@ class PGVectorStore(VectorStore):
         iterative_scan: str = "relaxed_order",
         clock: Callable[[], float] = time.time,
         create_extension: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         sa = require("sqlalchemy", "pgvector", "PGVectorStore")
+        self.timeout = validate_timeout(timeout)
+        self._workers = Workers()
         require("pgvector.sqlalchemy", "pgvector", "PGVectorStore")
         self._np = require("numpy", "semantic", "PGVectorStore")
         self._sa = sa
@@ -314,7 +323,7 @@ class PGVectorStore(VectorStore):
             "expires_at": expiry,
             "embedding": embedding,
         }
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             conn.execute(self._statements.upsert, values)
         if now - self._last_purge >= _PURGE_EVERY:
             self._last_purge = now
@@ -324,7 +333,7 @@ class PGVectorStore(VectorStore):
         """The live entry with this exact key, or ``None``."""
         self._ensure_schema()
         params = {"ns": self.namespace, "key": _to_db(key), "now": self._clock()}
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             row = conn.execute(self._statements.get, params).first()
         return None if row is None else _entry(row)
 
@@ -334,7 +343,7 @@ class PGVectorStore(VectorStore):
             return []
         self._ensure_schema()
         params = self._search_params(partition, vector, k)
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             rows = conn.execute(self._statements.search, params).all()
         found = [
             Neighbour(entry=_entry(row), similarity=max(-1.0, min(1.0, 1.0 - float(row.distance))))
@@ -350,7 +359,7 @@ class PGVectorStore(VectorStore):
         if not keys:
             return
         self._ensure_schema()
-        with self._fast.connect() as conn:
+        with self._connection() as conn:
             conn.execute(self._statements.delete, {"ns": self.namespace, "keys": keys})
 
     def clear(self) -> None:
@@ -369,8 +378,27 @@ class PGVectorStore(VectorStore):
         """Close the store's own pool, and dispose of the engine it made (never one you passed)."""
         if self._fast is not None:
             self._fast.dispose()
+        self._workers.close()
         if self._owns_engine:
             self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A hot-path connection, bounded by ``timeout`` (see ``llm_cache._deadline``): the
+        checkout in a worker thread, the statements by the watchdog, which shuts the socket."""
+        conn = run_with_deadline(
+            self.timeout, self._fast.connect, discard=_close, what="a pgvector connection", workers=self._workers
+        )
+        try:
+            with guard(self.timeout, socket_aborter(conn.connection.dbapi_connection), "a pgvector statement"):
+                yield conn
+        except CacheTimeoutError:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def ping(self) -> None:
         """Raise when the database cannot be reached (a health check for circuit breakers)."""
@@ -487,6 +515,7 @@ class PGVectorSemanticCache(SemanticCache):
         iterative_scan: str = "relaxed_order",
         create_extension: bool = True,
         clock: Callable[[], float] = time.time,
+        timeout: float = DEFAULT_TIMEOUT,
         **options: Any,
     ) -> None:
         embedding, dimension = embedding_with_dimension(embedding)
@@ -501,8 +530,13 @@ class PGVectorSemanticCache(SemanticCache):
             iterative_scan=iterative_scan,
             create_extension=create_extension,
             clock=clock,
+            timeout=timeout,
         )
         self._init_owning(store, embedding=embedding, ttl=ttl, namespace=namespace, clock=clock, **options)
+
+
+def _close(conn: Any) -> None:
+    conn.close()
 
 
 # -- helpers (no I/O) --------------------------------------------------------------------------

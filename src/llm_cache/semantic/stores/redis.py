@@ -113,6 +113,7 @@ class RedisVectorStore(VectorStore):
         self._redis = rc.redis_modules("RedisVectorStore")
         self._np = require("numpy", "semantic", "RedisVectorStore")
         self.namespace = rc.validate_namespace(namespace)
+        self.malformed_rows = 0  # stored entries skipped by searches because they were unreadable
         self.dimension = positive_int(dimension, "dimension")
         self.ttl = validate_ttl(ttl)
         quant = str(quantization).upper() if isinstance(quantization, str) else quantization
@@ -264,6 +265,7 @@ class RedisVectorStore(VectorStore):
             except CorruptEntryError as exc:
                 # One bad payload must not make every search near it fail; skip it (get()
                 # raises for it, so the cache counts it when the exact path meets it).
+                self.malformed_rows += 1
                 logger.warning(
                     "llm-cache: skipping an undecodable semantic entry in %s: %s",
                     self.namespace,
