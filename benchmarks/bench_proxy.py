@@ -1,7 +1,9 @@
 """Proxy benchmark: cached requests per second and latency of ``llm-cache serve``.
 
-    python benchmarks/bench_proxy.py               # ~3 minutes on 2 cores
+    python benchmarks/bench_proxy.py               # ~6 minutes on 2 cores
     python benchmarks/bench_proxy.py --quick       # shorter runs, one repeat
+    python benchmarks/bench_proxy.py --only side-by-side --before /tmp/llmc-before/src \
+        --litellm /path/to/venv-litellm/bin/litellm --repeat 5
 
 Three processes on loopback: the built-in OpenAI-compatible server (the upstream, with
 ``--upstream-latency`` seconds per answer, default 0.2 s, a fast provider), the proxy
@@ -26,6 +28,26 @@ shares the machine's 2 cores with the proxy (and with anything else running: the
 average is printed). The proxy's CPU time per cached request, read from /proc, is the
 figure least disturbed by other load. Afterwards /metrics must show every load request as
 a hit, or the run is reported as invalid.
+
+Side by side (``--only side-by-side``, also the last part of a full run): cached hits of
+one repeated request over 64 connections, measured in rounds, each round running every
+contender once in turn, so that all of them see the same load from the rest of the
+machine; ratios are taken within a round, then their median is reported. Contenders:
+
+* this llm-cache's chat hit (the reference, in-memory cache), its Responses API hit and
+  its Anthropic Messages hit (same proxy, same question);
+* ``--control``: a second proxy process of this llm-cache, an A/A control: its ratio to
+  the reference shows how far the machine's noise alone moves a ratio;
+* ``--before SRC``: another llm-cache source tree (e.g. a ``git worktree`` of an older
+  commit; its ``src`` directory) run as a second proxy with ``PYTHONPATH=SRC``;
+* LiteLLM's proxy (``--litellm PATH``: its ``litellm`` executable, by default the one on
+  ``PATH``; install it in its own virtualenv, ``pip install 'litellm[proxy]'``, as its
+  pinned dependencies may not be ours), with its local in-memory cache
+  (``cache_params: {type: local}``) and a master key, started as a subprocess. Without it
+  the column is skipped and the reason printed.
+
+All of them forward to one built-in upstream running in this process, whose request
+count must not move during a load run (every load request a hit, for every contender).
 """
 
 from __future__ import annotations
@@ -35,6 +57,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -50,7 +73,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from _timing import markdown_table
 
-KEY = "sk-bench-client"
+# A fresh, strong key per run: LiteLLM's proxy refuses to start with a weak master key,
+# and it is the one key every contender is sent.
+KEY = "sk-bench-" + secrets.token_hex(24)
 MODEL = "gpt-4o-mini"
 
 
@@ -63,13 +88,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args} exited with status {proc.returncode}")
         try:
-            urllib.request.urlopen(url, timeout=1).read()
+            urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=1).read()
             return
         except OSError:
             time.sleep(0.1)
@@ -343,6 +368,8 @@ def wrk_load(
             "-t1",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "30s",  # a slow contender's answer is a slow answer, not a socket error
             "--latency",
             "-s",
             script,
@@ -363,6 +390,16 @@ def wrk_load(
 
 
 # ------------------------------------------------------------------------------ runs
+
+
+def closed_loop(
+    args: argparse.Namespace, port: int, path: str, bodies: list[bytes], workdir: str, seconds: float | None = None
+) -> Run:
+    """One closed-loop run over ``args.connections`` connections with the chosen generator."""
+    seconds = args.duration if seconds is None else seconds
+    if args.loadgen == "wrk":
+        return wrk_load(port, path, bodies, args.connections, seconds, workdir)
+    return python_load(port, path, bodies, args.connections, seconds)
 
 
 def median_run(runs: list[Run]) -> Run:
@@ -436,6 +473,224 @@ def row(what: str, cache: str, load: str, run: Run) -> list[str]:
     ]
 
 
+# ----------------------------------------------------------------------- side by side
+
+LITELLM_CONFIG = """\
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: openai/{model}
+      api_base: {upstream}
+      api_key: sk-upstream
+litellm_settings:
+  cache: true
+  cache_params:
+    type: local
+"""
+
+
+def start_proxy(
+    upstream: str, cache_url: str, pythonpath: str | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``llm-cache serve`` as a subprocess (``pythonpath``: the package's source tree to run)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", upstream, "--cache", cache_url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    wait_for(f"http://127.0.0.1:{port}/healthz", proc, timeout=60)
+    return proc, port
+
+
+def find_litellm(option: str | None) -> tuple[str | None, str]:
+    """LiteLLM's ``litellm`` executable and its version, or ``None`` and why not."""
+    executable = option or shutil.which("litellm")
+    if executable is None:
+        return None, "not installed (pip install 'litellm[proxy]' in its own virtualenv; --litellm PATH)"
+    if not os.access(executable, os.X_OK):
+        return None, f"{executable} is not an executable"
+    python = os.path.join(os.path.dirname(executable), "python")
+    try:
+        version = subprocess.run(
+            [python, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        version = f"unknown version ({exc.__class__.__name__})"
+    return executable, version
+
+
+def start_litellm(executable: str, upstream: str, workdir: str) -> tuple[subprocess.Popen[bytes], int]:
+    """LiteLLM's proxy with its local in-memory cache, in front of ``upstream``."""
+    config = os.path.join(workdir, "litellm.yaml")
+    with open(config, "w") as fh:
+        fh.write(LITELLM_CONFIG.format(model=MODEL, upstream=upstream))
+    env = {
+        **os.environ,
+        "LITELLM_MASTER_KEY": KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the price list at start
+        "LITELLM_LOG": "ERROR",
+    }
+    env.pop("PYTHONPATH", None)  # its own virtualenv, not our source tree
+    port = free_port()
+    log = open(os.path.join(workdir, "litellm.log"), "wb")
+    proc = subprocess.Popen(
+        [executable, "--config", config, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=300)
+    except RuntimeError:
+        log.flush()
+        with open(os.path.join(workdir, "litellm.log"), "rb") as fh:
+            sys.stderr.write(fh.read()[-3000:].decode(errors="replace"))
+        raise
+    return proc, port
+
+
+@dataclass
+class Contender:
+    """One hit path measured side by side."""
+
+    label: str
+    port: int
+    pid: int
+    path: str
+    body: bytes
+    runs: list[Run]
+    loads: list[str]
+
+
+def warm(contender: Contender) -> None:
+    """Ask twice: the first answer is stored, the second must be a hit."""
+    url = f"http://127.0.0.1:{contender.port}{contender.path}"
+    post(url, contender.body)
+    for _ in range(50):  # the answer is sent before it is stored
+        _, headers, _ = post(url, contender.body)
+        if headers.get("x-cache") == "HIT" or "x-litellm-cache-key" in headers:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{contender.label}: the repeated request is not a hit")
+
+
+def side_by_side(args: argparse.Namespace, workdir: str, procs: list[subprocess.Popen[bytes]]) -> list[list[str]]:
+    """The side-by-side rounds (see the module docstring); returns the table's rows."""
+    from llm_cache.testing.fake_openai import FakeOpenAIServer
+
+    upstream = FakeOpenAIServer(latency=args.upstream_latency).start()
+    try:
+        contenders: list[Contender] = []
+        skipped: list[list[str]] = []
+
+        def add(label: str, proc: subprocess.Popen[bytes], port: int, path: str, body: bytes) -> None:
+            procs.append(proc)
+            contender = Contender(label, port, proc.pid, path, body, [], [])
+            warm(contender)
+            contenders.append(contender)
+
+        ours, port = start_proxy(upstream.base_url, "memory://")
+        add("llm-cache, chat (reference)", ours, port, "/v1/chat/completions", chat_body(0))
+        for path, (name, build) in PROTOCOL_PATHS.items():
+            if path != "/v1/chat/completions":
+                contenders.append(Contender(f"llm-cache, {name}", port, ours.pid, path, build(0), [], []))
+                warm(contenders[-1])
+        if args.control:
+            # The same code in a second process: the spread between two identical proxies
+            # is what this machine's noise alone does to a ratio.
+            twin, twin_port = start_proxy(upstream.base_url, "memory://")
+            add("llm-cache, chat, a second identical process (control)", twin, twin_port, "/v1/chat/completions", chat_body(0))
+        if args.before:
+            before, before_port = start_proxy(upstream.base_url, "memory://", args.before)
+            add(f"llm-cache before ({args.before}), chat", before, before_port, "/v1/chat/completions", chat_body(0))
+        else:
+            skipped.append(["llm-cache before, chat", "skipped: no --before SRC given"])
+        executable, version = find_litellm(args.litellm)
+        if executable is None:
+            skipped.append(["LiteLLM proxy, chat", "skipped: " + version])
+        else:
+            print(f"starting LiteLLM {version} ({executable}) ...", flush=True)
+            litellm, litellm_port = start_litellm(executable, upstream.base_url, workdir)
+            add(f"LiteLLM {version} proxy (local cache), chat", litellm, litellm_port, "/v1/chat/completions", chat_body(0))
+
+        print(
+            f"side by side: {len(contenders)} contenders, {args.repeat} rounds x {args.duration:g} s each, "
+            f"{args.connections} connections, one repeated request; load average {loadavg()}",
+            flush=True,
+        )
+        for round_ in range(args.repeat):
+            # Rotate the order so that no contender always runs first (or last) in a round.
+            order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
+            for contender in order:
+                before_count = upstream.request_count
+                cpu_before = cpu_seconds(contender.pid)
+                run = closed_loop(args, contender.port, contender.path, [contender.body], workdir)
+                run.cpu_us = (cpu_seconds(contender.pid) - cpu_before) / run.requests * 1e6
+                if upstream.request_count != before_count:
+                    raise RuntimeError(
+                        f"{contender.label}: {upstream.request_count - before_count} load requests reached the upstream"
+                    )
+                contender.runs.append(run)
+                contender.loads.append(loadavg())
+                print(
+                    f"  round {round_ + 1} {contender.label}: {run.rps:,.0f} req/s, p50 {run.p50 * 1e3:.2f} ms, "
+                    f"p99 {run.p99 * 1e3:.2f} ms, CPU {run.cpu_us:.0f} us/req (load avg {contender.loads[-1]})",
+                    flush=True,
+                )
+    finally:
+        upstream.stop()
+
+    reference = contenders[0]
+    rows = []
+    for contender in contenders:
+        ratios = [run.rps / ref.rps for run, ref in zip(contender.runs, reference.runs)]
+        cpu_ratios = [
+            run.cpu_us / ref.cpu_us
+            for run, ref in zip(contender.runs, reference.runs)
+            if run.cpu_us and ref.cpu_us
+        ]
+        middle = median_run(contender.runs)
+        rows.append(
+            [
+                contender.label,
+                f"{middle.rps:,.0f}",
+                " / ".join(f"{r.rps:,.0f}" for r in contender.runs),
+                _ratio(statistics.median(ratios)),
+                f"{middle.p50 * 1e3:.2f}",
+                f"{middle.p99 * 1e3:.2f}",
+                f"{middle.cpu_us:.0f}" if middle.cpu_us is not None else "–",
+                _ratio(statistics.median(cpu_ratios)) if cpu_ratios else "–",
+                " / ".join(load.split()[0] for load in contender.loads),
+            ]
+        )
+    for label, reason in skipped:
+        rows.append([label, reason, "", "", "", "", "", "", ""])
+    return rows
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
+SIDE_BY_SIDE_HEADER = [
+    "hit path",
+    "req/s (median)",
+    "req/s per round",
+    "× reference (median of rounds)",
+    "p50 ms",
+    "p99 ms",
+    "CPU µs/req",
+    "CPU × reference",
+    "load avg (1 min) per round",
+]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -457,6 +712,20 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="3-second runs, one repeat, 20 prompts"
     )
+    parser.add_argument(
+        "--only", choices=["all", "table", "side-by-side"], default="all",
+        help="run the main table, the side-by-side comparison, or both (default)",
+    )
+    parser.add_argument(
+        "--before", metavar="SRC", help="side by side: an older llm-cache source tree (its src directory)"
+    )
+    parser.add_argument(
+        "--control", action="store_true",
+        help="side by side: also a second proxy of this code (an A/A control of the noise)",
+    )
+    parser.add_argument(
+        "--litellm", metavar="PATH", help="side by side: LiteLLM's litellm executable (default: the one on PATH)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.repeat, args.prompts = 3.0, 1, 20
@@ -466,190 +735,181 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="bench-proxy-")
     procs: list[subprocess.Popen[bytes]] = []
     rows: list[list[str]] = []
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    compared: list[list[str]] = []
+    print(f"load average before: {loadavg()}; load generator: {args.loadgen}", flush=True)
     try:
-        up_port = free_port()
-        upstream = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llm_cache.testing.fake_openai",
-                "--port",
-                str(up_port),
-                "--latency",
-                str(args.upstream_latency),
-            ],
-            **quiet,
-        )  # type: ignore[call-overload]
-        procs.append(upstream)
-        up_base = f"http://127.0.0.1:{up_port}/v1"
-        wait_for(up_base + "/models", upstream)
-        print(
-            f"load average before: {loadavg()}; load generator: {args.loadgen}; "
-            f"{args.connections} connections; {args.repeat} x {args.duration:g} s per figure",
-            flush=True,
-        )
-
-        # The upstream on its own: one client in sequence, then the same 64 connections.
-        sample = max(10, min(40, args.prompts))
-        direct_seq, _ = sequential(
-            up_base + "/chat/completions", [chat_body(10_000 + i) for i in range(sample)]
-        )
-        rows.append(
-            row(
-                f"upstream direct (built-in server, {args.upstream_latency:g} s latency)",
-                "–",
-                "1 connection, sequential",
-                direct_seq,
-            )
-        )
-        if args.loadgen == "wrk":
-            direct = wrk_load(
-                up_port,
-                "/v1/chat/completions",
-                [chat_body(20_000 + i) for i in range(args.prompts)],
-                args.connections,
-                max(3.0, args.duration / 2),
-                workdir,
-            )
-        else:
-            direct = python_load(
-                up_port,
-                "/v1/chat/completions",
-                [chat_body(20_000 + i) for i in range(args.prompts)],
-                args.connections,
-                max(3.0, args.duration / 2),
-            )
-        rows.append(
-            row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
-        )
-        print(
-            f"  upstream direct: {direct.rps:,.0f} req/s, p50 {direct.p50 * 1e3:.1f} ms", flush=True
-        )
-
-        for cache in [c.strip() for c in args.caches.split(",") if c.strip()]:
-            url = {"sqlite": f"sqlite:///{workdir}/bench-{os.getpid()}.db", "memory": "memory://"}[
-                cache
-            ]
-            port = free_port()
-            proxy = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "llm_cache.cli",
-                    "serve",
-                    "--upstream",
-                    up_base,
-                    "--cache",
-                    url,
-                    "--port",
-                    str(port),
-                ],
-                **quiet,
-            )  # type: ignore[call-overload]
-            procs.append(proxy)
-            base = f"http://127.0.0.1:{port}"
-            wait_for(base + "/healthz", proxy)
-            bodies = [chat_body(i) for i in range(args.prompts)]
-            misses, caches = sequential(base + "/v1/chat/completions", bodies[:sample])
-            assert set(caches) == {"MISS"}, caches
-            for body in bodies[sample:]:
-                post(base + "/v1/chat/completions", body)
-            stream_bodies = [chat_body(i, stream=True) for i in range(args.prompts)]
-            for body in stream_bodies[:5]:  # streamed requests are answered from the same entries
-                _, headers, _ = post(base + "/v1/chat/completions", body)
-                assert headers.get("x-cache") == "HIT", headers
-            rows.append(row("proxy miss → upstream", cache, "1 connection, sequential", misses))
-            path = "/v1/chat/completions"
-            closed = measure_hits(
-                f"{cache} hits, closed loop", port, proxy.pid, path, bodies, args, workdir, None
-            )
-            rows.append(
-                row(
-                    "proxy cached hit",
-                    cache,
-                    f"{args.connections} connections, closed loop ({args.loadgen})",
-                    closed,
-                )
-            )
-            opened = measure_hits(
-                f"{cache} hits, {args.rate:g} req/s",
-                port,
-                proxy.pid,
-                path,
-                bodies,
-                args,
-                workdir,
-                args.rate,
-            )
-            rows.append(
-                row(
-                    "proxy cached hit",
-                    cache,
-                    f"open loop {args.rate:,.0f} req/s offered, {args.connections} connections",
-                    opened,
-                )
-            )
-            if cache == "memory":
-                # The same question through the other protocols: the layer must not make
-                # their hits much dearer than a chat hit (issue 13: within 20%).
-                for other, (name, build) in PROTOCOL_PATHS.items():
-                    if other == path:
-                        continue
-                    other_bodies = [build(i) for i in range(args.prompts)]
-                    for body in other_bodies:
-                        post(base + other, body)
-                    other_run = measure_hits(
-                        f"{cache} {name} hits", port, proxy.pid, other, other_bodies, args, workdir, None
-                    )
-                    rows.append(
-                        row(
-                            f"proxy cached hit, {name}",
-                            cache,
-                            f"{args.connections} connections, closed loop ({args.loadgen})",
-                            other_run,
-                        )
-                    )
-            if cache == "sqlite":
-                streamed = measure_hits(
-                    f"{cache} streamed hits",
-                    port,
-                    proxy.pid,
-                    path,
-                    stream_bodies,
-                    args,
-                    workdir,
-                    None,
-                )
-                rows.append(
-                    row(
-                        "proxy cached hit, replayed as SSE",
-                        cache,
-                        f"{args.connections} connections, closed loop ({args.loadgen})",
-                        streamed,
-                    )
-                )
-            proxy.terminate()
-            proxy.wait(10)
+        if args.only != "side-by-side":
+            rows = main_table(args, workdir, procs)
+        if args.only != "table":
+            compared = side_by_side(args, workdir, procs)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
-                proc.wait(10)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print()
-    print(
-        markdown_table(
-            ["what", "cache", "load", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req"], rows
+    if rows:
+        print()
+        print(markdown_table(["what", "cache", "load", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req"], rows))
+    if compared:
+        print()
+        print(
+            f"Side by side: cached hits of one repeated request, in-memory caches, {args.connections} connections, "
+            f"closed loop ({args.loadgen}), {args.repeat} rounds x {args.duration:g} s:"
         )
-    )
+        print()
+        print(markdown_table(SIDE_BY_SIDE_HEADER, compared))
     print()
     print(
         f"Load average after: {loadavg()} (2 cores, shared with the load generator and other work)."
     )
     print("Command: python benchmarks/bench_proxy.py " + " ".join(sys.argv[1:]))
     return 0
+
+
+def main_table(args: argparse.Namespace, workdir: str, procs: list[subprocess.Popen[bytes]]) -> list[list[str]]:
+    """The main table: the upstream alone, then each cache's misses and hits."""
+    rows: list[list[str]] = []
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llm_cache.testing.fake_openai",
+            "--port",
+            str(up_port),
+            "--latency",
+            str(args.upstream_latency),
+        ],
+        **quiet,
+    )  # type: ignore[call-overload]
+    procs.append(upstream)
+    up_base = f"http://127.0.0.1:{up_port}/v1"
+    wait_for(up_base + "/models", upstream)
+    print(f"{args.connections} connections; {args.repeat} x {args.duration:g} s per figure", flush=True)
+
+    # The upstream on its own: one client in sequence, then the same 64 connections.
+    sample = max(10, min(40, args.prompts))
+    direct_seq, _ = sequential(
+        up_base + "/chat/completions", [chat_body(10_000 + i) for i in range(sample)]
+    )
+    rows.append(
+        row(
+            f"upstream direct (built-in server, {args.upstream_latency:g} s latency)",
+            "–",
+            "1 connection, sequential",
+            direct_seq,
+        )
+    )
+    direct = closed_loop(
+        args,
+        up_port,
+        "/v1/chat/completions",
+        [chat_body(20_000 + i) for i in range(args.prompts)],
+        workdir,
+        max(3.0, args.duration / 2),
+    )
+    rows.append(
+        row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
+    )
+    print(
+        f"  upstream direct: {direct.rps:,.0f} req/s, p50 {direct.p50 * 1e3:.1f} ms", flush=True
+    )
+
+    for cache in [c.strip() for c in args.caches.split(",") if c.strip()]:
+        url = {"sqlite": f"sqlite:///{workdir}/bench-{os.getpid()}.db", "memory": "memory://"}[
+            cache
+        ]
+        proxy, port = start_proxy(up_base, url)
+        procs.append(proxy)
+        base = f"http://127.0.0.1:{port}"
+        bodies = [chat_body(i) for i in range(args.prompts)]
+        misses, caches = sequential(base + "/v1/chat/completions", bodies[:sample])
+        assert set(caches) == {"MISS"}, caches
+        for body in bodies[sample:]:
+            post(base + "/v1/chat/completions", body)
+        stream_bodies = [chat_body(i, stream=True) for i in range(args.prompts)]
+        for body in stream_bodies[:5]:  # streamed requests are answered from the same entries
+            _, headers, _ = post(base + "/v1/chat/completions", body)
+            assert headers.get("x-cache") == "HIT", headers
+        rows.append(row("proxy miss → upstream", cache, "1 connection, sequential", misses))
+        path = "/v1/chat/completions"
+        closed = measure_hits(
+            f"{cache} hits, closed loop", port, proxy.pid, path, bodies, args, workdir, None
+        )
+        rows.append(
+            row(
+                "proxy cached hit",
+                cache,
+                f"{args.connections} connections, closed loop ({args.loadgen})",
+                closed,
+            )
+        )
+        opened = measure_hits(
+            f"{cache} hits, {args.rate:g} req/s",
+            port,
+            proxy.pid,
+            path,
+            bodies,
+            args,
+            workdir,
+            args.rate,
+        )
+        rows.append(
+            row(
+                "proxy cached hit",
+                cache,
+                f"open loop {args.rate:,.0f} req/s offered, {args.connections} connections",
+                opened,
+            )
+        )
+        if cache == "memory":
+            # The same question through the other protocols: the layer must not make
+            # their hits much dearer than a chat hit (issue 13: within 20%).
+            for other, (name, build) in PROTOCOL_PATHS.items():
+                if other == path:
+                    continue
+                other_bodies = [build(i) for i in range(args.prompts)]
+                for body in other_bodies:
+                    post(base + other, body)
+                other_run = measure_hits(
+                    f"{cache} {name} hits", port, proxy.pid, other, other_bodies, args, workdir, None
+                )
+                rows.append(
+                    row(
+                        f"proxy cached hit, {name}",
+                        cache,
+                        f"{args.connections} connections, closed loop ({args.loadgen})",
+                        other_run,
+                    )
+                )
+        if cache == "sqlite":
+            streamed = measure_hits(
+                f"{cache} streamed hits",
+                port,
+                proxy.pid,
+                path,
+                stream_bodies,
+                args,
+                workdir,
+                None,
+            )
+            rows.append(
+                row(
+                    "proxy cached hit, replayed as SSE",
+                    cache,
+                    f"{args.connections} connections, closed loop ({args.loadgen})",
+                    streamed,
+                )
+            )
+        proxy.terminate()
+        proxy.wait(10)
+    return rows
 
 
 if __name__ == "__main__":

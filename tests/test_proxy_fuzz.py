@@ -320,7 +320,8 @@ def test_fuzzed_requests_never_break_the_proxy(
             assert b"proxy_error" not in body, (status, body[:300], request)
             if status in (502, 504):  # the proxy's answer for an upstream failure
                 error = json.loads(body)
-                if error.get("type") == "error":  # Anthropic's shape: a type per status, no code
+                if error.get("type") == "error":  # Anthropic's shape: every path under /v1/messages
+                    assert request.path.startswith("/v1/messages"), (error, request)
                     expected = {502: "api_error", 504: "timeout_error"}[status]
                     assert error["error"]["type"] == expected, (error, request)
                 else:

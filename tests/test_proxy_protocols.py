@@ -209,6 +209,28 @@ def test_messages_unreachable_upstream_is_an_anthropic_error(upstream: Any) -> N
     assert caught.value.status_code == 502 and caught.value.body["type"] == "error"
 
 
+def test_every_proxy_error_under_messages_is_an_anthropic_error(upstream: Any) -> None:
+    # Pass-through paths too: an uncacheable request (a query string), count_tokens and
+    # any other /v1/messages/... route, with the upstream unreachable; the same failure on
+    # an OpenAI route stays an OpenAI error.
+    with socket_port() as port:
+        app = create_app(f"http://127.0.0.1:{port}/v1", "memory://", connect_timeout=2)
+    with ProxyServer(app) as server:
+        c = anthropic.Anthropic(base_url=server.url, api_key="sk-ant-a", max_retries=0)
+        with pytest.raises(anthropic.APIStatusError) as caught:
+            c.messages.count_tokens(model=CLAUDE, messages=ASK["messages"])
+        assert caught.value.status_code == 502 and caught.value.body["type"] == "error"
+        headers = {"x-api-key": "sk-ant-a", "anthropic-version": "2023-06-01"}
+        for path in ("/v1/messages?beta=true", "/v1/messages/batches", "/v1/messages/count_tokens"):
+            response = httpx.post(server.url + path, json=ASK, headers=headers)
+            assert response.status_code == 502 and response.headers["x-cache"] == "BYPASS"
+            body = response.json()
+            assert body["type"] == "error" and body["error"]["type"] == "api_error", (path, body)
+            assert "upstream" in body["error"]["message"]
+        openai_shaped = httpx.post(server.url + "/v1/files", json={}, headers={"authorization": "Bearer sk-a"}).json()
+        assert openai_shaped["error"]["code"] == "upstream_connect_error"
+
+
 def socket_port() -> Any:
     import contextlib
     import socket

@@ -238,6 +238,24 @@ def test_proxy_with_the_openai_sdk(real: Real, proxy: Any) -> None:
     assert len(real.calls("/v1/chat/completions")) == 1 and len(real.calls()) == 1
 
 
+def test_proxy_sends_a_refused_prompt_list_one_by_one(real: Real, proxy: Any) -> None:
+    from test_proxy import settle
+
+    client = openai.OpenAI(base_url=proxy.base_url, api_key="sk-client", max_retries=0)
+    prompts = ["Name a colour", "Name a fruit"]
+    raw = client.completions.with_raw_response.create(model=real.model, prompt=prompts, **SHORT)
+    answer = raw.parse()
+    assert raw.headers["x-cache"] == "MISS" and [c.index for c in answer.choices] == [0, 1]
+    # llama.cpp refuses the list (500); the proxy asks again one prompt per request
+    assert shapes(real.calls()) == [("list", 500), ("one", 200), ("one", 200)]
+    settle(proxy)
+    again = client.completions.with_raw_response.create(model=real.model, prompt=prompts, **SHORT)
+    assert again.headers["x-cache"] == "HIT"
+    assert [c.text for c in again.parse().choices] == [c.text for c in answer.choices]
+    client.completions.create(model=real.model, prompt=["Name a river", "Name a lake"], **SHORT)
+    assert shapes(real.calls()[3:]) == [("one", 200)] * 2  # remembered: straight to one by one
+
+
 def test_proxy_with_langchain_openai(real: Real, proxy: Any) -> None:
     from langchain_openai import ChatOpenAI as LangChainChatOpenAI
     from test_proxy import settle

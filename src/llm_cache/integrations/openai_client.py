@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._imports import require
@@ -137,12 +137,35 @@ def _dump(obj: Any) -> dict[str, Any]:
 
 
 def _dump_chat(obj: Any) -> dict[str, Any]:
-    data = _dump(obj)
+    return _without_message_nulls(_dump(obj))
+
+
+def _without_message_nulls(data: dict[str, Any]) -> dict[str, Any]:
     # The SDK's message model dumps every optional field as null: stored without them.
     for choice in data.get("choices") or ():
         if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
             choice["message"] = {k: v for k, v in choice["message"].items() if v is not None}
     return data
+
+
+def answer_body(response: Any, choices: Sequence[Any], usage: Mapping[str, int] | None) -> dict[str, Any]:
+    """The JSON body of an SDK chat or completions ``response`` narrowed to ``choices``
+    (renumbered from 0), with ``usage`` as its usage (left out when ``None`` or empty).
+
+    That is the answer to one prompt of a batched completions request, or to one
+    conversation whose missing choices came in further requests (servers that ignore
+    ``n``): the :mod:`llm_cache.llms` models store their answers in this form, so that
+    their entries are the ones this wrapper and the proxy store for the same request.
+    """
+    body = response.model_dump(mode="json", warnings=False, exclude={"choices", "usage"})
+    body["choices"] = [{**_dump(choice), "index": i} for i, choice in enumerate(choices)]
+    if usage:
+        own = getattr(response, "usage", None)
+        own_usage = _dump(own) if own is not None else None
+        # The response's own usage (with its details) when it is this answer's alone.
+        same = own_usage is not None and all(own_usage.get(k) == v for k, v in usage.items())
+        body["usage"] = own_usage if same else dict(usage)
+    return _without_message_nulls(body)
 
 
 def _dump_sent(obj: Any) -> dict[str, Any]:

@@ -116,12 +116,22 @@ class BaseLLM(ABC, Generic[InputT]):
     def llm_string(self, **kwargs: Any) -> str:
         """The canonical description of this model and call, as used in cache keys."""
         if kwargs:
-            return make_llm_string(self._identifying_params(), kwargs)
+            return self._make_llm_string(kwargs)
         cached = self.__dict__.get(_CACHED_ATTRIBUTE)
         if cached is None:
-            cached = make_llm_string(self._identifying_params())
+            cached = self._make_llm_string({})
             object.__setattr__(self, _CACHED_ATTRIBUTE, cached)
         return cached
+
+    def _make_llm_string(self, kwargs: dict[str, Any]) -> str:
+        """The llm_string of a call with ``kwargs`` (a model on a wire protocol asks the
+        protocol layer, so that its keys are the proxy's and the SDK wrappers')."""
+        return make_llm_string(self._identifying_params(), kwargs)
+
+    def _stream_key(self, value: InputT, kwargs: dict[str, Any]) -> tuple[str, str]:
+        """``(prompt, llm_string)`` of a streamed call (the request a stream sends may
+        differ from :meth:`generate`'s, e.g. one choice whatever ``n`` is)."""
+        return self._cache_prompt(value), self.llm_string(**kwargs)
 
     # -- public calls ----------------------------------------------------------------------------
     def invoke(self, value: InputT, **kwargs: Any) -> str:
@@ -243,7 +253,7 @@ class BaseLLM(ABC, Generic[InputT]):
         """Yield the answer's text in pieces. A hit is replayed from the cache; a miss is
         streamed from the provider and stored once it has been received completely."""
         cache = self.resolve_cache()
-        prompt, llm_string = self._cache_prompt(value), self.llm_string(**kwargs)
+        prompt, llm_string = self._stream_key(value, kwargs)
         if cache is not None:
             hit = cache.lookup(prompt, llm_string)
             if hit is not None:
@@ -254,13 +264,14 @@ class BaseLLM(ABC, Generic[InputT]):
         for piece in self._stream_provider(value, kwargs, finish):
             pieces.append(piece)
             yield piece
-        if cache is not None and _complete(finish):
-            cache.update(prompt, llm_string, [self._streamed_generation("".join(pieces), finish)])
+        entry = self._streamed_entry("".join(pieces), finish)
+        if cache is not None and entry is not None:
+            cache.update(prompt, llm_string, entry)
 
     async def astream(self, value: InputT, **kwargs: Any) -> AsyncIterator[str]:
         """Async :meth:`stream`."""
         cache = self.resolve_cache()
-        prompt, llm_string = self._cache_prompt(value), self.llm_string(**kwargs)
+        prompt, llm_string = self._stream_key(value, kwargs)
         if cache is not None:
             hit = await cache.alookup(prompt, llm_string)
             if hit is not None:
@@ -272,11 +283,13 @@ class BaseLLM(ABC, Generic[InputT]):
         async for piece in self._astream_provider(value, kwargs, finish):
             pieces.append(piece)
             yield piece
-        if cache is not None and _complete(finish):
-            await cache.aupdate(prompt, llm_string, [self._streamed_generation("".join(pieces), finish)])
+        entry = self._streamed_entry("".join(pieces), finish)
+        if cache is not None and entry is not None:
+            await cache.aupdate(prompt, llm_string, entry)
 
     def _stream_provider(self, value: InputT, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
-        """Stream text pieces from the provider; set ``finish`` once the stream ended normally."""
+        """Stream text pieces from the provider, noting in ``finish`` how the stream ended
+        (what :meth:`_streamed_entry` needs)."""
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
     def _astream_provider(
@@ -284,20 +297,18 @@ class BaseLLM(ABC, Generic[InputT]):
     ) -> AsyncIterator[str]:
         raise NotImplementedError(f"{type(self).__name__} does not stream")
 
-    def _streamed_generation(self, text: str, finish: dict[str, Any]) -> Generation:
-        return Generation(text=text, generation_info=finish or None)
+    def _streamed_entry(self, text: str, finish: dict[str, Any]) -> list[Generation] | None:
+        """The entry to store for a finished stream, ``None`` when it must not be stored."""
+        # Only a stream that ended with text is replayable as text; a cut-off stream is not stored.
+        if finish.get("finish_reason") not in ("stop", "length"):
+            return None
+        return [Generation(text=text, generation_info=finish or None)]
 
 
 def _as_list(inputs: Sequence[InputT]) -> list[InputT]:
     if isinstance(inputs, (str, bytes)):
         raise ConfigurationError("generate() takes a list of prompts; use invoke() for a single prompt")
     return list(inputs)
-
-
-def _complete(finish: dict[str, Any]) -> bool:
-    # Only a stream that ended with text is replayable; a cut-off stream or one that ended
-    # in tool calls (which are not reassembled here) is not stored.
-    return finish.get("finish_reason") in ("stop", "length")
 
 
 def _replay(text: str) -> Iterator[str]:

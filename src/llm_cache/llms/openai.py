@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 from functools import partial
 from typing import Any, AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 from .._imports import require
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProviderError
 from ..generation import Generation
-from ..keys import canonical_messages, canonical_json
+from ..keys import canonical_messages
+from ..protocols import CHAT, COMPLETIONS
+from ..protocols._choices import ChoicesProtocol
 from .base import BaseLLM
-from .plans import Call, Plan, adrive, chat_plan, completions_plan, drive
+from .plans import Answer, Call, Plan, adrive, chat_plan, completions_plan, drive
 from .plans import sum_usage as _sum_usage
 
 __all__ = ["OpenAI", "ChatOpenAI"]
@@ -71,8 +72,13 @@ class _OpenAIClientMixin:
     # (request field, attribute) pairs sent with every request; each class lists its own.
     _REQUEST_FIELDS: tuple[tuple[str, str], ...] = ()
     _API = ""
+    # The wire protocol (llm_cache.protocols) that decides the cache key and the stored
+    # entry: the same as cached_client's and the proxy's for the same request.
+    _PROTOCOL: ChoicesProtocol
     provider = "openai"
     model_kwargs: dict[str, Any]
+    namespace: str | None
+    _cache_prompt: Callable[[Any], str]  # each model's own
 
     def _request_params(self) -> dict[str, Any]:
         """The parameters every request carries (``None`` means the provider's default)."""
@@ -83,12 +89,88 @@ class _OpenAIClientMixin:
     def _identifying_params(self) -> dict[str, Any]:
         return {"provider": self.provider, "api": self._API, **self._request_params()}
 
+    def _make_llm_string(self, kwargs: dict[str, Any]) -> str:
+        # The request body's llm_string, as the protocol layer computes it for the proxy
+        # and cached_client: {"provider", "api", "namespace"?, every keyed request field}.
+        return self._PROTOCOL.llm_string_for({**self._request_params(), **kwargs}, self.namespace)
+
+    def _entry(self, answer: Answer) -> list[Generation]:
+        """An answer as the generations the cache stores, in the protocol layer's shape
+        (the shape cached_client and the proxy store and rebuild)."""
+        # Imported here: that module imports this package (the coalescer) on its own import.
+        from ..integrations.openai_client import answer_body
+
+        shared = answer.shared
+        try:
+            entry = self._PROTOCOL.to_entry(
+                answer_body(answer.response, answer.choices, answer.usage if shared is None else None)
+            )
+        except ValueError as exc:
+            raise ProviderError(f"the provider's answer cannot be used: {exc}") from exc
+        if shared is None:
+            return entry
+        # One request answered several prompts: its usage is not this entry's, so the
+        # response envelope has none; the entry's even share of it (plus any requests made
+        # for this prompt alone) goes in generation_info["usage"], marked "shared_by", so
+        # that ``llm-cache stats`` can still say what the entry saves.
+        usage = _sum_usage({k: v for k, v in shared.items() if k != "shared_by"}, answer.usage)
+        usage["shared_by"] = shared["shared_by"]
+        first = entry[0]
+        return [dataclasses.replace(first, generation_info={**(first.generation_info or {}), "usage": usage}), *entry[1:]]
+
+    def _stream_key(self, value: Any, kwargs: dict[str, Any]) -> tuple[str, str]:
+        # The key of the request a stream sends (one choice, no best_of), not generate()'s.
+        request = self._stream_request(value, kwargs)
+        return self._cache_prompt(value), self._PROTOCOL.llm_string_for(request, self.namespace)
+
+    def _stream_request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _stream_chunks(self, request: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
+        """The text pieces of a streamed request; ``finish["response"]`` is the assembled
+        response once the stream ended normally."""
+        assembler = self._PROTOCOL.assembler()
+        for chunk in self._create(self.client, request):
+            assembler.add(None, chunk.model_dump(mode="json", warnings=False))
+            yield from _chunk_texts(chunk)
+        if assembler.complete:
+            finish["response"] = assembler.response()
+
+    async def _astream_chunks(self, request: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
+        """Async :meth:`_stream_chunks`."""
+        assembler = self._PROTOCOL.assembler()
+        async for chunk in await self._create(self.async_client, request):
+            assembler.add(None, chunk.model_dump(mode="json", warnings=False))
+            for text in _chunk_texts(chunk):
+                yield text
+        if assembler.complete:
+            finish["response"] = assembler.response()
+
+    def _stream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
+        return self._stream_chunks(self._stream_request(value, kwargs), finish)
+
+    def _astream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
+        return self._astream_chunks(self._stream_request(value, kwargs), finish)
+
+    def _streamed_entry(self, text: str, finish: dict[str, Any]) -> list[Generation] | None:
+        response = finish.get("response")
+        if response is None:
+            return None  # cut off or failed: never stored
+        try:
+            return self._PROTOCOL.to_entry(response)
+        except ValueError:
+            return None
+
+    def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        """The SDK's create method for this model's API, called with ``params``."""
+        create = client.completions.create if self._API == "completions" else client.chat.completions.create
+        return create(**params)
+
     def _send(self, client: Any, call: Call) -> Any:
-        """The SDK's create method for this model's API, called for one planned request."""
+        """One planned request."""
         if call.probe and hasattr(client, "with_options"):
             client = client.with_options(max_retries=0)
-        create = client.completions.create if self._API == "completions" else client.chat.completions.create
-        return create(**call.params)
+        return self._create(client, call.params)
 
     def _run_plan(self, make_plan: Callable[[Any], Plan[T]]) -> T:
         """Run the plan made for the sync client, sending each request with it."""
@@ -106,8 +188,11 @@ class _OpenAIClientMixin:
 
     def _init_clients(
         self, base_url: str | None, api_key: str | None, timeout: float | None, max_retries: int,
-        client: Any, async_client: Any,
+        client: Any, async_client: Any, namespace: str | None,
     ) -> None:
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigurationError("namespace must be a non-empty string or None")
+        self.namespace = namespace
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self._api_key = api_key
         self.timeout = timeout
@@ -120,22 +205,6 @@ class _OpenAIClientMixin:
 def _server_key(client: Any) -> str:
     """The base URL by which what was learned about a server is remembered."""
     return str(getattr(client, "base_url", "") or "")
-
-
-def _with_usage(generations: list[Generation], usage: dict[str, int], shared_by: int = 1) -> list[Generation]:
-    """``generations`` with the provider's usage in the first one's ``generation_info["usage"]``,
-    so that the stored entry says what the call cost (``llm-cache stats`` multiplies it by the
-    entry's hits). Usage that ``shared_by`` prompts shared (one completions call for a batch:
-    the API reports usage per request, not per prompt) is split evenly between their entries
-    and marked ``"shared_by"``."""
-    if not usage or not generations:
-        return generations
-    if shared_by > 1:
-        usage = {name: value // shared_by for name, value in usage.items()}
-        usage["shared_by"] = shared_by
-    first = generations[0]
-    info = {**(first.generation_info or {}), "usage": usage}
-    return [dataclasses.replace(first, generation_info=info), *generations[1:]]
 
 
 def _one_model_name(value: str | None, alias: str | None, alias_name: str, default: str) -> str:
@@ -160,14 +229,13 @@ class _Alias:
         setattr(obj, self.target, value)
 
 
-def _finish_info(choice: Any) -> dict[str, Any] | None:
-    info: dict[str, Any] = {}
-    if getattr(choice, "finish_reason", None) is not None:
-        info["finish_reason"] = choice.finish_reason
-    logprobs = getattr(choice, "logprobs", None)
-    if logprobs is not None:
-        info["logprobs"] = logprobs.model_dump() if hasattr(logprobs, "model_dump") else logprobs
-    return info or None
+def _chunk_texts(chunk: Any) -> Iterator[str]:
+    """The text pieces of one streamed chunk (chat deltas or completion texts)."""
+    for choice in chunk.choices:
+        delta = getattr(choice, "delta", None)
+        text = delta.content if delta is not None else getattr(choice, "text", None)
+        if text:
+            yield text
 
 
 class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
@@ -189,9 +257,13 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
     the model then makes the missing requests (with ``n`` set to the number still
     missing), so every result and every cached entry holds ``n`` generations. With such
     a server ``n=2`` costs two requests per prompt.
+
+    ``namespace`` partitions entries inside one cache, as ``cached_client``'s does: a
+    model and ``cached_client`` (or the proxy) with the same namespace share entries.
     """
 
     _API = "completions"
+    _PROTOCOL = COMPLETIONS
     _REQUEST_FIELDS = (
         ("model", "model_name"),
         ("temperature", "temperature"),
@@ -230,6 +302,7 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         client: Any = None,
         async_client: Any = None,
         cache: Any = None,
+        namespace: str | None = None,
     ) -> None:
         super().__init__(cache=cache)
         if n < 1 or (best_of is not None and best_of < n):
@@ -249,29 +322,25 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
         self.frequency_penalty = frequency_penalty
         self.presence_penalty = presence_penalty
         self.model_kwargs = dict(model_kwargs or {})
-        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
+        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client, namespace)
 
     def _cache_prompt(self, value: str) -> str:
         if not isinstance(value, str):
             raise ConfigurationError(f"OpenAI takes a prompt string, not {type(value).__name__}")
-        return value
+        return self._PROTOCOL.prompt_of(value)
 
     model = _Alias("model_name")
 
     def _request(self, prompts: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "prompt": prompts}
 
-    def _plan(self, inputs: list[str], kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[list[Any]], dict[str, int]]]:
+    def _plan(self, inputs: list[str], kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[Answer], dict[str, int]]]:
         params = {**self._request_params(), **kwargs}
         return completions_plan(inputs, params, batch_size=self.batch_size, base_url=_server_key(client))
 
-    def _result(self, planned: tuple[list[list[Any]], dict[str, int]]) -> tuple[list[list[Generation]], dict[str, Any]]:
-        per_prompt, usage = planned
-        generations = [
-            _with_usage([Generation(text=c.text, generation_info=_finish_info(c)) for c in choices], usage, len(per_prompt))
-            for choices in per_prompt
-        ]
-        return generations, {"token_usage": usage, "model_name": self.model_name}
+    def _result(self, planned: tuple[list[Answer], dict[str, int]]) -> tuple[list[list[Generation]], dict[str, Any]]:
+        answers, usage = planned
+        return [self._entry(answer) for answer in answers], {"token_usage": usage, "model_name": self.model_name}
 
     def _call_provider(self, inputs: list[str], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         return self._result(self._run_plan(partial(self._plan, inputs, kwargs)))
@@ -281,25 +350,10 @@ class OpenAI(_OpenAIClientMixin, BaseLLM[str]):
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
         return self._result(await self._arun_plan(partial(self._plan, inputs, kwargs)))
 
-    def _stream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
+    def _stream_request(self, value: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
         request.pop("best_of", None)
-        for chunk in self.client.completions.create(**request):
-            for choice in chunk.choices:
-                if choice.text:
-                    yield choice.text
-                if choice.finish_reason is not None:
-                    finish["finish_reason"] = choice.finish_reason
-
-    async def _astream_provider(self, value: str, kwargs: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
-        request = {**self._request([value], kwargs), "prompt": value, "stream": True, "n": 1}
-        request.pop("best_of", None)
-        async for chunk in await self.async_client.completions.create(**request):
-            for choice in chunk.choices:
-                if choice.text:
-                    yield choice.text
-                if choice.finish_reason is not None:
-                    finish["finish_reason"] = choice.finish_reason
+        return request
 
 
 class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
@@ -313,9 +367,13 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
     The model is ``model`` (or its alias ``model_name=``, as LangChain's). A server that
     ignores ``n`` (llama.cpp, Ollama) answers fewer choices than asked: the model then
     makes the missing requests, so every result and cached entry holds ``n`` generations.
+
+    ``namespace`` partitions entries inside one cache, as ``cached_client``'s does: a
+    model and ``cached_client`` (or the proxy) with the same namespace share entries.
     """
 
     _API = "chat.completions"
+    _PROTOCOL = CHAT
     _REQUEST_FIELDS = (
         ("model", "model"),
         ("temperature", "temperature"),
@@ -357,6 +415,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         client: Any = None,
         async_client: Any = None,
         cache: Any = None,
+        namespace: str | None = None,
     ) -> None:
         super().__init__(cache=cache)
         if n < 1:
@@ -375,7 +434,7 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         self.frequency_penalty = frequency_penalty
         self.presence_penalty = presence_penalty
         self.model_kwargs = dict(model_kwargs or {})
-        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client)
+        self._init_clients(base_url, api_key, timeout, max_retries, client, async_client, namespace)
 
     model_name = _Alias("model")
 
@@ -386,38 +445,21 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
         return canonical_messages(value)
 
     def _cache_prompt(self, value: Any) -> str:
-        if isinstance(value, str):
-            # The canonical JSON of [{"role": "user", "content": value}], built directly:
-            # the common single-message case then costs one string dump, not a sorted dump
-            # of a list of dicts (keys.canonical_json gives the same bytes; a test checks it).
-            return '[{"content":' + json.dumps(value, ensure_ascii=False) + ',"role":"user"}]'
-        return canonical_json(self._messages(value))
+        return self._PROTOCOL.prompt_of(self._messages(value))
 
     def _request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request_params(), **kwargs, "messages": self._messages(value)}
 
-    @staticmethod
-    def _generations(choices: list[Any]) -> list[Generation]:
-        return [
-            Generation(
-                text=choice.message.content or "",
-                generation_info=_finish_info(choice),
-                message=choice.message.model_dump(exclude_none=True),
-            )
-            for choice in choices
-        ]
-
-    def _plan(self, value: Any, kwargs: dict[str, Any], client: Any) -> Plan[tuple[list[Any], dict[str, int]]]:
+    def _plan(self, value: Any, kwargs: dict[str, Any], client: Any) -> Plan[tuple[Answer, dict[str, int]]]:
         return chat_plan(self._request(value, kwargs), base_url=_server_key(client))
 
     def _results(
-        self, planned: list[tuple[list[Any], dict[str, int]]]
+        self, planned: list[tuple[Answer, dict[str, int]]]
     ) -> tuple[list[list[Generation]], dict[str, Any]]:
         usage: dict[str, int] = {}
         for _, part in planned:
             _sum_usage(usage, part)
-        generations = [_with_usage(self._generations(choices), part) for choices, part in planned]
-        return generations, {"token_usage": usage, "model_name": self.model}
+        return [self._entry(answer) for answer, _ in planned], {"token_usage": usage, "model_name": self.model}
 
     def _call_provider(self, inputs: list[Any], kwargs: dict[str, Any]) -> tuple[list[list[Generation]], dict[str, Any]]:
         # The chat API takes one conversation per request.
@@ -444,22 +486,3 @@ class ChatOpenAI(_OpenAIClientMixin, BaseLLM[Any]):
 
     def _stream_request(self, value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return {**self._request(value, kwargs), "stream": True, "n": 1}
-
-    def _stream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> Iterator[str]:
-        for chunk in self.client.chat.completions.create(**self._stream_request(value, kwargs)):
-            for choice in chunk.choices:
-                if choice.delta is not None and choice.delta.content:
-                    yield choice.delta.content
-                if choice.finish_reason is not None:
-                    finish["finish_reason"] = choice.finish_reason
-
-    async def _astream_provider(self, value: Any, kwargs: dict[str, Any], finish: dict[str, Any]) -> AsyncIterator[str]:
-        async for chunk in await self.async_client.chat.completions.create(**self._stream_request(value, kwargs)):
-            for choice in chunk.choices:
-                if choice.delta is not None and choice.delta.content:
-                    yield choice.delta.content
-                if choice.finish_reason is not None:
-                    finish["finish_reason"] = choice.finish_reason
-
-    def _streamed_generation(self, text: str, finish: dict[str, Any]) -> Generation:
-        return Generation(text=text, generation_info=finish or None, message={"role": "assistant", "content": text})

@@ -12,9 +12,10 @@ client (both seen with llama.cpp's server and Ollama):
   so a cached entry always holds the ``n`` generations its key promises.
 
 A plan is a generator: it yields a :class:`Call` (the request's parameters), receives
-the SDK's response, or the exception the SDK raised thrown into it, and returns the
-choices. :func:`drive` and :func:`adrive` run a plan with a sync or an async send,
-so both paths share every decision.
+the SDK's response, or the exception the SDK raised thrown into it, and returns an
+:class:`Answer` per prompt (its choices, the response they came in, its own usage).
+:func:`drive` and :func:`adrive` run a plan with a sync or an async send, so both paths
+share every decision.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Awaitable, Callable, Generator, Sequence, TypeVar
 
 from ..errors import ProviderError
 
-__all__ = ["Call", "ServerQuirks", "SERVER_QUIRKS", "drive", "adrive", "completions_plan", "chat_plan"]
+__all__ = ["Answer", "Call", "ServerQuirks", "SERVER_QUIRKS", "drive", "adrive", "completions_plan", "chat_plan"]
 
 logger = logging.getLogger("llm_cache.llms")
 
@@ -48,6 +49,22 @@ class Call:
 
 
 Plan = Generator[Call, Any, T]
+
+
+@dataclass
+class Answer:
+    """The ``n`` choices of one prompt (or conversation), as the cache stores them.
+
+    ``response`` is the first SDK response that answered it (its id, model, created are
+    the entry's); ``usage`` is the tokens of the requests made for this prompt alone.
+    ``shared`` is set when one request answered several prompts at once: the API reports
+    usage per request, so each prompt gets an even share of it, with ``"shared_by"``.
+    """
+
+    choices: list[Any]
+    response: Any
+    usage: dict[str, int]
+    shared: dict[str, int] | None = None
 
 
 class ServerQuirks:
@@ -176,22 +193,24 @@ class _Context:
 
 
 # -- plans -------------------------------------------------------------------------------
-def _top_up(params: dict[str, Any], have: list[Any], ctx: _Context) -> Plan[list[Any]]:
-    """Ask again until ``have`` holds ``n`` choices (for servers that ignore ``n``)."""
-    if len(have) < ctx.n:
-        ctx.quirks.record_ignores_n(ctx.base_url, ctx.n, len(have))
-    while len(have) < ctx.n:
-        missing = ctx.n - len(have)
+def _top_up(params: dict[str, Any], answer: Answer, ctx: _Context) -> Plan[Answer]:
+    """Ask again until ``answer`` holds ``n`` choices (for servers that ignore ``n``)."""
+    if len(answer.choices) < ctx.n:
+        ctx.quirks.record_ignores_n(ctx.base_url, ctx.n, len(answer.choices))
+    while len(answer.choices) < ctx.n:
+        missing = ctx.n - len(answer.choices)
         response = yield Call({**params, "n": missing})
-        sum_usage(ctx.usage, usage_dict(response))
+        part = usage_dict(response)
+        sum_usage(ctx.usage, part)
+        sum_usage(answer.usage, part)
         more = _sorted_choices(response)[:missing]
         if not more:
             raise ProviderError("the provider returned no choices")
-        have = have + more
-    return have
+        answer.choices = answer.choices + more
+    return answer
 
 
-def _completions_chunk(prompts: list[str], params: dict[str, Any], ctx: _Context) -> Plan[list[list[Any]]]:
+def _completions_chunk(prompts: list[str], params: dict[str, Any], ctx: _Context) -> Plan[list[Answer]]:
     if len(prompts) == 1:
         # A plain string: servers that take one prompt per request may refuse even a list of one.
         response = yield Call({**params, "prompt": prompts[0]})
@@ -208,19 +227,25 @@ def _completions_chunk(prompts: list[str], params: dict[str, Any], ctx: _Context
             response = yield Call(call.params)  # not a refusal: the SDK's retry policy decides
         if known is None:
             ctx.quirks.record_prompt_lists(ctx.base_url, True)
-    sum_usage(ctx.usage, usage_dict(response))
+    part = usage_dict(response)
+    sum_usage(ctx.usage, part)
     per_prompt = split_choices(_sorted_choices(response), len(prompts), ctx.n)
     results = []
+    shared = None
+    if len(prompts) > 1 and part:
+        shared = {name: value // len(prompts) for name, value in part.items()}
+        shared["shared_by"] = len(prompts)
     for prompt, choices in zip(prompts, per_prompt):
-        results.append((yield from _top_up({**params, "prompt": prompt}, choices, ctx)))
+        answer = Answer(choices, response, dict(part) if shared is None else {}, shared)
+        results.append((yield from _top_up({**params, "prompt": prompt}, answer, ctx)))
     return results
 
 
-def _one_by_one(prompts: list[str], params: dict[str, Any], ctx: _Context) -> Plan[list[list[Any]]]:
+def _one_by_one(prompts: list[str], params: dict[str, Any], ctx: _Context) -> Plan[list[Answer]]:
     """The fallback after a refused list: one request per prompt. The refusal is
     remembered only once a single prompt worked, so a request that fails either way
     (a prompt too long, say) does not mislabel the server."""
-    results: list[list[Any]] = []
+    results: list[Answer] = []
     for prompt in prompts:
         results.extend((yield from _completions_chunk([prompt], params, ctx)))
         if len(results) == 1:
@@ -231,12 +256,12 @@ def _one_by_one(prompts: list[str], params: dict[str, Any], ctx: _Context) -> Pl
 def completions_plan(
     prompts: Sequence[str], params: dict[str, Any], *, batch_size: int | None, base_url: str,
     quirks: ServerQuirks = SERVER_QUIRKS,
-) -> Plan[tuple[list[list[Any]], dict[str, int]]]:
+) -> Plan[tuple[list[Answer], dict[str, int]]]:
     """The ``/v1/completions`` requests for ``prompts``: lists of up to ``batch_size``
     prompts (``None``: all in one), one by one where the server refuses lists.
-    Returns every prompt's ``n`` choices and the summed token usage."""
+    Returns every prompt's :class:`Answer` (``n`` choices) and the summed token usage."""
     ctx = _Context(base_url, params.get("n") or 1, quirks)
-    results: list[list[Any]] = []
+    results: list[Answer] = []
     start = 0
     while start < len(prompts):
         size = len(prompts) if batch_size is None else batch_size
@@ -250,13 +275,14 @@ def completions_plan(
 
 def chat_plan(
     params: dict[str, Any], *, base_url: str, quirks: ServerQuirks = SERVER_QUIRKS
-) -> Plan[tuple[list[Any], dict[str, int]]]:
+) -> Plan[tuple[Answer, dict[str, int]]]:
     """The ``/v1/chat/completions`` requests for one conversation: one, plus one per
-    missing choice where the server ignores ``n``. Returns the choices and token usage."""
+    missing choice where the server ignores ``n``. Returns its :class:`Answer` and token usage."""
     ctx = _Context(base_url, params.get("n") or 1, quirks)
     response = yield Call(params)
-    sum_usage(ctx.usage, usage_dict(response))
+    part = usage_dict(response)
+    sum_usage(ctx.usage, part)
     choices = _sorted_choices(response)[: ctx.n]
     if not choices:
         raise ProviderError("the provider returned no choices")
-    return (yield from _top_up(params, choices, ctx)), ctx.usage
+    return (yield from _top_up(params, Answer(choices, response, dict(part)), ctx)), ctx.usage

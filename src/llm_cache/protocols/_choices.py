@@ -12,6 +12,7 @@ shape without ``response``/``created_at``; such entries are rebuilt with a made-
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -68,25 +69,52 @@ class ChoicesProtocol:
         canonical JSON, with ``"batch": true`` in the llm_string so that it never meets the
         string that looks the same); llm_string: every other field but :data:`OPENAI_NOT_KEYED`."""
         value = body.get(self.prompt_field)
-        extra: dict[str, Any] = {}
         try:
             if self.prompt_field == "messages":
                 if not isinstance(value, list):
                     return Uncacheable("'messages' is not a list")
-                prompt = messages_prompt(value)
-                semantic = True
+                prompt, semantic, batch = self.prompt_of(value), True, False
             elif isinstance(value, str):
-                prompt, semantic = value, True
+                prompt, semantic, batch = value, True, False
             elif isinstance(value, list) and value:
-                prompt, semantic = canonical_json(value), False
-                extra["batch"] = True
+                prompt, semantic, batch = canonical_json(value), False, True
             else:
                 return Uncacheable(f"no usable {self.prompt_field!r}")
-            params = keyed_params(body, OPENAI_NOT_KEYED | {self.prompt_field})
-            llm_string = llm_string_of(self.provider, self.name, namespace, params, **extra)
+            llm_string = self.llm_string_for(body, namespace, batch=batch)
         except (ValueError, TypeError) as exc:  # ConfigurationError is a ValueError
             return Uncacheable(str(exc))
         return RequestIdentity(self.name, prompt, llm_string, semantic)
+
+    def prompt_of(self, value: Any) -> str:
+        """The prompt of one request's ``messages`` (chat) or one ``prompt`` string
+        (completions); ``ConfigurationError`` (a ``ValueError``) for a malformed conversation.
+
+        The :mod:`llm_cache.llms` models call this and :meth:`llm_string_for` (rather than
+        :meth:`identify`) because they key each prompt of a batch on its own and compute the
+        llm_string once for all of them.
+        """
+        if self.prompt_field != "messages":
+            if not isinstance(value, str):
+                raise TypeError(f"a completions prompt is a string, not {type(value).__name__}")
+            return value
+        if len(value) == 1:
+            message = value[0]
+            if type(message) is dict and len(message) == 2 and message.get("role") == "user":
+                content = message.get("content")
+                if type(content) is str:
+                    # The canonical JSON of one user message, built directly: the commonest
+                    # conversation then costs one string dump, not a sorted dump of a list of
+                    # dicts (same bytes as messages_prompt; a test checks it).
+                    return '[{"content":' + json.dumps(content, ensure_ascii=False) + ',"role":"user"}]'
+        return messages_prompt(value)
+
+    def llm_string_for(self, body: Mapping[str, Any], namespace: str | None, *, batch: bool = False) -> str:
+        """The llm_string of a request body (its prompt field, if any, is ignored);
+        ``ValueError``/``TypeError`` for values without a canonical JSON form."""
+        params = keyed_params(body, OPENAI_NOT_KEYED | {self.prompt_field})
+        if batch:
+            return llm_string_of(self.provider, self.name, namespace, params, batch=True)
+        return llm_string_of(self.provider, self.name, namespace, params)
 
     # -- entries -------------------------------------------------------------------------
     def to_entry(self, response: dict[str, Any], created_at: float | None = None) -> list[Generation]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._http import _JSON, ProxyRequest, Refusal, _add_headers, _dumps, _error, _read_body, _response
-from ._protocols import error_for
+from ._protocols import error_for, error_protocol
 from ._request import _RequestParsing
 from .keys import parse_cache_control
 from .upstream import UpstreamError
@@ -74,7 +74,8 @@ class _RoutedEndpoints(_RequestParsing):
             self.metrics.upstream_error(endpoint, exc.kind)
             self.metrics.request(endpoint, "bypass", time.perf_counter() - started)
             logger.warning("llm-cache proxy: %s", exc.message)
-            body = error_for(endpoint, exc.status, exc.message, f"upstream_{exc.kind}")
+            # By path, not by metrics label: count_tokens is "other" but speaks Anthropic.
+            body = error_for(error_protocol(request.path), exc.status, exc.message, f"upstream_{exc.kind}")
             return _error(exc.status, body, "BYPASS")
         if up.status >= 400:
             self.metrics.upstream_error(endpoint, "status")

@@ -20,6 +20,7 @@ __all__ = [
     "ENDPOINTS",
     "NAMED_EVENTS",
     "error_for",
+    "error_protocol",
     "layer_namespace",
     "protocol_of",
     "render_events",
@@ -64,8 +65,16 @@ def layer_namespace(namespace: str) -> str | None:
     return namespace
 
 
+def error_protocol(path: str) -> str:
+    """The protocol whose error body the proxy's own errors on ``path`` (after ``/v1``) take:
+    Anthropic's for the Messages API and everything under it (``/messages/count_tokens``,
+    ``/messages/batches``, ...), whether cached or passed through; else OpenAI's."""
+    return ANTHROPIC if path == "/messages" or path.startswith("/messages/") else "openai"
+
+
 def error_for(endpoint: str, status: int, message: str, code: str, type_: str = "upstream_error") -> dict[str, Any]:
-    """The proxy's own error body in the endpoint's protocol (Anthropic's, or OpenAI's)."""
+    """The proxy's own error body in the protocol of ``endpoint`` (a cached endpoint, or
+    :func:`error_protocol` of a path): Anthropic's, or OpenAI's."""
     if endpoint == ANTHROPIC:
         return anthropic_error(status, message)
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}

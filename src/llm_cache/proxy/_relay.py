@@ -16,6 +16,7 @@ from typing import Any
 from ._cache_io import _CacheIO
 from ._http import _JSON, _SSE, ProxyRequest, _add_headers, _dumps, _error, _response
 from ._request import _Parsed
+from ._split import send_completions
 from .flights import Flight
 from .keys import RequestKey
 from ._protocols import NAMED_EVENTS, USAGE_CHUNK, error_for, protocol_of, render_events, stream_error
@@ -86,7 +87,10 @@ class _FlightRelay(_CacheIO):
         up: UpstreamResponse | None = None
         try:
             try:
-                up = await self.upstream.send("POST", path, headers=headers, content=content)
+                if endpoint == "completions" and not flight.stream:
+                    up = await send_completions(self.upstream, path, headers, content)  # lists split if refused
+                else:
+                    up = await self.upstream.send("POST", path, headers=headers, content=content)
             except UpstreamError as exc:
                 metrics.upstream_error(endpoint, exc.kind)
                 logger.warning("llm-cache proxy: %s", exc.message)

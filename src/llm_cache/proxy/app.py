@@ -62,7 +62,7 @@ from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
 from ._dashboard import SEMANTIC_HITS_KEPT, ProxyDashboard
 from ._http import _JSON, ProxyRequest, Refusal, _dumps
-from ._protocols import ANTHROPIC
+from ._protocols import ANTHROPIC, error_for, error_protocol
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
@@ -299,7 +299,7 @@ def create_app(
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Refusal)
         path = request.scope["path"]
-        if path.startswith("/v1/messages"):  # e.g. /v1/messages/count_tokens: Anthropic's errors
+        if error_protocol(path.removeprefix("/v1")) == ANTHROPIC:  # e.g. /v1/messages/count_tokens
             endpoint = ANTHROPIC
         else:
             endpoint = "models" if path == "/v1/models" else "other"
@@ -310,12 +310,10 @@ def create_app(
         logger.exception(
             "llm-cache proxy: internal error on %s %s", request.method, request.scope["path"]
         )
+        protocol = error_protocol(request.scope["path"].removeprefix("/v1"))
+        message = f"llm-cache proxy error: {type(exc).__name__}"
         return Response(
-            _dumps(
-                error_body(
-                    f"llm-cache proxy error: {type(exc).__name__}", "proxy_error", "proxy_error"
-                )
-            ),
+            _dumps(error_for(protocol, 500, message, "proxy_error", "proxy_error")),
             status_code=500,
             media_type=_JSON,
         )

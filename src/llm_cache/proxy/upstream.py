@@ -114,6 +114,8 @@ class Upstream:
         self._httpx = httpx
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        #: Whether it refused a completions request with several prompts (see ._split).
+        self.refuses_prompt_lists = False
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             # Generations can take minutes without a byte on the wire (non-streamed), so
