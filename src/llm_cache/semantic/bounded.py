@@ -20,12 +20,12 @@ What is learned. For every class, counts of judged outcomes per similarity bin: 
 lookups whose candidate was compared with the provider's fresh answer, ``w`` of them wrong.
 Every miss that had a candidate yields such an outcome for free (the caller's ``update``
 brings the fresh answer), so the cache learns from the traffic it has to send to the
-provider anyway. The right-answer probability rises with similarity within a class, so the
-error at similarity ``s`` is bounded from above by pooling the outcomes of the class in the
-window ``[s - window, s]`` (lower similarities: at least as many errors): the estimate is
-conservative and uses many outcomes. A one-sided Wilson bound at confidence ``z`` on
-``wrong / n`` (plus the shipped prior's pseudo-counts, at most ``prior_weight`` of them)
-gives the bound; the cache answers only when it is ``<= max_error_rate``.
+provider anyway. The cache answers a context at similarity ``s`` when the error of the
+answers it would give there is bounded: it pools the outcomes of the class in the window
+``[s, s + window)`` (what a hit at ``s`` and above looks like; only nearby outcomes count,
+so evidence at 0.95 never vouches for 0.80) and takes a one-sided Wilson upper bound at
+confidence ``z`` of ``wrong / n`` (plus the shipped prior's pseudo-counts, scaled down to
+at most ``prior_weight`` of them); it answers only when the bound is ``<= max_error_rate``.
 
 Per entry, outcomes refine the class: an entry judged wrong at similarity ``s`` is not
 served below ``s + veto_margin`` any more (its own boundary moves up), and a reported
@@ -76,10 +76,10 @@ class BoundPolicy:
 
     max_error_rate: float
     floor: float = 0.6
-    window: float = 1.0
+    window: float = 0.1
     support: int = 2
-    z: float = 1.645  # one-sided 95%
-    explore: float = 0.2
+    z: float = 1.28  # one-sided 90%
+    explore: float = 0.1
     prior_weight: float = 300.0
     veto_margin: float = 0.03
     k: int = 4
