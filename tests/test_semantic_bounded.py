@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -467,3 +468,42 @@ def test_cli_eval_stream(stream_file: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert code == 0
     assert "20 queries, 2 labels" in out and "| threshold 0.80 | 20 |" in out and "| max_error_rate 0.05 | 20 |" in out
+
+
+def test_cli_feedback_blocks_from_another_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from llm_cache.cli import main
+    from llm_cache.semantic.embeddings import LocalEmbeddings
+
+    cache = SemanticCache(LocalEmbeddings(), data_dir=tmp_path, guards=None, max_error_rate=0.2, prior=None,
+                          learning={"floor": 0.5, "explore": 0.0, "z": 1.0})
+    cache.update("How do I get a refund for my order?", LLM, [Generation(text="refund")])
+    cache.close()
+    probe = "How can I get my money back for my order?"
+    assert main(["feedback", probe, "--data-dir", str(tmp_path), "--llm-string", LLM, "--wrong"]) == 0
+    assert "never served for this prompt again" in capsys.readouterr().out
+    cache = SemanticCache(LocalEmbeddings(), data_dir=tmp_path, guards=None, max_error_rate=0.2, prior=None)
+    assert cache.learning is not None
+    from llm_cache.keys import cache_key_hex
+
+    record = cache.learning.state.get_record(cache_key_hex("How do I get a refund for my order?", LLM))
+    assert record is not None and record["b"] == [cache_key_hex(probe, LLM)]
+    cache.close()
+    assert main(["feedback", "How do I get a refund for my order?", "--data-dir", str(tmp_path), "--llm-string", LLM, "--wrong"]) == 0
+    assert "deleted" in capsys.readouterr().out
+
+
+def test_error_budget_lets_safe_contexts_carry_a_riskier_one() -> None:
+    policy = BoundPolicy(0.05, explore=0.0, prior_weight=0)
+    counts: bounded.Counts = {}
+    safe, risky = Context(0.95, 3, 0), Context(0.75, 3, 0)
+    for _ in range(400):
+        bounded.merge_counts(counts, bounded.counts_fields(safe, wrong=False))
+    for i in range(40):
+        bounded.merge_counts(counts, bounded.counts_fields(risky, wrong=i < 4))  # 10% wrong alone
+    admitted = bounded.admitted_cells(counts, None, policy)
+    assert admitted == {"a3d0": risky.bin}  # 4 wrong in 440: within 5% with confidence
+    assert bounded.decide(risky, counts, None, None, policy, 0.5, admitted=admitted) == "hit"
+    assert bounded.decide(risky, counts, None, None, replace(policy, budget=False), 0.5) == "miss"
+    for _ in range(40):
+        bounded.merge_counts(counts, bounded.counts_fields(risky, wrong=True))  # now too many
+    assert bounded.admitted_cells(counts, None, policy) == {"a3d0": safe.bin}

@@ -37,11 +37,15 @@ def run_stream_command(args: argparse.Namespace) -> int:
         error_rates = [float(x) for x in args.error_rates.split(",") if x.strip()]
     except ValueError as exc:
         raise ConfigurationError(f"bad --error-rates {args.error_rates!r}: use comma-separated numbers such as 0.01,0.02") from exc
-    thresholds = ev.threshold_grid(args.threshold_grid)
+    # The pairs default (0.80-0.98) misses where streams of short queries reach 2% error.
+    grid = "0.70:0.98:0.02" if args.threshold_grid == "0.80:0.98:0.01" else args.threshold_grid
+    thresholds = ev.threshold_grid(grid)
     items = se.load_stream(args.stream, seed=None if args.no_shuffle else args.seed, limit=args.limit)
     progress = not args.no_progress and sys.stderr.isatty()
     model = LocalEmbeddings()
-    embedding = se.PrecomputedEmbeddings(model, se.cached_vectors([i.text for i in items], model, args.vectors_cache, progress))
+    # Vectors of the whole file in file order: one cache file serves every draw and limit.
+    everything = [i.text for i in se.load_stream(args.stream, seed=None)]
+    embedding = se.PrecomputedEmbeddings(model, se.cached_vectors(everything, model, args.vectors_cache, progress))
     guards = None if args.guards in ("none", "None", "") else args.guards.split(",") if "," in args.guards else args.guards
     rows = se.evaluate_stream(
         items, embedding=embedding, thresholds=thresholds, error_rates=error_rates, guards=guards,
@@ -56,11 +60,6 @@ def run_stream_command(args: argparse.Namespace) -> int:
     print(f"{args.stream}: {len(items)} queries, {len(labels)} labels, guards: {args.guards}, "
           f"ceiling of the correct-hit rate {ceiling:.1%}")
     print(se.format_stream_table(rows))
-    for row in rows:
-        if row.name.startswith("max_error_rate") and row.right + row.wrong:
-            best = se.best_static_at(rows, row.error_rate)
-            against = (f"{row.correct_hit_rate / best.correct_hit_rate:.2f}x the best static threshold at that error "
-                       f"({best.name}: {best.correct_hit_rate:.1%})") if best and best.right else "no static threshold reaches that error"
-            print(f"{row.name}: error {row.error_rate:.2%}, correct hits {row.correct_hit_rate:.1%} = {against}; "
-                  f"{row.explorations} exploration lookups")
+    for line in se.comparisons(rows):
+        print(line)
     return 0

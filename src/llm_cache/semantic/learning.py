@@ -155,6 +155,7 @@ class ErrorBound:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._counts: bounded.Counts = {}
+        self._admitted: dict[str, int] | None = None  # the error budget (bounded.admitted_cells)
         self._loaded_at = -float("inf")
         self._pending: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
         self._served: collections.OrderedDict[str, _Served] = collections.OrderedDict()
@@ -166,8 +167,9 @@ class ErrorBound:
         now = time.monotonic()
         if now - self._loaded_at >= self.refresh:
             fresh = bounded.counts_from_fields(self.state.read_counters())
+            admitted = bounded.admitted_cells(fresh, self.prior, self.policy) if self.policy.budget else None
             with self._lock:
-                self._counts, self._loaded_at = fresh, now
+                self._counts, self._loaded_at, self._admitted = fresh, now, admitted
         return self._counts
 
     def _record(self, key: str) -> EntryRecord | None:
@@ -179,6 +181,12 @@ class ErrorBound:
         self.state.add_counters(increments)
         with self._lock:
             bounded.merge_counts(self._counts, increments)
+            counts = self._counts
+        if self.policy.budget:
+            # Re-ranked here, on the update path (after a provider call), not on lookups.
+            admitted = bounded.admitted_cells(counts, self.prior, self.policy)
+            with self._lock:
+                self._admitted = admitted
         self.stats["outcomes"] += 1
         self.stats["outcomes_wrong"] += int(wrong)
 
@@ -211,9 +219,10 @@ class ErrorBound:
         if found is None:
             return None
         neighbour, ctx = found
+        counts = self.counts()
         verdict = bounded.decide(
-            ctx, self.counts(), self.prior, self._record(neighbour.entry.key), self.policy,
-            self._rng.random(), query_key,
+            ctx, counts, self.prior, self._record(neighbour.entry.key), self.policy,
+            self._rng.random(), query_key, self._admitted,
         )
         if verdict == "hit":
             with self._lock:
@@ -264,7 +273,7 @@ class ErrorBound:
     def clear(self) -> None:
         self.state.clear()
         with self._lock:
-            self._counts, self._loaded_at = {}, -float("inf")
+            self._counts, self._loaded_at, self._admitted = {}, -float("inf"), None
             self._pending.clear()
             self._served.clear()
 

@@ -48,6 +48,7 @@ __all__ = [
     "run_stream",
     "evaluate_stream",
     "best_static_at",
+    "comparisons",
     "format_stream_table",
 ]
 
@@ -79,6 +80,7 @@ class StreamMetrics:
     unlabelled: int = 0
     explorations: int = 0
     seconds: float = 0.0
+    lookup_p50_ms: float = float("nan")  # median lookup time (embedding excluded when precomputed)
 
     @property
     def hit_rate(self) -> float:
@@ -234,10 +236,13 @@ def run_stream(items: Sequence[StreamItem], cache: Any, name: str, progress: boo
     explored_before = learning.stats["explorations"] if learning is not None else 0
     bar = Progress(len(items), name, progress)
     start = time.perf_counter()
+    durations = []
     try:
         for item in items:
             metrics.queries += 1
+            began = time.perf_counter()
             cached = cache.lookup(item.text, STREAM_LLM_STRING)
+            durations.append(time.perf_counter() - began)
             if cached is None:
                 cache.update(item.text, STREAM_LLM_STRING, [Generation(text=item.label)])
             else:
@@ -248,6 +253,10 @@ def run_stream(items: Sequence[StreamItem], cache: Any, name: str, progress: boo
     finally:
         bar.close()
     metrics.seconds = time.perf_counter() - start
+    if durations:
+        import statistics
+
+        metrics.lookup_p50_ms = statistics.median(durations) * 1000
     if learning is not None:
         metrics.explorations = learning.stats["explorations"] - explored_before
     return metrics
@@ -294,16 +303,42 @@ def best_static_at(rows: Sequence[StreamMetrics], max_error: float) -> StreamMet
     return max(eligible, key=lambda r: r.correct_hit_rate, default=None)
 
 
+def comparisons(rows: Sequence[StreamMetrics]) -> list[str]:
+    """One line per error-bounded row: its correct-hit rate against the best static
+    threshold whose error is at most the realised error, and at most ``max_error_rate``."""
+    lines = []
+    static_p50 = sorted(r.lookup_p50_ms for r in rows if r.name.startswith("threshold"))
+    for row in rows:
+        if not row.name.startswith("max_error_rate") or not row.right + row.wrong:
+            continue
+        delta = float(row.name.split()[1])
+        parts = []
+        for label, limit in (("at <= the realised error", row.error_rate), ("at <= max_error_rate", delta)):
+            best = best_static_at(rows, limit)
+            parts.append(
+                f"{row.correct_hit_rate / best.correct_hit_rate:.2f}x the best static threshold {label} "
+                f"({best.name}: {best.correct_hit_rate:.1%} at {best.error_rate:.2%})"
+                if best is not None and best.right else f"no static threshold {label}"
+            )
+        p50 = f"; lookup p50 {row.lookup_p50_ms:.2f} ms (static: {static_p50[len(static_p50) // 2]:.2f} ms)" if static_p50 else ""
+        lines.append(
+            f"{row.name}: error of hits {row.error_rate:.2%}, correct hits {row.correct_hit_rate:.1%} = "
+            + "; ".join(parts) + f"; {row.explorations} exploration lookups{p50}"
+        )
+    return lines
+
+
 def format_stream_table(rows: Sequence[StreamMetrics]) -> str:
     """A Markdown table of stream rows."""
     lines = [
-        "| cache | queries | hit rate | right | wrong | unlabelled | error rate of hits | correct-hit rate | explorations |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cache | queries | hit rate | right | wrong | unlabelled | error rate of hits | correct-hit rate | explorations | lookup p50 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         err = "-" if math.isnan(r.error_rate) else f"{r.error_rate:.2%}"
         lines.append(
             f"| {r.name} | {r.queries} | {r.hit_rate:.1%} | {r.right} | {r.wrong} | {r.unlabelled} | {err} "
-            f"| {r.correct_hit_rate:.1%} | {r.explorations if r.name.startswith('max_error') else '-'} |"
+            f"| {r.correct_hit_rate:.1%} | {r.explorations if r.name.startswith('max_error') else '-'} "
+            f"| {r.lookup_p50_ms:.2f} ms |"
         )
     return "\n".join(lines)
