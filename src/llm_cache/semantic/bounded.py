@@ -93,6 +93,7 @@ class BoundPolicy:
     k: int = 4
     budget: bool = True
     smooth: int = 3
+    budget_prior_weight: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ def admitted_cells(counts: Counts, prior: Counts | None, policy: BoundPolicy) ->
     """The error budget: per class, the lowest similarity bin the cache may answer from.
 
     Cells (class, bin) are ranked by their estimated error (outcomes pooled over ``smooth``
-    bins upwards, the prior scaled to ``prior_weight`` pseudo-outcomes in all); the cache
+    bins upwards, the prior scaled to ``budget_prior_weight`` pseudo-outcomes in all); the cache
     admits cells in that order while the Wilson upper bound of the error of everything
     admitted stays ``<= max_error_rate``. Answers at a cell are thus allowed by the error
     of all the answers the cache would give, not by that cell's own, which lets a few
@@ -228,7 +229,7 @@ def admitted_cells(counts: Counts, prior: Counts | None, policy: BoundPolicy) ->
     scale = 0.0
     if prior:
         total = sum(sum(n) for n, _ in prior.values())
-        scale = min(1.0, policy.prior_weight / total) if total > 0 else 0.0
+        scale = min(1.0, policy.budget_prior_weight / total) if total > 0 else 0.0
     first = similarity_bin(policy.floor)
     cells = []
     for cls in set(counts) | set(prior or {}):
