@@ -65,7 +65,7 @@ class WordEmbeddings:
 
 WORDS = "red green blue black white old new big small cheap fast slow late early first last".split()
 # A quick-learning policy: few outcomes make a bound, never explores when the bound is met.
-QUICK = {"z": 1.0, "explore": 0.0, "floor": 0.5, "support": 1, "k": 4}
+QUICK = {"z": 1.0, "explore": 0.0, "floor": 0.5, "support": 1, "k": 4, "min_outcomes": 2}
 
 
 def refund(i: int) -> str:
@@ -507,3 +507,16 @@ def test_error_budget_lets_safe_contexts_carry_a_riskier_one() -> None:
     for _ in range(40):
         bounded.merge_counts(counts, bounded.counts_fields(risky, wrong=True))  # now too many
     assert bounded.admitted_cells(counts, None, policy) == {"a3d0": safe.bin}
+
+
+def test_the_prior_alone_never_answers() -> None:
+    ctx = Context(0.9, 3, 0)
+    prior: bounded.Counts = {}
+    bounded.merge_counts(prior, {f"{ctx.cls}:{ctx.bin}:n": 1e4})  # a confident prior: never wrong
+    policy = BoundPolicy(0.05, explore=0.0)
+    assert bounded.decide(ctx, {}, prior, None, policy, 0.5) == "miss"  # no outcome of its own yet
+    assert bounded.decide(ctx, {}, prior, None, replace(policy, min_outcomes=0), 0.5) == "hit"
+    own: bounded.Counts = {}
+    for _ in range(policy.min_outcomes):
+        bounded.merge_counts(own, bounded.counts_fields(ctx, wrong=False))
+    assert bounded.decide(ctx, own, prior, None, policy, 0.5) == "hit"
