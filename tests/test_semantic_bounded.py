@@ -520,3 +520,15 @@ def test_the_prior_alone_never_answers() -> None:
     for _ in range(policy.min_outcomes):
         bounded.merge_counts(own, bounded.counts_fields(ctx, wrong=False))
     assert bounded.decide(ctx, own, prior, None, policy, 0.5) == "hit"
+
+
+def test_an_unreachable_database_does_not_stop_a_bounded_cache_from_starting() -> None:
+    pytest.importorskip("sqlalchemy")
+    pytest.importorskip("pgvector")
+    from llm_cache.semantic.stores.pgvector import PGVectorStore
+
+    store = PGVectorStore("postgresql://u:p@127.0.0.1:1/none", dimension=WordEmbeddings.dimension)
+    cache = make(store=store)  # the store and the learned state both fail open
+    assert cache.lookup(refund(1), LLM) is None  # a logged miss
+    cache.update(refund(1), LLM, [Generation(text="refund")])  # a dropped write, not an error
+    store.close()

@@ -258,15 +258,27 @@ class PGLearnedState(LearnedState):
             sa.Column("value", sa.Text, nullable=False), sa.Column("updated_at", sa.Double, nullable=False),
             schema=schema or None,
         )
-        meta.create_all(engine, checkfirst=True)
+        self._meta = meta
+        self._ready = False
+        try:
+            self._ensure()
+        except Exception as exc:  # noqa: BLE001 - database down: like the store, retry on first use
+            logger.warning("llm-cache: the learned-state tables could not be created yet (%s: %s)", type(exc).__name__, exc)
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self._meta.create_all(self._engine, checkfirst=True)
+            self._ready = True
 
     def read_counters(self) -> dict[str, float]:
+        self._ensure()
         t = self._counts
         with self._engine.connect() as conn:
             rows = conn.execute(self._sa.select(t.c.field, t.c.value).where(t.c.namespace == self.namespace)).fetchall()
         return {str(f): float(v) for f, v in rows}
 
     def add_counters(self, fields: Mapping[str, float]) -> None:
+        self._ensure()
         from sqlalchemy.dialects.postgresql import insert
 
         t = self._counts
@@ -279,12 +291,14 @@ class PGLearnedState(LearnedState):
             conn.execute(statement)
 
     def get_record(self, key: str) -> dict[str, Any] | None:
+        self._ensure()
         t = self._entries
         with self._engine.connect() as conn:
             raw = conn.execute(self._sa.select(t.c.value).where(t.c.namespace == self.namespace, t.c.key == key)).scalar()
         return _decode(raw)
 
     def put_record(self, key: str, record: Mapping[str, Any]) -> None:
+        self._ensure()
         from sqlalchemy.dialects.postgresql import insert
 
         t = self._entries
@@ -303,6 +317,7 @@ class PGLearnedState(LearnedState):
                 conn.execute(t.delete().where(t.c.namespace == self.namespace, t.c.key.not_in(keep)))
 
     def clear(self) -> None:
+        self._ensure()
         with self._engine.begin() as conn:
             conn.execute(self._counts.delete().where(self._counts.c.namespace == self.namespace))
             conn.execute(self._entries.delete().where(self._entries.c.namespace == self.namespace))
