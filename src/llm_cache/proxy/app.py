@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -54,6 +55,7 @@ from ..urls import cache_from_url, redact_url
 from ._cached import _RENDER_MEMO_ENTRIES, _CachedEndpoints
 from ._http import _JSON, ProxyRequest, _dumps
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
+from ._feedback import feedback_endpoint
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
 from .flights import Flight
@@ -293,6 +295,7 @@ def create_app(
         Route("/v1/models", proxy.models_endpoint, methods=["GET"]),
         Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
         Route("/healthz", proxy.healthz_endpoint, methods=["GET"]),
+        Route("/v1/cache/feedback", functools.partial(feedback_endpoint, proxy), methods=["POST"]),
         Route(
             "/v1/{rest:path}",
             proxy.passthrough_endpoint,
