@@ -13,7 +13,12 @@ hits. Data come from ../shared/data/eval (QQP and MRPC are measured with, never 
    should-hit recall is at least 40% (the issue's target), the lowest one with the
    smallest should-miss hit rate;
 3. that threshold measured on qqp_dev, msr-para-train/val and traps_dev per category;
-4. GPTCache's own table (positive / negative / miss) on gptcache_mock_data.json.
+4. GPTCache's own table (positive / negative / miss) on gptcache_mock_data.json;
+5. the stream protocol (llm_cache.semantic.stream_eval; ``--stream-only`` runs just this):
+   the Banking77 dev stream (3,080 queries, random.Random(0).shuffle of banking77_train),
+   CLINC150 validation (3,100 with out-of-scope), QQP (first 4,000 pairs) and traps_dev as
+   streams, static thresholds against ``max_error_rate``; with ``--plot FILE.png`` (needs
+   matplotlib) the curves of the two intent streams.
 """
 
 from __future__ import annotations
@@ -79,8 +84,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vectors-cache", default=None, help="directory to keep embeddings between runs")
     parser.add_argument("--qqp-limit", type=int, default=4000)
+    parser.add_argument("--stream-only", action="store_true", help="run section 5 only")
+    parser.add_argument("--plot", default=None, help="write the stream curves to this PNG (needs matplotlib)")
     args = parser.parse_args()
     embedding = LocalEmbeddings()
+    if args.stream_only:
+        return stream_section(args, embedding)
 
     qqp = neighbours_for("qqp_dev", "qqp_dev.jsonl", args.qqp_limit, embedding, args.vectors_cache)
     traps = neighbours_for("traps_dev", "traps_dev.jsonl", None, embedding, args.vectors_cache)
@@ -142,7 +151,84 @@ def main() -> int:
         print(f"### guards: {config}\n")
         print(ev.format_table(ev.threshold_table(result, [0.70, 0.75, 0.80, 0.85, 0.90, DEFAULT_THRESHOLD, 0.95]), gptcache_style=True))
         print()
+    return stream_section(args, embedding)
+
+
+STREAM_GRID = [round(0.70 + 0.01 * i, 2) for i in range(29)]  # 0.70 .. 0.98
+ERROR_RATES = [0.01, 0.02, 0.05]
+
+
+def stream_section(args: argparse.Namespace, embedding: LocalEmbeddings) -> int:
+    from llm_cache.semantic import stream_eval as se
+
+    print("## 5. The stream protocol (guards off for both kinds of rows: the plain-cosine baseline)\n")
+    def intents(file: str, limit: int | None) -> tuple[list[se.StreamItem], list[str]]:
+        path = os.path.join(DATA, file)
+        return se.load_stream(path, seed=0, limit=limit), [i.text for i in se.load_stream(path, seed=None)]
+
+    def pairs(file: str, limit: int | None) -> tuple[list[se.StreamItem], list[str]]:
+        loaded = ev.load_pairs(os.path.join(DATA, file), limit)
+        return se.stream_from_pairs(loaded, seed=0), [i.text for i in se.stream_from_pairs(loaded, seed=None)]
+
+    streams = {
+        "banking77 dev (3,080)": intents("banking77_train.jsonl", 3080),
+        "clinc150_val (3,100)": intents("clinc150_val.jsonl", None),
+        f"qqp_dev[:{args.qqp_limit}] as a stream": pairs("qqp_dev.jsonl", args.qqp_limit),
+        "traps_dev as a stream": pairs("traps_dev.jsonl", None),
+    }
+    curves = {}
+    for name, (items, texts) in streams.items():
+        vectors = se.cached_vectors(texts, embedding, args.vectors_cache, progress=True)
+        # Pairs streams are long (QQP: 7,885 texts) and measured, not compared: a coarser grid.
+        grid = STREAM_GRID if "stream" not in name else STREAM_GRID[::4]
+        rows = se.evaluate_stream(items, embedding=se.PrecomputedEmbeddings(embedding, vectors), thresholds=grid, error_rates=ERROR_RATES)
+        curves[name] = rows
+        print(f"### {name}\n")
+        print(se.format_stream_table(rows))
+        print()
+        static_p50 = [r.lookup_p50_ms for r in rows if r.name.startswith("threshold")]
+        for row in rows:
+            if not row.name.startswith("max_error_rate"):
+                continue
+            delta = float(row.name.split()[1])
+            ratios = []
+            for label, limit in (("at <= realised error", row.error_rate), ("at <= max_error_rate", delta)):
+                best = se.best_static_at(rows, limit)
+                ratios.append(f"{row.correct_hit_rate / best.correct_hit_rate:.2f}x the best static {label} ({best.name}: {best.correct_hit_rate:.1%} at {best.error_rate:.2%})" if best and best.right else f"no static threshold {label}")
+            ratio = "; ".join(ratios)
+            print(f"- {row.name}: error of hits {row.error_rate:.2%}, correct hits {row.correct_hit_rate:.1%} = {ratio}; "
+                  f"{row.explorations} explorations; lookup p50 {row.lookup_p50_ms:.2f} ms against {sorted(static_p50)[len(static_p50) // 2]:.2f} ms (static, median of the grid)")
+        print()
+    if args.plot:
+        plot(curves, args.plot)
     return 0
+
+
+def plot(curves: dict[str, list], path: str) -> None:  # type: ignore[type-arg]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in curves if not n.startswith(("qqp", "traps"))]
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.2))
+    for ax, name in zip(axes, names):
+        static = [r for r in curves[name] if r.name.startswith("threshold") and r.right + r.wrong]
+        ax.plot([100 * r.error_rate for r in static], [100 * r.correct_hit_rate for r in static], "o-", ms=3, label="static threshold 0.70-0.98")
+        for r in static[::5]:
+            ax.annotate(r.name.split()[1], (100 * r.error_rate, 100 * r.correct_hit_rate), fontsize=7, xytext=(3, -8), textcoords="offset points")
+        bounded = [r for r in curves[name] if r.name.startswith("max_error_rate")]
+        ax.plot([100 * r.error_rate for r in bounded], [100 * r.correct_hit_rate for r in bounded], "s", ms=7, color="C3", label="max_error_rate (learned)")
+        for r in bounded:
+            ax.annotate(f"δ={r.name.split()[1]}", (100 * r.error_rate, 100 * r.correct_hit_rate), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlim(0, 8)
+        ax.set_xlabel("error rate of hits (%)")
+        ax.set_ylabel("correct-hit rate (% of queries)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ from typing import Any
 from ..semantic.guards import GUARDS  # pure Python, cheap: the help lists every guard
 
 
-def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+def add_eval_arguments(parser: argparse.ArgumentParser, pairs_optional: bool = False) -> None:
     """Arguments shared by ``eval`` and ``calibrate``."""
-    parser.add_argument("pairs", help="labelled pairs: JSON lines (a, b, label|same_answer), MRPC TSV or GPTCache JSON")
+    parser.add_argument(
+        "pairs", nargs="?" if pairs_optional else None,
+        help="labelled pairs: JSON lines (a, b, label|same_answer), MRPC TSV or GPTCache JSON",
+    )
     parser.add_argument("--limit", type=int, default=None, help="use only the first N pairs")
     parser.add_argument(
         "--threshold-grid", default="0.80:0.98:0.01",
@@ -49,7 +52,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
             "counted apart as 'other'), then the lowest threshold reaching the target precision."
         ),
     )
-    add_eval_arguments(parser)
+    add_eval_arguments(parser, pairs_optional=True)
+    from ._eval_stream import add_stream_arguments
+
+    add_stream_arguments(parser)
     parser.add_argument("--by-category", action="store_true", help="also break results down by the pairs' category")
     parser.add_argument(
         "--gptcache-table", action="store_true",
@@ -61,6 +67,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 def _run(args: argparse.Namespace) -> int:
     from ..semantic import evaluation as ev
+
+    if args.stream is not None:
+        from ._eval_stream import run_stream_command
+
+        return run_stream_command(args)
+    if args.pairs is None:
+        raise SystemExit("llm-cache eval: give a PAIRS file, or --stream FILE.jsonl")
 
     pairs, outcomes, table, best = measure(args)
     if args.json:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections import deque
@@ -64,6 +65,7 @@ from ._dashboard import SEMANTIC_HITS_KEPT, ProxyDashboard
 from ._http import _JSON, ProxyRequest, Refusal, _dumps
 from ._protocols import ANTHROPIC, error_for, error_protocol
 from ._request import _NAMESPACE_MEMO_ENTRIES, _PARSE_MEMO_ENTRIES
+from ._feedback import feedback_endpoint
 from ._semantic import _is_semantic, semantic_cache_from_url
 from ._state import _LRU
 from .auth import ClientKeys
@@ -345,6 +347,7 @@ def create_app(
         Route("/metrics", proxy.metrics_endpoint, methods=["GET"]),
         Route("/healthz", proxy.healthz_endpoint, methods=["GET"]),
         *dashboard.routes(),
+        Route("/v1/cache/feedback", functools.partial(feedback_endpoint, proxy), methods=["POST"]),
         Route(
             "/v1/{rest:path}",
             proxy.passthrough_endpoint,

@@ -42,6 +42,8 @@ from .stores.base import Neighbour, SemanticEntry, VectorStore
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
+    from .learning import ErrorBound
+
     from .embeddings import Embeddings
 
 __all__ = [
@@ -197,9 +199,15 @@ class SemanticCache(BaseCache):
         annotate: add ``generation_info["llm_cache"]`` (similarity, matched prompt) to
             the generations of semantic hits.
         clock: wall-clock time source for TTL (tests pass a fake one).
-        max_entries, max_bytes, policy, evict_batch: size caps of the local store and the
-            eviction policy (``"lru"``, ``"lfu"``, ``"cost"``; see :mod:`llm_cache.eviction`).
-            Other stores take their caps in their own constructor.
+        max_entries: int | None = None,
+        max_bytes: int | None = None,
+        policy: str = "lru",
+        evict_batch: int | None = None,
+        max_error_rate: float | None = None,
+        judge: Any = "equal",
+        learning: Any = None,
+        prior: Any = "default",
+        learning_seed: int | None = None,
     """
 
     def __init__(
@@ -220,6 +228,11 @@ class SemanticCache(BaseCache):
         max_bytes: int | None = None,
         policy: str = "lru",
         evict_batch: int | None = None,
+        max_error_rate: float | None = None,
+        judge: Any = "equal",
+        learning: Any = None,
+        prior: Any = "default",
+        learning_seed: int | None = None,
     ) -> None:
         super().__init__(strict=strict)
         if store is not None and data_dir is not None:
@@ -266,6 +279,11 @@ class SemanticCache(BaseCache):
         self._memo_lock = threading.Lock()
         self._thread = threading.local()
         self._unit: Any = None
+        self.learning: ErrorBound | None = None
+        if max_error_rate is not None:
+            from .learning import make_error_bound
+
+            self.learning = make_error_bound(self, max_error_rate, judge, learning, prior, learning_seed)
 
     def __repr__(self) -> str:
         return (
@@ -351,12 +369,17 @@ class SemanticCache(BaseCache):
                 self.semantic_stats["corrupt_candidates"] += 1
                 self.stats.corrupt += 1
                 logger.warning("llm-cache: skipping a semantic candidate whose stored value is corrupt: %s", bad)
-                remaining = [n for n in remaining if n is not bad.neighbour]
+                remaining = [n for n in remaining if n.entry is not bad.neighbour.entry]
 
     def _semantic_once(
         self, sk: SemanticKey, llm_string: str, neighbours: Sequence[Neighbour]
     ) -> SemanticMatch | None:
         assert sk.text is not None
+        if self.learning is not None:
+            from .learning import admissible
+
+            usable = admissible(sk.text, neighbours, self.guards, self.learning.policy.floor, llm_string, sk.context)
+            return self._semantic_hit(self.learning.decide(sk.key, usable))
         verdicts: list[Candidate] = []
         chosen = select_candidate(
             sk.text, neighbours, self.guards, self.threshold,
@@ -370,12 +393,16 @@ class SemanticCache(BaseCache):
             if neighbours and neighbours[0].similarity < self.threshold:
                 self.semantic_stats["below_threshold"] += 1
             return None
+        return self._semantic_hit(chosen)
+
+    def _semantic_hit(self, chosen: Neighbour | None) -> SemanticMatch | None:
+        if chosen is None:
+            return None
         entry = chosen.entry
         try:
             generations = decode_generations(entry.response)
         except CorruptEntryError as exc:
-            picked = next(n for n in neighbours if n.entry is entry)
-            raise _CorruptCandidate(picked, exc) from exc
+            raise _CorruptCandidate(chosen, exc) from exc
         similarity = round(float(chosen.similarity), 6)
         if self.annotate:
             generations = [self._annotated(g, similarity, entry) for g in generations]
@@ -402,11 +429,18 @@ class SemanticCache(BaseCache):
         )
 
     # ------------------------------------------------------------------ the contract
+    @property
+    def _search_k(self) -> int:
+        # An error-bounded cache looks at exactly the neighbours its bound was learned on.
+        return self.k if self.learning is None else self.learning.policy.k
+
     def _match(self, prompt: str, llm_string: str) -> SemanticMatch | None:
         sk = split_prompt(prompt, llm_string)
         match = self._exact(self.store.get(sk.key), prompt, llm_string)
+        if match is not None and self.learning is not None:
+            self.learning.served_exact(sk.key)
         if match is None and sk.text is not None:
-            neighbours = self.store.search(sk.partition, self._embed(sk.text), self.k)
+            neighbours = self.store.search(sk.partition, self._embed(sk.text), self._search_k)
             match = self._semantic(sk, llm_string, neighbours)
         self._thread.last_match = match
         if match is not None:
@@ -416,9 +450,16 @@ class SemanticCache(BaseCache):
     async def _amatch(self, prompt: str, llm_string: str) -> SemanticMatch | None:
         sk = split_prompt(prompt, llm_string)
         match = self._exact(await self.store.aget(sk.key), prompt, llm_string)
+        if match is not None and self.learning is not None:
+            self.learning.served_exact(sk.key)
         if match is None and sk.text is not None:
-            neighbours = await self.store.asearch(sk.partition, await self._aembed(sk.text), self.k)
-            match = self._semantic(sk, llm_string, neighbours)
+            neighbours = await self.store.asearch(sk.partition, await self._aembed(sk.text), self._search_k)
+            if self.learning is None:
+                match = self._semantic(sk, llm_string, neighbours)
+            else:  # the learned state is read from the store: off the event loop
+                import asyncio
+
+                match = await asyncio.to_thread(self._semantic, sk, llm_string, neighbours)
         self._thread.last_match = match
         if match is not None:
             self.store.record_hit(match.key)
@@ -436,17 +477,58 @@ class SemanticCache(BaseCache):
         sk = split_prompt(prompt, llm_string)
         vector = self._placeholder_vector() if sk.text is None else self._embed(sk.text)
         self.store.add(self._entry(sk, prompt, llm_string, generations), vector)
+        if self.learning is not None:
+            self._observe(sk.key, generations)
 
     async def _aupdate(self, prompt: str, llm_string: str, generations: list[Generation]) -> None:
         sk = split_prompt(prompt, llm_string)
         vector = self._placeholder_vector() if sk.text is None else await self._aembed(sk.text)
         await self.store.aadd(self._entry(sk, prompt, llm_string, generations), vector)
+        if self.learning is not None:
+            import asyncio
+
+            await asyncio.to_thread(self._observe, sk.key, generations)
+
+    def _observe(self, query_key: str, generations: list[Generation]) -> None:
+        # Learning never costs the caller its write: a failure here is logged, not raised.
+        assert self.learning is not None
+        try:
+            self.learning.observe(query_key, generations)
+        except Exception as exc:  # noqa: BLE001 - the entry is stored; only the lesson is lost
+            logger.warning("llm-cache: could not record a judged outcome (%s: %s)", type(exc).__name__, exc)
 
     def _clear(self) -> None:
         self.store.clear()
+        if self.learning is not None:
+            self.learning.clear()
 
     async def _aclear(self) -> None:
         await self.store.aclear()
+        if self.learning is not None:
+            import asyncio
+
+            await asyncio.to_thread(self.learning.clear)
+
+    # ------------------------------------------------------------------ feedback
+    def feedback(self, prompt: str, llm_string: str, correct: bool) -> None:
+        """Report whether the last answer this cache gave for ``prompt`` was right.
+
+        ``correct=False`` on a semantic hit: that entry is never served for this prompt
+        again and its boundary tightens; on an exact hit: the entry is deleted. The outcome
+        trains the error bound (``max_error_rate``); without one, only a wrong exact hit
+        has an effect (the entry is deleted). When this process did not serve the answer
+        (another process, the CLI), the candidate a lookup would pick now is taken as the
+        one that answered. Store errors are raised (feedback is never silently lost).
+        """
+        from .feedback import apply_feedback
+
+        apply_feedback(self, prompt, llm_string, bool(correct))
+
+    async def afeedback(self, prompt: str, llm_string: str, correct: bool) -> None:
+        """Async :meth:`feedback` (runs in a worker thread)."""
+        import asyncio
+
+        await asyncio.to_thread(self.feedback, prompt, llm_string, correct)
 
     def _probe(self) -> None:
         # The breaker's health probe: a point read, never an embedding call.
@@ -494,7 +576,7 @@ class SemanticCache(BaseCache):
         sk = split_prompt(prompt, llm_string)
         if sk.text is None:
             return []
-        neighbours = self.store.search(sk.partition, self._embed(sk.text), self.k)
+        neighbours = self.store.search(sk.partition, self._embed(sk.text), self._search_k)
         verdicts: list[Candidate] = []
         select_candidate(
             sk.text, neighbours, self.guards, self.threshold,
@@ -536,6 +618,8 @@ class SemanticCache(BaseCache):
 
     def close(self) -> None:
         """Close the store if this cache created it (a local store saves its index)."""
+        if self.learning is not None:
+            self.learning.state.close()
         if self._owns_store:
             self.store.close()
 
