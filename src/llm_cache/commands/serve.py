@@ -91,6 +91,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="upstream read timeout in seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="on a redis:// or postgresql:// cache, identical misses of every instance make one "
+        "upstream call; a leader that dies without answering is replaced after this many "
+        "seconds (default: %(default)s)",
+    )
+    parser.add_argument(
         "--access-log", action="store_true", help="log every request (method, path, status)"
     )
     auth = parser.add_argument_group(
@@ -243,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         limits=limits,
         client_keys=args.client_keys,
+        lease_ttl=args.lease_ttl,
     )
     # Only redacted URLs are printed; the key is never.
     print(

@@ -58,6 +58,7 @@ class _ProxyState:
     limits: ProxyLimits
     client_keys: ClientKeys | None
     _upstream_calls: int
+    lease_store: Any  # a .leases.LeaseStore (coalescing across processes), or None
 
     # The cap on concurrent upstream calls: taken before a miss or a pass-through calls
     # upstream (hits and coalesced requests never take one), freed when its answer ends.

@@ -198,6 +198,7 @@ class Metrics:
         self.inflight = 0
         self.refused_requests: dict[tuple[str, str], int] = {}
         self.not_stored: dict[tuple[str, str], int] = {}
+        self.leases: dict[tuple[str, str], int] = {}
 
     # -- updates (event-loop thread only) ------------------------------------------------
     def request(self, endpoint: str, cache: str, seconds: float) -> None:
@@ -228,6 +229,11 @@ class Metrics:
     def not_stored_answer(self, endpoint: str, reason: str) -> None:
         key = (endpoint, reason)
         self.not_stored[key] = self.not_stored.get(key, 0) + 1
+
+    def lease(self, endpoint: str, outcome: str) -> None:
+        """Count how a miss's cross-process coalescing ended: lead, serve, alone."""
+        key = (endpoint, outcome)
+        self.leases[key] = self.leases.get(key, 0) + 1
 
     def saved(self, usage: Mapping[str, Any] | None, model: Any) -> None:
         """Count the tokens (and estimated cost) of an answer served without an upstream call."""
@@ -353,6 +359,12 @@ class Metrics:
             "Upstream answers passed on without being stored, by endpoint and reason.",
         )
         samples("responses_not_stored_total", ("endpoint", "reason"), self.not_stored.items())
+        family(
+            "coalescing_leases_total",
+            "counter",
+            "Misses coordinated across processes, by endpoint and outcome (lead, serve, alone).",
+        )
+        samples("coalescing_leases_total", ("endpoint", "outcome"), self.leases.items())
         if cache_stats is not None:
             for name in ("hits", "misses", "updates", "errors", "corrupt", "skipped"):
                 if name in cache_stats:
