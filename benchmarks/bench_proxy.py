@@ -2,6 +2,13 @@
 
     python benchmarks/bench_proxy.py               # ~3 minutes on 2 cores
     python benchmarks/bench_proxy.py --quick       # shorter runs, one repeat
+    python benchmarks/bench_proxy.py --scale       # workers and cross-instance coalescing
+
+``--scale`` measures scale-out instead: cached hits with ``serve --workers 1`` and ``2``
+(one SQLite file; proxy CPU is the parent's and its workers', and wrk's own CPU per
+request is given too, since it shares the 2 cores), and 50 concurrent identical misses
+spread over 3 instances on one Redis (started like the tests do): upstream calls per
+round, and how much later than the leader the followers are answered (p50, p99).
 
 Three processes on loopback: the built-in OpenAI-compatible server (the upstream, with
 ``--upstream-latency`` seconds per answer, default 0.2 s, a fast provider), the proxy
@@ -362,6 +369,152 @@ def wrk_load(
     return Run(requests, requests / rps, marks[50], marks[99])
 
 
+# ------------------------------------------------------------------------ scale-out
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (``serve --workers``: the workers)."""
+    total = cpu_seconds(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            pass  # a worker that exited meanwhile
+    return total
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (wrk runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_proxy(up_base: str, cache: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", up_base, "--cache", cache,
+         "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(base + "/healthz", proc)
+    return proc, base
+
+
+def workers_rows(args: argparse.Namespace, up_base: str, workdir: str) -> list[list[str]]:
+    """Cached chat hits with 1 and 2 workers (one SQLite file), wrk as the load generator."""
+    rows = []
+    bodies = [chat_body(i) for i in range(args.prompts)]
+    for workers in (1, 2):
+        cache = f"sqlite:///{workdir}/workers-{workers}.db"
+        proc, base = start_proxy(up_base, cache, "--workers", str(workers))
+        try:
+            for body in bodies:
+                post(base + "/v1/chat/completions", body)
+            port = int(base.rsplit(":", 1)[1])
+            runs = []
+            for _ in range(args.repeat):
+                hits_before = metric(base, hit_metric("/v1/chat/completions"))
+                cpu_before, gen_before = process_tree_cpu(proc.pid), children_cpu()
+                run = wrk_load(port, "/v1/chat/completions", bodies, args.connections, args.duration, workdir)
+                run.cpu_us = (process_tree_cpu(proc.pid) - cpu_before) / run.requests * 1e6
+                gen_us = (children_cpu() - gen_before) / run.requests * 1e6
+                hits = metric(base, hit_metric("/v1/chat/completions")) - hits_before
+                if hits < run.requests:  # /metrics adds up every worker: all must be hits
+                    raise RuntimeError(f"only {hits:.0f} of {run.requests} requests were hits")
+                print(
+                    f"  {workers} worker(s): {run.rps:,.0f} req/s, p50 {run.p50 * 1e3:.2f} ms, "
+                    f"p99 {run.p99 * 1e3:.2f} ms, proxy CPU {run.cpu_us:.0f} us/req, "
+                    f"wrk CPU {gen_us:.0f} us/req (load avg {loadavg()})",
+                    flush=True,
+                )
+                runs.append((run, gen_us))
+            best = median_run([r for r, _ in runs])
+            gen = statistics.median(g for _, g in runs)
+            rows.append(
+                row(f"proxy cached hit, {workers} worker(s) (wrk CPU {gen:.0f} µs/req)", "sqlite",
+                    f"{args.connections} connections, closed loop (wrk)", best)
+            )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return rows
+
+
+def _timed_post(url: str, body: bytes, barrier: Any) -> tuple[float, str]:
+    barrier.wait(60)
+    seconds, headers, _ = post(url, body)
+    return seconds, headers.get("x-cache", "-")
+
+
+def coalescing_rows(args: argparse.Namespace, up_base: str) -> list[list[str]]:
+    """3 instances on one Redis, 50 concurrent identical misses spread over them, per round."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llm_cache.testing.servers import RedisServer
+
+    redis = RedisServer.from_env_or_start()
+    procs = []
+    try:
+        cache = redis.url + "?namespace=bench-coalesce"
+        bases = []
+        for _ in range(3):
+            proc, base = start_proxy(up_base, cache)
+            procs.append(proc)
+            bases.append(base)
+        upstream_line = 'llm_cache_proxy_upstream_requests_total{endpoint="chat.completions",status="200"}'
+        before = sum(metric(b, upstream_line) for b in bases)
+        added: list[float] = []
+        misses = 0
+        rounds = args.coalesce_rounds
+        for r in range(rounds):
+            body = chat_body(900_000 + r + int(time.time()) % 100_000 * 100)
+            barrier = threading.Barrier(50)
+            with ThreadPoolExecutor(50) as pool:
+                results = list(pool.map(
+                    lambda i: _timed_post(bases[i % 3] + "/v1/chat/completions", body, barrier),
+                    range(50),
+                ))
+            leaders = [s for s, c in results if c == "MISS"]
+            misses += len(leaders)
+            if len(leaders) == 1:
+                added.extend(s - leaders[0] for s, c in results if c != "MISS")
+        calls = sum(metric(b, upstream_line) for b in bases) - before
+        ordered = sorted(added)
+        p50 = ordered[len(ordered) // 2] if ordered else float("nan")
+        p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else float("nan")
+        print(
+            f"  coalescing: {rounds} rounds x 50 requests over 3 instances: {calls:.0f} upstream "
+            f"calls; followers +{p50 * 1e3:.1f} ms p50, +{p99 * 1e3:.1f} ms p99 over the leader "
+            f"(load avg {loadavg()})",
+            flush=True,
+        )
+        return [[
+            f"50 identical misses over 3 instances (Redis), {rounds} rounds: "
+            f"{calls / rounds:g} upstream call(s) per round",
+            "redis",
+            "50 concurrent",
+            "–",
+            f"+{p50 * 1e3:.2f}",
+            f"+{p99 * 1e3:.2f}",
+            "–",
+        ]]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        redis.close()
+
+
 # ------------------------------------------------------------------------------ runs
 
 
@@ -457,6 +610,13 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="3-second runs, one repeat, 20 prompts"
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the scale-out rows: cached hits with 1 and 2 workers (needs wrk), and "
+        "coalescing of 50 identical misses over 3 instances on Redis",
+    )
+    parser.add_argument("--coalesce-rounds", type=int, default=10)
     args = parser.parse_args()
     if args.quick:
         args.duration, args.repeat, args.prompts = 3.0, 1, 20
@@ -490,44 +650,47 @@ def main() -> int:
             flush=True,
         )
 
-        # The upstream on its own: one client in sequence, then the same 64 connections.
-        sample = max(10, min(40, args.prompts))
-        direct_seq, _ = sequential(
-            up_base + "/chat/completions", [chat_body(10_000 + i) for i in range(sample)]
-        )
-        rows.append(
-            row(
-                f"upstream direct (built-in server, {args.upstream_latency:g} s latency)",
-                "–",
-                "1 connection, sequential",
-                direct_seq,
+        if not args.scale:
+            # The upstream on its own: one client in sequence, then the same 64 connections.
+            sample = max(10, min(40, args.prompts))
+            direct_seq, _ = sequential(
+                up_base + "/chat/completions", [chat_body(10_000 + i) for i in range(sample)]
             )
-        )
-        if args.loadgen == "wrk":
-            direct = wrk_load(
-                up_port,
-                "/v1/chat/completions",
-                [chat_body(20_000 + i) for i in range(args.prompts)],
-                args.connections,
-                max(3.0, args.duration / 2),
-                workdir,
+            rows.append(
+                row(
+                    f"upstream direct (built-in server, {args.upstream_latency:g} s latency)",
+                    "–",
+                    "1 connection, sequential",
+                    direct_seq,
+                )
             )
-        else:
-            direct = python_load(
-                up_port,
-                "/v1/chat/completions",
-                [chat_body(20_000 + i) for i in range(args.prompts)],
-                args.connections,
-                max(3.0, args.duration / 2),
+            if args.loadgen == "wrk":
+                direct = wrk_load(
+                    up_port,
+                    "/v1/chat/completions",
+                    [chat_body(20_000 + i) for i in range(args.prompts)],
+                    args.connections,
+                    max(3.0, args.duration / 2),
+                    workdir,
+                )
+            else:
+                direct = python_load(
+                    up_port,
+                    "/v1/chat/completions",
+                    [chat_body(20_000 + i) for i in range(args.prompts)],
+                    args.connections,
+                    max(3.0, args.duration / 2),
+                )
+            rows.append(
+                row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
             )
-        rows.append(
-            row("upstream direct", "–", f"{args.connections} connections, closed loop", direct)
-        )
-        print(
-            f"  upstream direct: {direct.rps:,.0f} req/s, p50 {direct.p50 * 1e3:.1f} ms", flush=True
-        )
+            print(
+                f"  upstream direct: {direct.rps:,.0f} req/s, p50 {direct.p50 * 1e3:.1f} ms", flush=True
+            )
 
-        for cache in [c.strip() for c in args.caches.split(",") if c.strip()]:
+        if args.scale:
+            rows += workers_rows(args, up_base, workdir) + coalescing_rows(args, up_base)
+        for cache in [c.strip() for c in args.caches.split(",") if c.strip() and not args.scale]:
             url = {"sqlite": f"sqlite:///{workdir}/bench-{os.getpid()}.db", "memory": "memory://"}[
                 cache
             ]

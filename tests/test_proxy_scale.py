@@ -324,3 +324,43 @@ def _ignore(call: Callable[[], Any]) -> None:
         call()
     except httpx.HTTPError:
         pass  # the leader was killed: its client sees the connection drop
+
+
+def test_workers_share_the_port_the_cache_and_the_metrics(
+    serve: Callable[..., Served], upstream: Any, redis_url: str
+) -> None:
+    served = serve(
+        "--workers", "2", "--upstream", upstream.base_url, "--cache", with_namespace(redis_url)
+    )
+    body = chat_body(f"workers {uuid.uuid4()}")
+    assert post(served.url, body).headers["x-cache"] == "MISS"
+    hits: dict[int, int] = {}
+    metrics_seen: dict[int, str] = {}
+    for _ in range(400):  # new connections until the kernel gave some to each worker
+        with httpx.Client(base_url=served.url, timeout=HUNG) as client:
+            pid = client.get("/healthz").json()["pid"]  # the worker owning this connection
+            answer = client.post(
+                "/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-scale"}
+            )
+            assert answer.status_code == 200 and answer.headers["x-cache"] == "HIT"
+            hits[pid] = hits.get(pid, 0) + 1
+        if len(hits) == 2 and min(hits.values()) >= 2:
+            break
+    assert len(hits) == 2, f"every connection went to one worker: {hits}"
+    total = sum(hits.values())
+    hit_line = 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="hit"}'
+    for _ in range(400):  # the metrics as each worker reports them
+        with httpx.Client(base_url=served.url, timeout=HUNG) as client:
+            pid = client.get("/healthz").json()["pid"]
+            metrics_seen[pid] = client.get("/metrics").text
+        if len(metrics_seen) == 2:
+            break
+    assert len(metrics_seen) == 2
+    for text in metrics_seen.values():  # either worker reports both workers' counts
+        lines = [line for line in text.splitlines() if line.startswith(hit_line + " ")]
+        assert lines == [f"{hit_line} {total}"]
+        miss_line = 'llm_cache_proxy_requests_total{endpoint="chat.completions",cache="miss"} 1'
+        assert miss_line in text.splitlines()
+    assert upstream.request_count == 1
+    out = served.stop()
+    assert "2 workers" in out
