@@ -368,3 +368,69 @@ def test_workers_share_the_port_the_cache_and_the_metrics(
     assert upstream.request_count == 1
     out = served.stop()
     assert "2 workers" in out
+
+
+# ------------------------------------------------------------------ the store shells
+
+
+def _lease_store(kind: str, url: str, ttl: float) -> Any:
+    from llm_cache.proxy.leases import store_for_url
+
+    return store_for_url(url, LeasePolicy(ttl=ttl, poll=0.05, wait=30))
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_a_lease_is_exclusive_freed_by_death_and_never_released_by_a_former_holder(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "postgres_url")
+    name = lease_name(f"exclusive {uuid.uuid4()}", "llm")
+
+    async def scenario() -> None:
+        store = _lease_store(kind, url, ttl=0.5)
+        first, second, watcher = [await store.session(name) for _ in range(3)]
+
+        async def eventually_acquire(session: Any) -> None:
+            deadline = time.monotonic() + HUNG
+            while not await session.acquire():
+                assert time.monotonic() < deadline, "the lease was never freed"
+                await asyncio.sleep(0.05)
+
+        try:
+            assert await first.acquire()
+            assert not await second.acquire()  # held
+            waiter = asyncio.ensure_future(watcher.wait(HUNG))
+            if kind == "redis":  # a leader that stops renewing loses the lease after ttl
+                await eventually_acquire(second)
+                # The former holder's release must not free its successor's lease.
+                await first.release()
+            else:  # the lock goes with the connection of a leader that died
+                await first.close()
+                await eventually_acquire(second)
+            other = await store.session(name)
+            assert not await other.acquire()
+            await other.close()
+            assert not waiter.done() or kind == "redis"  # redis: first's release notified
+            await second.release()  # the holder's release notifies the waiters
+            await asyncio.wait_for(waiter, HUNG)
+            third = await store.session(name)
+            assert await third.acquire()  # and frees the lease
+            await third.close()
+        finally:
+            for session in (first, second, watcher):
+                await session.close()
+            await store.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_operator_metrics_dir_is_emptied_of_old_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_cache.proxy.workers import prepare_metrics_dir
+
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "keep.txt").write_text("mine")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_metrics_dir() == (str(tmp_path), False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
