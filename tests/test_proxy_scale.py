@@ -122,6 +122,18 @@ def test_lease_decisions() -> None:
         LeasePolicy(ttl=0)
 
 
+def test_which_caches_coalesce_across_processes() -> None:
+    from llm_cache.proxy.leases import store_for_url
+
+    for url in ("redis://127.0.0.1:1/0?namespace=a", "semantic+redis://127.0.0.1:1/0"):
+        assert type(store_for_url(url)).__name__ == "RedisLeaseStore"
+        assert store_for_url(url)._url == "redis://127.0.0.1:1/0"  # options are the cache's
+    for url in ("postgresql+psycopg://u:p@h/db", "semantic+postgresql://u:p@h/db"):
+        assert type(store_for_url(url)).__name__ == "PostgresLeaseStore"
+    for url in ("memory://", "sqlite:///x.db", "semantic:///dir"):
+        assert store_for_url(url) is None  # one process's (or one machine's) store
+
+
 class _BrokenStore:
     """A lease store whose every call fails (or hangs): coordination must not block."""
 

@@ -71,7 +71,11 @@ FAMILIES = (
         ("endpoint", "kind"),
     ),
     Family("protocol_cost_saved_usd_total", "counter", "Estimated USD saved, by protocol.", ("endpoint",)),
-    Family("inflight_requests", "gauge", "Upstream calls in flight."),
+    Family(
+        "inflight_requests",
+        "gauge",
+        "Upstream calls in flight (with misses waiting on another process's call).",
+    ),
     Family(
         "refused_requests_total",
         "counter",

@@ -248,9 +248,13 @@ async def coordinate(
 
 
 def store_for_url(url: str, policy: LeasePolicy | None = None) -> Any:
-    """The lease store beside a cache URL (``redis://``, ``postgresql://``), or ``None``
-    for a cache only one process uses (``memory://``, ``sqlite://``...)."""
+    """The lease store beside a cache URL (``redis://``, ``postgresql://``, and their
+    ``semantic+`` forms), or ``None`` for a cache only one process uses (``memory://``,
+    ``sqlite://``, ``semantic:///dir``...)."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("semantic+"):  # the semantic index lives in the same server
+        scheme = scheme.removeprefix("semantic+")
+        url = url.split("+", 1)[1]
     policy = policy or LeasePolicy()
     if scheme in ("redis", "rediss", "unix"):
         from ._lease_redis import RedisLeaseStore

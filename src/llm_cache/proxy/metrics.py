@@ -20,7 +20,8 @@ Metric names (all prefixed ``llm_cache_proxy_``):
                                       ``kind``: input, output, and Anthropic's
                                       cache_creation / cache_read input tokens
 ``protocol_cost_saved_usd_total``     estimated USD saved by ``endpoint``
-``inflight_requests``                 upstream calls in flight (gauge)
+``inflight_requests``                 upstream calls in flight, and misses waiting on
+                                      another process's call (gauge)
 ``refused_requests_total``            requests the proxy answered itself with an error,
                                       by endpoint and code (request_too_large,
                                       invalid_api_key, upstream_busy, only_if_cached, ...)
