@@ -87,6 +87,21 @@ def _worker_died(pid: int) -> None:
         pass
 
 
+def _stop_with_parent(parent: int) -> None:
+    """Linux: the worker gets SIGTERM when the supervisor dies (even by SIGKILL), so no
+    orphaned worker keeps the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_workers(
     count: int,
     host: str,
@@ -116,6 +131,8 @@ def run_workers(
             except ProcessLookupError:
                 pass
 
+    parent = os.getpid()
+
     def spawn() -> None:
         pid = os.fork()
         if pid == 0:  # the worker: never returns into the parent's code
@@ -123,6 +140,7 @@ def run_workers(
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _stop_with_parent(parent)
                 sock = shared or listening_socket(host, port, reuse_port=True)
                 serve(sock)
                 code = 0
