@@ -1,12 +1,18 @@
-"""The proxy's metric families in ``prometheus_client``, and their text exposition.
+"""The proxy's metric families, their text exposition, and ``prometheus_client`` across workers.
 
-One process: the values live in a private :class:`prometheus_client.CollectorRegistry`
-per app. Several worker processes (``llm-cache serve --workers N``): the parent sets
+Several worker processes (``llm-cache serve --workers N``): the parent sets
 ``PROMETHEUS_MULTIPROC_DIR`` before anything imports ``prometheus_client``, each worker
-writes its values to files there, and any worker's ``/metrics`` adds up every worker's
-(counters and histograms: all workers, dead ones included; the in-flight gauge: live
-workers only). The exposition keeps the proxy's own format (integers without ``.0``,
-labels in declared order, no ``_created`` series), so scrapers see the same names.
+also writes every update to a :class:`PromMetrics` (files in that directory), and any
+worker's ``/metrics`` adds up every worker's (counters and histograms: all workers, dead
+ones included; the in-flight gauge: live workers only).
+
+One process (the variable unset): the exposition is read from the app's own counters
+(:class:`~.metrics.Metrics`) at scrape time, and nothing else is updated per request:
+``prometheus_client``'s objects cost ~8 us more per cached hit (9.8 against 1.6 us of
+metric updates), 7% of a hit's CPU, for values nothing else in the process reads.
+
+Both keep the proxy's format (integers without ``.0``, labels in declared order, no
+``_created`` series), so scrapers see the same names either way.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ PREFIX = "llm_cache_proxy_"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 PROXY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]  # sample name -> (labels, value)
 
 
 @dataclass(frozen=True)
@@ -99,13 +108,17 @@ FAMILIES = (
 
 def multiprocess() -> bool:
     """Whether values go to the shared directory of ``serve --workers`` (set before import)."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return False
+    require("prometheus_client", "proxy", "the metrics of llm-cache serve --workers")
     from prometheus_client import values
 
     return bool(os.environ.get(MULTIPROC_ENV)) and values.ValueClass is not values.MutexValue
 
 
 class PromMetrics:
-    """The metric objects of one app; ``child(name, labels)`` is memoised (the hot path)."""
+    """The ``prometheus_client`` metric objects of one worker (multiprocess mode only);
+    ``child(name, labels)`` is memoised (the hot path)."""
 
     def __init__(self) -> None:
         require("prometheus_client", "proxy", "the llm-cache proxy's metrics")
@@ -141,30 +154,31 @@ class PromMetrics:
         return found
 
     def render(self) -> list[str]:
-        """Exposition lines of every family: this process's, or every worker's."""
-        if multiprocess():
-            from prometheus_client import CollectorRegistry
-            from prometheus_client.multiprocess import MultiProcessCollector
+        """Exposition lines of every family, added up over every worker."""
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
 
-            registry = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(registry)
-            collected = registry.collect()
-        else:
-            collected = self.registry.collect()
-        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-        for metric in collected:
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry)
+        samples: Samples = {}
+        for metric in registry.collect():
             for sample in metric.samples:
                 samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-        lines: list[str] = []
-        for family in FAMILIES:
-            full = PREFIX + family.name
-            lines.append(f"# HELP {full} {family.help}")
-            lines.append(f"# TYPE {full} {family.kind}")
-            if family.kind == "histogram":
-                lines.extend(_histogram(full, family.labels, samples))
-            else:
-                lines.extend(_series(full, family.labels, samples.get(full, ())))
-        return lines
+        return render_lines(samples)
+
+
+def render_lines(samples: Samples) -> list[str]:
+    """The exposition of every family from ``{sample name: [(labels, value)]}``."""
+    lines: list[str] = []
+    for family in FAMILIES:
+        full = PREFIX + family.name
+        lines.append(f"# HELP {full} {family.help}")
+        lines.append(f"# TYPE {full} {family.kind}")
+        if family.kind == "histogram":
+            lines.extend(_histogram(full, family.labels, samples))
+        else:
+            lines.extend(_series(full, family.labels, samples.get(full, ())))
+    return lines
 
 
 def _series(
@@ -174,9 +188,7 @@ def _series(
     return [f"{name}{_labels(label_names, values)} {number(value)}" for values, value in rows]
 
 
-def _histogram(
-    name: str, label_names: tuple[str, ...], samples: dict[str, list[tuple[dict[str, str], float]]]
-) -> list[str]:
+def _histogram(name: str, label_names: tuple[str, ...], samples: Samples) -> list[str]:
     # Histograms of the proxy have one label: buckets, sum and count are grouped by it.
     (label,) = label_names
     buckets: dict[str, list[tuple[float, float]]] = {}

@@ -33,6 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..errors import ConfigurationError
+
 __all__ = [
     "LeasePolicy",
     "LeaseSession",
@@ -61,7 +63,7 @@ class LeasePolicy:
     def __post_init__(self) -> None:
         for name in ("ttl", "poll", "wait", "op_timeout"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"LeasePolicy.{name} must be a positive number of seconds")
+                raise ConfigurationError(f"lease {name} must be a positive number of seconds")
 
     @property
     def renew_every(self) -> float:

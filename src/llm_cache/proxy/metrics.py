@@ -1,7 +1,8 @@
 """Proxy metrics in the Prometheus text exposition format, and the price table.
 
-Values are kept by ``prometheus_client`` (:mod:`._prom`), in its multiprocess mode under
-``llm-cache serve --workers N``, so that ``/metrics`` of any worker reports all of them.
+Under ``llm-cache serve --workers N`` every update also goes to ``prometheus_client`` in
+its multiprocess mode (:mod:`._prom`), so that ``/metrics`` of any worker reports all of
+them; one process renders its own counts.
 Metric names (all prefixed ``llm_cache_proxy_``):
 
 ====================================  ====================================================
@@ -47,7 +48,16 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..protocols.base import Usage
-from ._prom import LATENCY_BUCKETS, PREFIX, PROXY_BUCKETS, PromMetrics, number
+from ._prom import (
+    LATENCY_BUCKETS,
+    PREFIX,
+    PROXY_BUCKETS,
+    PromMetrics,
+    Samples,
+    multiprocess,
+    number,
+    render_lines,
+)
 
 __all__ = ["DEFAULT_PRICES", "Metrics", "PriceTable"]
 
@@ -155,8 +165,8 @@ class Metrics:
     """All counters of one proxy app.
 
     The attributes (``requests``, ``tokens_saved``, ``cost_saved``...) are this process's
-    counts, for Python callers; ``render`` (``/metrics``) reports them through
-    ``prometheus_client`` (:mod:`._prom`): every worker's when ``serve --workers`` runs.
+    counts, for Python callers; ``render`` (``/metrics``) reports them, or every worker's
+    through ``prometheus_client`` (:mod:`._prom`) when ``serve --workers`` runs.
     """
 
     PREFIX = PREFIX
@@ -176,10 +186,11 @@ class Metrics:
         self.refused_requests: dict[tuple[str, str], int] = {}
         self.not_stored: dict[tuple[str, str], int] = {}
         self.leases: dict[tuple[str, str], int] = {}
-        self._prom = PromMetrics()
-        child = self._prom.child
-        for kind in self.tokens_saved:  # both kinds are always reported, 0 included
-            child("tokens_saved_total", (kind,))
+        # Under serve --workers, every update also goes to prometheus_client's shared files.
+        self._prom = PromMetrics() if multiprocess() else None
+        if self._prom is not None:
+            for kind in self.tokens_saved:  # both kinds are always reported, 0 included
+                self._prom.child("tokens_saved_total", (kind,))
 
     @property
     def inflight(self) -> int:
@@ -189,7 +200,8 @@ class Metrics:
     @inflight.setter
     def inflight(self, value: int) -> None:
         self._inflight = value
-        self._prom.child("inflight_requests").set(value)
+        if self._prom is not None:
+            self._prom.child("inflight_requests").set(value)
 
     # -- updates (event-loop thread only) ------------------------------------------------
     def request(self, endpoint: str, cache: str, seconds: float) -> None:
@@ -199,24 +211,28 @@ class Metrics:
         if hist is None:
             hist = self.request_duration[cache] = _Histogram(_PROXY_BUCKETS)
         hist.observe(seconds)
-        child = self._prom.child
-        child("requests_total", key).inc()
-        child("request_duration_seconds", (cache,)).observe(seconds)
+        if self._prom is not None:
+            self._prom.child("requests_total", key).inc()
+            self._prom.child("request_duration_seconds", (cache,)).observe(seconds)
 
     def upstream(self, endpoint: str, status: int | str, seconds: float | None) -> None:
         key = (endpoint, str(status))
         self.upstream_requests[key] = self.upstream_requests.get(key, 0) + 1
-        self._prom.child("upstream_requests_total", key).inc()
+        prom = self._prom
+        if prom is not None:
+            prom.child("upstream_requests_total", key).inc()
         if seconds is not None:
             hist = self.upstream_latency.get(endpoint)
             if hist is None:
                 hist = self.upstream_latency[endpoint] = _Histogram(_LATENCY_BUCKETS)
             hist.observe(seconds)
-            self._prom.child("upstream_latency_seconds", (endpoint,)).observe(seconds)
+            if prom is not None:
+                prom.child("upstream_latency_seconds", (endpoint,)).observe(seconds)
 
     def _count(self, counts: dict[tuple[str, str], int], family: str, key: tuple[str, str]) -> None:
         counts[key] = counts.get(key, 0) + 1
-        self._prom.child(family, key).inc()
+        if self._prom is not None:
+            self._prom.child(family, key).inc()
 
     def upstream_error(self, endpoint: str, kind: str) -> None:
         self._count(self.upstream_errors, "upstream_errors_total", (endpoint, kind))
@@ -235,13 +251,14 @@ class Metrics:
         self.tokens_saved["prompt"] += prompt
         self.tokens_saved["completion"] += completion
         self.cost_saved += cost
-        child = self._prom.child
-        if prompt:
-            child("tokens_saved_total", ("prompt",)).inc(prompt)
-        if completion:
-            child("tokens_saved_total", ("completion",)).inc(completion)
-        if cost:
-            child("cost_saved_usd_total").inc(cost)
+        prom = self._prom
+        if prom is not None:
+            if prompt:
+                prom.child("tokens_saved_total", ("prompt",)).inc(prompt)
+            if completion:
+                prom.child("tokens_saved_total", ("completion",)).inc(completion)
+            if cost:
+                prom.child("cost_saved_usd_total").inc(cost)
 
     def saved(self, usage: Mapping[str, Any] | None, model: Any) -> None:
         """Count the tokens (and estimated cost) of an answer served without an upstream call."""
@@ -270,7 +287,7 @@ class Metrics:
         cost /= 1_000_000
         self._tokens(usage.input_tokens, usage.output_tokens, cost)
         tokens = self.protocol_tokens_saved
-        child = self._prom.child
+        prom = self._prom
         for kind, count in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -279,12 +296,49 @@ class Metrics:
         ):
             if count:
                 tokens[(endpoint, kind)] = tokens.get((endpoint, kind), 0) + count
-                child("protocol_tokens_saved_total", (endpoint, kind)).inc(count)
+                if prom is not None:
+                    prom.child("protocol_tokens_saved_total", (endpoint, kind)).inc(count)
         self.protocol_cost_saved[endpoint] = self.protocol_cost_saved.get(endpoint, 0.0) + cost
-        if cost:
-            child("protocol_cost_saved_usd_total", (endpoint,)).inc(cost)
+        if cost and prom is not None:
+            prom.child("protocol_cost_saved_usd_total", (endpoint,)).inc(cost)
 
     # -- exposition ------------------------------------------------------------------------
+    def _samples(self) -> Samples:
+        """This process's counts as exposition samples (one process: no prometheus_client)."""
+        p = self.PREFIX
+        samples: Samples = {}
+
+        def series(name: str, labels: tuple[str, ...], counts: Mapping[Any, float]) -> None:
+            rows = samples.setdefault(p + name, [])
+            for key, value in counts.items():
+                values = key if isinstance(key, tuple) else (key,)
+                rows.append((dict(zip(labels, values)), value))
+
+        def histograms(name: str, label: str, hists: Mapping[str, _Histogram]) -> None:
+            buckets = samples.setdefault(f"{p}{name}_bucket", [])
+            for value, hist in hists.items():
+                cumulative = 0
+                for bound, count in zip((*hist.buckets, math.inf), hist.counts):
+                    cumulative += count
+                    buckets.append(({label: value, "le": repr(bound)}, cumulative))
+                samples.setdefault(f"{p}{name}_sum", []).append(({label: value}, hist.sum))
+                samples.setdefault(f"{p}{name}_count", []).append(({label: value}, hist.count))
+
+        series("requests_total", ("endpoint", "cache"), self.requests)
+        histograms("request_duration_seconds", "cache", self.request_duration)
+        series("upstream_requests_total", ("endpoint", "status"), self.upstream_requests)
+        series("upstream_errors_total", ("endpoint", "kind"), self.upstream_errors)
+        histograms("upstream_latency_seconds", "endpoint", self.upstream_latency)
+        series("tokens_saved_total", ("kind",), self.tokens_saved)
+        series("cost_saved_usd_total", (), {(): self.cost_saved})
+        series("protocol_tokens_saved_total", ("endpoint", "kind"), self.protocol_tokens_saved)
+        series("protocol_cost_saved_usd_total", ("endpoint",), self.protocol_cost_saved)
+        series("inflight_requests", (), {(): self._inflight})
+        series("refused_requests_total", ("endpoint", "code"), self.refused_requests)
+        series("responses_not_stored_total", ("endpoint", "reason"), self.not_stored)
+        series("coalescing_leases_total", ("endpoint", "outcome"), self.leases)
+        return samples
+
     def render(
         self, cache_stats: Mapping[str, Any] | None = None, breaker_open: bool | None = None
     ) -> str:
@@ -293,7 +347,7 @@ class Metrics:
         The cache object's counters and breaker state are this process's (each worker has
         its own cache object); everything else is every worker's under ``--workers``.
         """
-        lines = self._prom.render()
+        lines = self._prom.render() if self._prom is not None else render_lines(self._samples())
         p = self.PREFIX
         if cache_stats is not None:
             for name in ("hits", "misses", "updates", "errors", "corrupt", "skipped"):
