@@ -446,3 +446,26 @@ def test_an_operator_metrics_dir_is_emptied_of_old_values(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     assert prepare_metrics_dir() == (str(tmp_path), False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_each_worker_keeps_its_connection_guard(
+    serve: Callable[..., Served], upstream: Any
+) -> None:
+    served = serve(
+        "--workers", "2", "--upstream", upstream.base_url, "--cache", "memory://",
+        "--max-connections", "1", "--idle-timeout", "2",
+    )  # fmt: skip
+    socks = [socket.create_connection(("127.0.0.1", served.port), timeout=HUNG) for _ in range(8)]
+    answers = []
+    for sock in socks:  # a refused one gets a 503 at once; a held one is closed when idle
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+        sock.close()
+        answers.append(b"".join(chunks))
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+    assert all(b"too_many_connections" in a for a in refused)
+    held = len(answers) - len(refused)
+    assert 1 <= held <= 2, answers  # one connection per worker, never more
+    line = 'llm_cache_proxy_refused_requests_total{endpoint="connection",code="too_many_connections"}'
+    wait_for(lambda: scrape(served.url, line) >= len(refused), "the refusals in /metrics")
