@@ -48,6 +48,7 @@ class _ProxyState:
     stream_usage: bool
     models_ttl: float
     metrics: Metrics
+    lease_store: Any  # a .leases.LeaseStore (coalescing across processes), or None
     _flights: dict[Any, Flight]
     _stores: dict[Any, asyncio.Future[None]]
     _completions: int
@@ -58,7 +59,6 @@ class _ProxyState:
     limits: ProxyLimits
     client_keys: ClientKeys | None
     _upstream_calls: int
-    lease_store: Any  # a .leases.LeaseStore (coalescing across processes), or None
 
     # The cap on concurrent upstream calls: taken before a miss or a pass-through calls
     # upstream (hits and coalesced requests never take one), freed when its answer ends.
