@@ -469,3 +469,16 @@ def test_each_worker_keeps_its_connection_guard(
     assert 1 <= held <= 2, answers  # one connection per worker, never more
     line = 'llm_cache_proxy_refused_requests_total{endpoint="connection",code="too_many_connections"}'
     wait_for(lambda: scrape(served.url, line) >= len(refused), "the refusals in /metrics")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--workers", "0", "--port", "1"], "at least 1"), (["--workers", "2", "--port", "0"], "fixed --port")],
+)
+def test_bad_worker_flags_are_refused_with_what_to_do(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llm_cache.cli import main
+
+    assert main(["serve", "--cache", "memory://", *args]) != 0
+    assert message in capsys.readouterr().err

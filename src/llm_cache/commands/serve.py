@@ -279,6 +279,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers > 1 and args.port == 0:
         raise ConfigurationError("--workers needs a fixed --port (the workers share it)")
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigurationError(
+            "--workers needs a POSIX system (it forks); run several instances on other ports instead"
+        )
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
     metrics_dir = None
     if args.workers > 1:
         from ..proxy.workers import prepare_metrics_dir
