@@ -4,6 +4,13 @@
     python benchmarks/bench_proxy.py --quick       # shorter runs, one repeat
     python benchmarks/bench_proxy.py --only side-by-side --before /tmp/llmc-before/src \
         --litellm /path/to/venv-litellm/bin/litellm --repeat 5
+    python benchmarks/bench_proxy.py --scale       # workers and cross-instance coalescing
+
+``--scale`` measures scale-out instead: cached hits with ``serve --workers 1`` and ``2``
+(one SQLite file; proxy CPU is the parent's and its workers', and wrk's own CPU per
+request is given too, since it shares the 2 cores), and 50 concurrent identical misses
+spread over 3 instances on one Redis (started like the tests do): upstream calls per
+round, and how much later than the leader the followers are answered (p50, p99).
 
 Three processes on loopback: the built-in OpenAI-compatible server (the upstream, with
 ``--upstream-latency`` seconds per answer, default 0.2 s, a fast provider), the proxy
@@ -489,6 +496,164 @@ litellm_settings:
 """
 
 
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (``serve --workers``: the workers)."""
+    total = cpu_seconds(pid)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            children = [int(c) for c in fh.read().split()]
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            pass  # a worker that exited meanwhile
+    return total
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (wrk runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_scale_proxy(up_base: str, cache: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", up_base, "--cache", cache,
+         "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_for(base + "/healthz", proc)
+    return proc, base
+
+
+def workers_rows(args: argparse.Namespace, up_base: str, workdir: str) -> list[list[str]]:
+    """Cached chat hits with 1 and 2 workers (one SQLite file), wrk as the load generator."""
+    rows = []
+    bodies = [chat_body(i) for i in range(args.prompts)]
+    for workers in (1, 2):
+        cache = f"sqlite:///{workdir}/workers-{workers}.db"
+        proc, base = start_scale_proxy(up_base, cache, "--workers", str(workers))
+        try:
+            for body in bodies:
+                post(base + "/v1/chat/completions", body)
+            port = int(base.rsplit(":", 1)[1])
+            runs = []
+            for _ in range(args.repeat):
+                hits_before = metric(base, hit_metric("/v1/chat/completions"))
+                cpu_before, gen_before = process_tree_cpu(proc.pid), children_cpu()
+                run = wrk_load(port, "/v1/chat/completions", bodies, args.connections, args.duration, workdir)
+                run.cpu_us = (process_tree_cpu(proc.pid) - cpu_before) / run.requests * 1e6
+                gen_us = (children_cpu() - gen_before) / run.requests * 1e6
+                hits = metric(base, hit_metric("/v1/chat/completions")) - hits_before
+                if hits < run.requests:  # /metrics adds up every worker: all must be hits
+                    raise RuntimeError(f"only {hits:.0f} of {run.requests} requests were hits")
+                print(
+                    f"  {workers} worker(s): {run.rps:,.0f} req/s, p50 {run.p50 * 1e3:.2f} ms, "
+                    f"p99 {run.p99 * 1e3:.2f} ms, proxy CPU {run.cpu_us:.0f} us/req, "
+                    f"wrk CPU {gen_us:.0f} us/req (load avg {loadavg()})",
+                    flush=True,
+                )
+                runs.append((run, gen_us))
+            best = median_run([r for r, _ in runs])
+            gen = statistics.median(g for _, g in runs)
+            rows.append(
+                row(f"proxy cached hit, {workers} worker(s) (wrk CPU {gen:.0f} µs/req)", "sqlite",
+                    f"{args.connections} connections, closed loop (wrk)", best)
+            )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return rows
+
+
+def _timed_post(url: str, body: bytes, barrier: Any) -> tuple[float, str]:
+    barrier.wait(60)
+    seconds, headers, _ = post(url, body)
+    return seconds, headers.get("x-cache", "-")
+
+
+def coalescing_rows(args: argparse.Namespace, up_base: str) -> list[list[str]]:
+    """3 instances on one Redis, 50 concurrent identical misses spread over them, per round."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llm_cache.testing.servers import RedisServer
+
+    redis = RedisServer.from_env_or_start()
+    procs = []
+    try:
+        cache = redis.url + "?namespace=bench-coalesce"
+        bases = []
+        for _ in range(3):
+            proc, base = start_scale_proxy(up_base, cache)
+            procs.append(proc)
+            bases.append(base)
+        upstream_line = 'llm_cache_proxy_upstream_requests_total{endpoint="chat.completions",status="200"}'
+        before = sum(metric(b, upstream_line) for b in bases)
+        added: list[float] = []  # every follower's latency minus the leader's
+        remote: list[float] = []  # the same, followers on the other two instances only
+        rounds = args.coalesce_rounds
+        for r in range(rounds):
+            body = chat_body(900_000 + r + int(time.time()) % 100_000 * 100)
+            barrier = threading.Barrier(50)
+            with ThreadPoolExecutor(50) as pool:
+                results = list(pool.map(
+                    lambda i: _timed_post(bases[i % 3] + "/v1/chat/completions", body, barrier),
+                    range(50),
+                ))
+            leaders = [(i, s) for i, (s, c) in enumerate(results) if c == "MISS"]
+            if len(leaders) != 1:
+                continue
+            (leader_i, leader_s), = leaders
+            for i, (seconds, cache_result) in enumerate(results):
+                if cache_result != "MISS":
+                    added.append(seconds - leader_s)
+                    if i % 3 != leader_i % 3:
+                        remote.append(seconds - leader_s)
+        calls = sum(metric(b, upstream_line) for b in bases) - before
+
+        def pct(values: list[float], q: float) -> float:
+            ordered = sorted(values)
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+        p50, p99 = pct(added, 0.5), pct(added, 0.99)
+        r50, r99 = pct(remote, 0.5), pct(remote, 0.99)
+        print(
+            f"  coalescing: {rounds} rounds x 50 requests over 3 instances: {calls:.0f} upstream "
+            f"calls; followers {p50 * 1e3:+.1f} ms p50, {p99 * 1e3:+.1f} ms p99 over the leader; "
+            f"on the other instances {r50 * 1e3:+.1f} / {r99 * 1e3:+.1f} ms (load avg {loadavg()})",
+            flush=True,
+        )
+        what = (
+            f"50 identical misses over 3 instances (Redis), {rounds} rounds: "
+            f"{calls / rounds:g} upstream call(s) per round; followers' latency minus the leader's"
+        )
+        return [
+            [what, "redis", "50 concurrent", "–", f"{p50 * 1e3:+.2f}", f"{p99 * 1e3:+.2f}", "–"],
+            [
+                "… of the followers on the other 2 instances",
+                "redis",
+                "50 concurrent",
+                "–",
+                f"{r50 * 1e3:+.2f}",
+                f"{r99 * 1e3:+.2f}",
+                "–",
+            ],
+        ]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        redis.close()
+
+
 def start_proxy(
     upstream: str, cache_url: str, pythonpath: str | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -726,6 +891,13 @@ def main() -> int:
     parser.add_argument(
         "--litellm", metavar="PATH", help="side by side: LiteLLM's litellm executable (default: the one on PATH)"
     )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="only the scale-out rows: cached hits with 1 and 2 workers (needs wrk), and "
+        "coalescing of 50 identical misses over 3 instances on Redis",
+    )
+    parser.add_argument("--coalesce-rounds", type=int, default=10)
     args = parser.parse_args()
     if args.quick:
         args.duration, args.repeat, args.prompts = 3.0, 1, 20
@@ -738,10 +910,13 @@ def main() -> int:
     compared: list[list[str]] = []
     print(f"load average before: {loadavg()}; load generator: {args.loadgen}", flush=True)
     try:
-        if args.only != "side-by-side":
-            rows = main_table(args, workdir, procs)
-        if args.only != "table":
-            compared = side_by_side(args, workdir, procs)
+        if args.scale:
+            rows = scale_table(args, workdir, procs)
+        else:
+            if args.only != "side-by-side":
+                rows = main_table(args, workdir, procs)
+            if args.only != "table":
+                compared = side_by_side(args, workdir, procs)
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -771,26 +946,30 @@ def main() -> int:
     return 0
 
 
-def main_table(args: argparse.Namespace, workdir: str, procs: list[subprocess.Popen[bytes]]) -> list[list[str]]:
-    """The main table: the upstream alone, then each cache's misses and hits."""
-    rows: list[list[str]] = []
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+def start_upstream(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> tuple[int, str]:
+    """The built-in OpenAI-compatible server with ``--upstream-latency``: (port, base URL)."""
     up_port = free_port()
     upstream = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llm_cache.testing.fake_openai",
-            "--port",
-            str(up_port),
-            "--latency",
-            str(args.upstream_latency),
-        ],
-        **quiet,
-    )  # type: ignore[call-overload]
+        [sys.executable, "-m", "llm_cache.testing.fake_openai", "--port", str(up_port), "--latency", str(args.upstream_latency)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     procs.append(upstream)
     up_base = f"http://127.0.0.1:{up_port}/v1"
     wait_for(up_base + "/models", upstream)
+    return up_port, up_base
+
+
+def scale_table(args: argparse.Namespace, workdir: str, procs: list[subprocess.Popen[bytes]]) -> list[list[str]]:
+    """The scale-out rows: 1 and 2 workers, then coalescing across 3 instances on Redis."""
+    _, up_base = start_upstream(args, procs)
+    return workers_rows(args, up_base, workdir) + coalescing_rows(args, up_base)
+
+
+def main_table(args: argparse.Namespace, workdir: str, procs: list[subprocess.Popen[bytes]]) -> list[list[str]]:
+    """The main table: the upstream alone, then each cache's misses and hits."""
+    rows: list[list[str]] = []
+    up_port, up_base = start_upstream(args, procs)
     print(f"{args.connections} connections; {args.repeat} x {args.duration:g} s per figure", flush=True)
 
     # The upstream on its own: one client in sequence, then the same 64 connections.

@@ -91,6 +91,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="upstream read timeout in seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing --port (POSIX; default: %(default)s); metrics of all "
+        "workers are added up, limits apply per worker (see docs/deploy.md)",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=10.0,
+        help="on a redis:// or postgresql:// cache, identical misses of every instance make one "
+        "upstream call; a leader that dies without answering is replaced after this many "
+        "seconds (default: %(default)s)",
+    )
+    parser.add_argument(
         "--access-log", action="store_true", help="log every request (method, path, status)"
     )
     auth = parser.add_argument_group(
@@ -230,34 +246,69 @@ def _run(args: argparse.Namespace) -> int:
         )
     limits = ProxyLimits(**{field: getattr(args, field) for _, field, _, _ in _LIMIT_FLAGS})
     prices = PriceTable.from_file(args.prices) if args.prices else None
-    app = create_app(
-        args.upstream,
-        args.cache,
-        upstream_api_key=api_key,
-        share_across_keys=args.share_across_keys,
-        namespace_header=args.namespace_header,
-        ttl=args.ttl,
-        semantic=args.semantic,
-        prices=prices,
-        stream_usage=args.stream_usage,
-        timeout=args.timeout,
-        limits=limits,
-        client_keys=args.client_keys,
-    )
+
+    def build() -> Any:
+        return create_app(
+            args.upstream,
+            args.cache,
+            upstream_api_key=api_key,
+            share_across_keys=args.share_across_keys,
+            namespace_header=args.namespace_header,
+            ttl=args.ttl,
+            semantic=args.semantic,
+            prices=prices,
+            stream_usage=args.stream_usage,
+            timeout=args.timeout,
+            limits=limits,
+            client_keys=args.client_keys,
+            lease_ttl=args.lease_ttl,
+        )
+
+    def serve(app: Any, sockets: list[Any] | None = None) -> None:
+        options = {
+            "host": args.host,
+            "port": args.port,
+            "log_level": "info",
+            "access_log": args.access_log,
+            **uvicorn_options(limits, app.proxy.metrics),
+        }
+        if sockets is None:
+            uvicorn.run(app, **options)
+        else:  # a worker of --workers: serve the socket it was given
+            uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=sockets)
+
+    if args.workers > 1 and args.port == 0:
+        raise ConfigurationError("--workers needs a fixed --port (the workers share it)")
+    if args.workers > 1 and not hasattr(os, "fork"):
+        raise ConfigurationError(
+            "--workers needs a POSIX system (it forks); run several instances on other ports instead"
+        )
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be at least 1")
+    metrics_dir = None
+    if args.workers > 1:
+        from ..proxy.workers import prepare_metrics_dir
+
+        metrics_dir = prepare_metrics_dir()  # before any metric exists (see proxy/_prom.py)
+    # Built once here even with --workers: a configuration error stops the command now.
+    app = build()
     # Only redacted URLs are printed; the key is never.
     print(
         f"llm-cache proxy on http://{args.host}:{args.port}/v1 -> {redact_url(args.upstream)} "
         f"(cache {redact_url(args.cache)}; keys {'shared' if args.share_across_keys else 'isolated'}"
         f"{'; fixed upstream key' if api_key else ''}"
-        f"{'; client keys required' if args.client_keys else ''})",
+        f"{'; client keys required' if args.client_keys else ''}"
+        f"{f'; {args.workers} workers' if args.workers > 1 else ''})",
         flush=True,
     )
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        access_log=args.access_log,
-        **uvicorn_options(limits, app.proxy.metrics),
+    if args.workers <= 1:
+        serve(app)
+        return 0
+    from ..proxy.workers import run_workers
+
+    app.proxy.cache.close()  # each worker opens its own connections
+    if app.proxy.semantic_cache is not None and hasattr(app.proxy.semantic_cache, "close"):
+        app.proxy.semantic_cache.close()
+    return run_workers(
+        args.workers, args.host, args.port, lambda sock: serve(build(), [sock]), metrics_dir
     )
-    return 0

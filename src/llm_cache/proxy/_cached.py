@@ -124,7 +124,11 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
             )
         self._take_upstream_slot()  # freed when the flight's task ends (see _start_flight)
         flight = self._start_flight(
-            request, key, parsed, register=key.flight_key not in self._flights
+            request,
+            key,
+            parsed,
+            register=key.flight_key not in self._flights,
+            shared=not directives.no_cache,
         )
         return await self._answer(
             flight, endpoint, stream, include_usage, leader=True, started=started

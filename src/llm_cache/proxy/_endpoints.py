@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -189,6 +190,7 @@ class _RoutedEndpoints(_RequestParsing):
             },
             "upstream": self.upstream.redacted_url,
             "inflight": self.metrics.inflight,
+            "pid": os.getpid(),  # which worker answered (llm-cache serve --workers N)
         }
         if self.semantic_cache is not None:
             semantic_ok, semantic_problem = await self.probe_cache(self.semantic_cache)

@@ -7,18 +7,22 @@ the flight, the one that started it and any that joined, gets its answer from he
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ._cache_io import _CacheIO
 from ._http import _JSON, _SSE, ProxyRequest, _add_headers, _dumps, _error, _response
 from ._request import _Parsed
 from ._split import send_completions
+from .codec import generations_to_response
+from ..errors import CorruptEntryError
 from .flights import Flight
 from .keys import RequestKey
+from .leases import Step, coordinate, lease_name
 from ._protocols import NAMED_EVENTS, USAGE_CHUNK, error_for, protocol_of, render_events, stream_error
 from .sse import DONE_EVENT, SSEParser, format_event
 from .upstream import UpstreamError, UpstreamResponse
@@ -44,8 +48,16 @@ class _FlightRelay(_CacheIO):
     """Mixin of :class:`~.app.CachingProxy`: upstream calls shared by identical requests."""
 
     def _start_flight(
-        self, request: ProxyRequest, key: RequestKey, parsed: _Parsed, *, register: bool
+        self,
+        request: ProxyRequest,
+        key: RequestKey,
+        parsed: _Parsed,
+        *,
+        register: bool,
+        shared: bool = True,
     ) -> Flight:
+        """Start the flight of a miss; ``shared``: coalesce with other processes too (see
+        :mod:`.leases`; off for ``no-cache`` refreshes, which must not take a stored answer)."""
         body, stream, include_usage = parsed.body, parsed.stream, parsed.include_usage
         injected = False
         content = request.body
@@ -63,8 +75,12 @@ class _FlightRelay(_CacheIO):
         flight = Flight(key.flight_key, stream=stream, injected_usage=injected)
         if register:
             self._flights[key.flight_key] = flight
+        found: Callable[[], Awaitable[dict[str, Any] | None]] | None = None
+        if shared and self.lease_store is not None:
+            found = functools.partial(self._stored_answer, key, body)
+
         task = asyncio.get_running_loop().create_task(
-            self._fly(flight, key, request.path, request.headers, content, parsed.semantic)
+            self._fly(flight, key, request.path, request.headers, content, parsed.semantic, found)
         )
         flight.task = task
         # A done callback runs even if the task is cancelled before its first step (a
@@ -80,12 +96,27 @@ class _FlightRelay(_CacheIO):
         headers: dict[str, str],
         content: bytes,
         semantic: bool,
+        found: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         endpoint = key.endpoint
         metrics = self.metrics
         metrics.inflight += 1
         up: UpstreamResponse | None = None
+        lease = None
         try:
+            if found is not None and self.lease_store is not None:
+                outcome = await coordinate(
+                    self.lease_store, lease_name(key.prompt, key.llm_string), found
+                )
+                metrics.lease(endpoint, outcome.step.value)
+                if outcome.step is Step.SERVE and outcome.found is not None:
+                    # Another process called upstream and stored the answer: share it.
+                    flight.remote = True
+                    flight.result = outcome.found
+                    flight.set_head(200, [], sse=False)
+                    flight.finish()
+                    return
+                lease = outcome.lease
             try:
                 if endpoint == "completions" and not flight.stream:
                     up = await send_completions(self.upstream, path, headers, content)  # lists split if refused
@@ -137,6 +168,8 @@ class _FlightRelay(_CacheIO):
         finally:
             if up is not None and flight.sse:
                 await up.response.aclose()
+            if lease is not None:  # after the store: followers elsewhere now find the entry
+                await lease.finish()
             metrics.inflight -= 1
             if self._flights.get(flight.key) is flight:
                 del self._flights[flight.key]
@@ -184,6 +217,19 @@ class _FlightRelay(_CacheIO):
                 self.metrics.upstream_error(endpoint, "stream")
         flight.finish()
 
+    async def _stored_answer(
+        self, key: RequestKey, request_body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The answer another process stored for ``key`` (as a response body), or ``None``."""
+        found = await self._lookup(key, None)
+        if found is None:
+            return None
+        try:
+            return generations_to_response(found[0], key.endpoint, request_body).body
+        except CorruptEntryError as exc:
+            logger.warning("llm-cache proxy: unusable cache entry treated as a miss: %s", exc)
+            return None
+
     def _release(self, flight: Flight) -> None:
         if flight.release():
             # The last reader of an unfinished stream left: stop paying for it.
@@ -202,17 +248,18 @@ class _FlightRelay(_CacheIO):
         leader: bool,
         started: float,
     ) -> Any:
-        label = "miss" if leader else "coalesced"
-        # A follower shares an answer made for another request just now: a hit, of age 0.
-        extra = (
-            {"x-cache": "MISS"}
-            if leader
-            else {"x-cache": "HIT", "x-cache-coalesced": "true", "age": "0"}
-        )
         flight.interest += 1
         handed_off = False
         try:
             await flight.head.wait()
+            leader = leader and not flight.remote  # another process made the answer
+            label = "miss" if leader else "coalesced"
+            # A follower shares an answer made for another request just now: a hit, of age 0.
+            extra = (
+                {"x-cache": "MISS"}
+                if leader
+                else {"x-cache": "HIT", "x-cache-coalesced": "true", "age": "0"}
+            )
             if flight.sse and stream:
                 from starlette.responses import StreamingResponse
 

@@ -48,6 +48,7 @@ class _ProxyState:
     stream_usage: bool
     models_ttl: float
     metrics: Metrics
+    lease_store: Any  # a .leases.LeaseStore (coalescing across processes), or None
     _flights: dict[Any, Flight]
     _stores: dict[Any, asyncio.Future[None]]
     _completions: int

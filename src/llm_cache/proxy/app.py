@@ -71,6 +71,7 @@ from ._state import _LRU
 from .auth import ClientKeys
 from .flights import Flight
 from .keys import ENDPOINTS
+from .leases import LeasePolicy, store_for_url
 from .limits import ProxyLimits
 from .metrics import Metrics, PriceTable
 from .upstream import Upstream, error_body
@@ -119,8 +120,10 @@ class CachingProxy(_CachedEndpoints):
         models_ttl: float,
         limits: ProxyLimits,
         client_keys: ClientKeys | None,
+        lease_store: Any = None,
     ) -> None:
         self.upstream = upstream
+        self.lease_store = lease_store
         self.limits = limits
         self.client_keys = client_keys
         self._upstream_calls = 0
@@ -160,6 +163,9 @@ class CachingProxy(_CachedEndpoints):
             if flight.task is not None:
                 flight.task.cancel()
         await self.upstream.aclose()
+        if self.lease_store is not None:
+            with contextlib.suppress(Exception):
+                await self.lease_store.aclose()
         if self._owns_cache:
             await asyncio.to_thread(self.cache.close)
         if self._owns_semantic:
@@ -184,6 +190,8 @@ def create_app(
     transport: Any = None,
     limits: ProxyLimits | None = None,
     client_keys: ClientKeys | str | os.PathLike[str] | None = None,
+    shared_coalescing: Any = True,
+    lease_ttl: float = 10.0,
 ) -> Any:
     """Build the caching proxy as a Starlette ASGI app.
 
@@ -217,6 +225,12 @@ def create_app(
         client_keys: the proxy's own client keys (:class:`~llm_cache.proxy.auth.ClientKeys`
             or the path of a client-keys file); every ``/v1`` request must present one.
             Needs ``upstream_api_key`` (clients then never send the upstream key).
+        shared_coalescing: coalesce identical misses across processes too (every worker
+            and instance on the same store makes one upstream call, see :mod:`.leases`):
+            ``True`` (default) for a ``redis://`` or ``postgresql://`` cache URL (others
+            are one process's: nothing to share), ``False`` for in-process coalescing only,
+            or a lease store object.
+        lease_ttl: seconds after which the lease of a leader that died is free again.
 
     Returns a :class:`ProxyApp` (an ASGI callable for uvicorn or any ASGI server); its
     ``proxy`` (also ``state.proxy``) is the :class:`CachingProxy`: metrics, caches, flights.
@@ -272,6 +286,11 @@ def create_app(
             raise
         owns_semantic = True
     price_table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+    lease_store: Any = None
+    if shared_coalescing is True and isinstance(cache, str):
+        lease_store = store_for_url(cache, LeasePolicy(ttl=lease_ttl, wait=timeout))
+    elif shared_coalescing not in (True, False, None):
+        lease_store = shared_coalescing
 
     proxy = CachingProxy(
         upstream=Upstream(
@@ -294,6 +313,7 @@ def create_app(
         models_ttl=models_ttl,
         limits=limits,
         client_keys=client_keys,
+        lease_store=lease_store,
     )
 
     # Handlers read scope["path"], never request.url: building the URL decodes the query

@@ -51,6 +51,7 @@ class Flight:
         self.result: dict[str, Any] | None = None  # the complete 200 answer, as JSON
         self.storable = True  # False: larger than the proxy's max_stored_bytes
         self.error: UpstreamError | None = None  # connection failure, before or mid-body
+        self.remote = False  # answered from an entry another process stored (see .leases)
         self.interest = 0  # clients currently waiting on or reading this flight
         self._changed = asyncio.Event()
 

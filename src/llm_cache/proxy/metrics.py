@@ -1,8 +1,9 @@
 """Proxy metrics in the Prometheus text exposition format, and the price table.
 
-A tiny registry instead of ``prometheus_client``: the proxy needs a handful of counters
-and two histograms, all updated from the one event-loop thread (so no locks), and one
-dependency fewer. Metric names (all prefixed ``llm_cache_proxy_``):
+Under ``llm-cache serve --workers N`` every update also goes to ``prometheus_client`` in
+its multiprocess mode (:mod:`._prom`), so that ``/metrics`` of any worker reports all of
+them; one process renders its own counts.
+Metric names (all prefixed ``llm_cache_proxy_``):
 
 ====================================  ====================================================
 ``requests_total{endpoint,cache}``    requests by result: hit, semantic_hit, coalesced
@@ -20,14 +21,19 @@ dependency fewer. Metric names (all prefixed ``llm_cache_proxy_``):
                                       ``kind``: input, output, and Anthropic's
                                       cache_creation / cache_read input tokens
 ``protocol_cost_saved_usd_total``     estimated USD saved by ``endpoint``
-``inflight_requests``                 upstream calls in flight (gauge)
+``inflight_requests``                 upstream calls in flight, and misses waiting on
+                                      another process's call (gauge)
 ``refused_requests_total``            requests the proxy answered itself with an error,
                                       by endpoint and code (request_too_large,
                                       invalid_api_key, upstream_busy, only_if_cached, ...)
 ``responses_not_stored_total``        upstream answers passed on but not stored, by
                                       endpoint and reason: too_large (over
                                       ``max_stored_bytes``), unencodable
+``coalescing_leases_total``           misses coordinated with other processes by endpoint
+                                      and outcome: lead (called upstream), serve (answered
+                                      from another process's call), alone (no lease store)
 ``cache_errors_total`` ...            the cache object's own counters and breaker state
+                                      (the answering worker's)
 ====================================  ====================================================
 """
 
@@ -42,6 +48,16 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..protocols.base import Usage
+from ._prom import (
+    LATENCY_BUCKETS,
+    PREFIX,
+    PROXY_BUCKETS,
+    PromMetrics,
+    Samples,
+    multiprocess,
+    number,
+    render_lines,
+)
 
 __all__ = ["DEFAULT_PRICES", "Metrics", "PriceTable"]
 
@@ -70,23 +86,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 _CACHE_WRITE_FACTOR = 1.25
 _CACHE_READ_FACTOR = 0.1
 
-_LATENCY_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-)
-_PROXY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_LATENCY_BUCKETS = LATENCY_BUCKETS
+_PROXY_BUCKETS = PROXY_BUCKETS
 
 
 class PriceTable:
@@ -160,29 +161,15 @@ class _Histogram:
         self.count += 1
 
 
-def _labels(names: tuple[str, ...], values: tuple[Any, ...]) -> str:
-    if not names:
-        return ""
-    inner = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values))
-    return "{" + inner + "}"
-
-
-def _escape(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
 class Metrics:
-    """All counters of one proxy app."""
+    """All counters of one proxy app.
 
-    PREFIX = "llm_cache_proxy_"
+    The attributes (``requests``, ``tokens_saved``, ``cost_saved``...) are this process's
+    counts, for Python callers; ``render`` (``/metrics``) reports them, or every worker's
+    through ``prometheus_client`` (:mod:`._prom`) when ``serve --workers`` runs.
+    """
+
+    PREFIX = PREFIX
 
     def __init__(self, prices: PriceTable | None = None) -> None:
         self.prices = prices or PriceTable()
@@ -195,9 +182,26 @@ class Metrics:
         self.cost_saved = 0.0
         self.protocol_tokens_saved: dict[tuple[str, str], int] = {}
         self.protocol_cost_saved: dict[str, float] = {}
-        self.inflight = 0
+        self._inflight = 0
         self.refused_requests: dict[tuple[str, str], int] = {}
         self.not_stored: dict[tuple[str, str], int] = {}
+        self.leases: dict[tuple[str, str], int] = {}
+        # Under serve --workers, every update also goes to prometheus_client's shared files.
+        self._prom = PromMetrics() if multiprocess() else None
+        if self._prom is not None:
+            for kind in self.tokens_saved:  # both kinds are always reported, 0 included
+                self._prom.child("tokens_saved_total", (kind,))
+
+    @property
+    def inflight(self) -> int:
+        """Upstream calls in flight in this process."""
+        return self._inflight
+
+    @inflight.setter
+    def inflight(self, value: int) -> None:
+        self._inflight = value
+        if self._prom is not None:
+            self._prom.child("inflight_requests").set(value)
 
     # -- updates (event-loop thread only) ------------------------------------------------
     def request(self, endpoint: str, cache: str, seconds: float) -> None:
@@ -207,27 +211,54 @@ class Metrics:
         if hist is None:
             hist = self.request_duration[cache] = _Histogram(_PROXY_BUCKETS)
         hist.observe(seconds)
+        if self._prom is not None:
+            self._prom.child("requests_total", key).inc()
+            self._prom.child("request_duration_seconds", (cache,)).observe(seconds)
 
     def upstream(self, endpoint: str, status: int | str, seconds: float | None) -> None:
         key = (endpoint, str(status))
         self.upstream_requests[key] = self.upstream_requests.get(key, 0) + 1
+        prom = self._prom
+        if prom is not None:
+            prom.child("upstream_requests_total", key).inc()
         if seconds is not None:
             hist = self.upstream_latency.get(endpoint)
             if hist is None:
                 hist = self.upstream_latency[endpoint] = _Histogram(_LATENCY_BUCKETS)
             hist.observe(seconds)
+            if prom is not None:
+                prom.child("upstream_latency_seconds", (endpoint,)).observe(seconds)
+
+    def _count(self, counts: dict[tuple[str, str], int], family: str, key: tuple[str, str]) -> None:
+        counts[key] = counts.get(key, 0) + 1
+        if self._prom is not None:
+            self._prom.child(family, key).inc()
 
     def upstream_error(self, endpoint: str, kind: str) -> None:
-        key = (endpoint, kind)
-        self.upstream_errors[key] = self.upstream_errors.get(key, 0) + 1
+        self._count(self.upstream_errors, "upstream_errors_total", (endpoint, kind))
 
     def refused(self, endpoint: str, code: str) -> None:
-        key = (endpoint, code)
-        self.refused_requests[key] = self.refused_requests.get(key, 0) + 1
+        self._count(self.refused_requests, "refused_requests_total", (endpoint, code))
 
     def not_stored_answer(self, endpoint: str, reason: str) -> None:
-        key = (endpoint, reason)
-        self.not_stored[key] = self.not_stored.get(key, 0) + 1
+        self._count(self.not_stored, "responses_not_stored_total", (endpoint, reason))
+
+    def lease(self, endpoint: str, outcome: str) -> None:
+        """Count how a miss's cross-process coalescing ended: lead, serve, alone."""
+        self._count(self.leases, "coalescing_leases_total", (endpoint, outcome))
+
+    def _tokens(self, prompt: int, completion: int, cost: float) -> None:
+        self.tokens_saved["prompt"] += prompt
+        self.tokens_saved["completion"] += completion
+        self.cost_saved += cost
+        prom = self._prom
+        if prom is not None:
+            if prompt:
+                prom.child("tokens_saved_total", ("prompt",)).inc(prompt)
+            if completion:
+                prom.child("tokens_saved_total", ("completion",)).inc(completion)
+            if cost:
+                prom.child("cost_saved_usd_total").inc(cost)
 
     def saved(self, usage: Mapping[str, Any] | None, model: Any) -> None:
         """Count the tokens (and estimated cost) of an answer served without an upstream call."""
@@ -239,9 +270,7 @@ class Metrics:
         completion = (
             completion if isinstance(completion, int) and not isinstance(completion, bool) else 0
         )
-        self.tokens_saved["prompt"] += prompt
-        self.tokens_saved["completion"] += completion
-        self.cost_saved += self.prices.cost(model, prompt, completion)
+        self._tokens(prompt, completion, self.prices.cost(model, prompt, completion))
 
     def saved_usage(self, endpoint: str, usage: Usage) -> None:
         """Count an answer of ``endpoint`` served without an upstream call: the totals of
@@ -256,10 +285,9 @@ class Metrics:
                 + (_CACHE_READ_FACTOR - 1) * usage.cache_read_input_tokens
             )
         cost /= 1_000_000
-        self.tokens_saved["prompt"] += usage.input_tokens
-        self.tokens_saved["completion"] += usage.output_tokens
-        self.cost_saved += cost
+        self._tokens(usage.input_tokens, usage.output_tokens, cost)
         tokens = self.protocol_tokens_saved
+        prom = self._prom
         for kind, count in (
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
@@ -268,101 +296,69 @@ class Metrics:
         ):
             if count:
                 tokens[(endpoint, kind)] = tokens.get((endpoint, kind), 0) + count
+                if prom is not None:
+                    prom.child("protocol_tokens_saved_total", (endpoint, kind)).inc(count)
         self.protocol_cost_saved[endpoint] = self.protocol_cost_saved.get(endpoint, 0.0) + cost
+        if cost and prom is not None:
+            prom.child("protocol_cost_saved_usd_total", (endpoint,)).inc(cost)
 
     # -- exposition ------------------------------------------------------------------------
-    def render(
-        self, cache_stats: Mapping[str, Any] | None = None, breaker_open: bool | None = None
-    ) -> str:
-        """The Prometheus text exposition (format 0.0.4)."""
-        lines: list[str] = []
+    def _samples(self) -> Samples:
+        """This process's counts as exposition samples (one process: no prometheus_client)."""
         p = self.PREFIX
+        samples: Samples = {}
 
-        def family(name: str, kind: str, help_text: str) -> None:
-            lines.append(f"# HELP {p}{name} {help_text}")
-            lines.append(f"# TYPE {p}{name} {kind}")
-
-        def samples(
-            name: str, label_names: tuple[str, ...], values: Iterable[tuple[tuple[Any, ...], float]]
-        ) -> None:
-            for label_values, value in sorted(values, key=lambda item: tuple(map(str, item[0]))):
-                lines.append(f"{p}{name}{_labels(label_names, label_values)} {_number(value)}")
+        def series(name: str, labels: tuple[str, ...], counts: Mapping[Any, float]) -> None:
+            rows = samples.setdefault(p + name, [])
+            for key, value in counts.items():
+                values = key if isinstance(key, tuple) else (key,)
+                rows.append((dict(zip(labels, values)), value))
 
         def histograms(name: str, label: str, hists: Mapping[str, _Histogram]) -> None:
-            for value in sorted(hists):
-                hist = hists[value]
+            buckets = samples.setdefault(f"{p}{name}_bucket", [])
+            for value, hist in hists.items():
                 cumulative = 0
                 for bound, count in zip((*hist.buckets, math.inf), hist.counts):
                     cumulative += count
-                    le = "+Inf" if math.isinf(bound) else repr(bound)
-                    lines.append(
-                        f'{p}{name}_bucket{{{label}="{_escape(value)}",le="{le}"}} {cumulative}'
-                    )
-                lines.append(f'{p}{name}_sum{{{label}="{_escape(value)}"}} {_number(hist.sum)}')
-                lines.append(f'{p}{name}_count{{{label}="{_escape(value)}"}} {hist.count}')
+                    buckets.append(({label: value, "le": repr(bound)}, cumulative))
+                samples.setdefault(f"{p}{name}_sum", []).append(({label: value}, hist.sum))
+                samples.setdefault(f"{p}{name}_count", []).append(({label: value}, hist.count))
 
-        family("requests_total", "counter", "Requests by endpoint and cache result.")
-        samples("requests_total", ("endpoint", "cache"), self.requests.items())
-        family(
-            "request_duration_seconds",
-            "histogram",
-            "Time the proxy took to answer, by cache result.",
-        )
+        series("requests_total", ("endpoint", "cache"), self.requests)
         histograms("request_duration_seconds", "cache", self.request_duration)
-        family("upstream_requests_total", "counter", "Upstream calls by endpoint and HTTP status.")
-        samples("upstream_requests_total", ("endpoint", "status"), self.upstream_requests.items())
-        family("upstream_errors_total", "counter", "Upstream failures by endpoint and kind.")
-        samples("upstream_errors_total", ("endpoint", "kind"), self.upstream_errors.items())
-        family("upstream_latency_seconds", "histogram", "Upstream call duration, to the last byte.")
+        series("upstream_requests_total", ("endpoint", "status"), self.upstream_requests)
+        series("upstream_errors_total", ("endpoint", "kind"), self.upstream_errors)
         histograms("upstream_latency_seconds", "endpoint", self.upstream_latency)
-        family(
-            "tokens_saved_total", "counter", "Tokens of answers served without an upstream call."
-        )
-        samples("tokens_saved_total", ("kind",), (((k,), v) for k, v in self.tokens_saved.items()))
-        family(
-            "cost_saved_usd_total",
-            "counter",
-            "Estimated USD saved (price table; unknown models count 0).",
-        )
-        lines.append(f"{p}cost_saved_usd_total {_number(self.cost_saved)}")
-        family(
-            "protocol_tokens_saved_total",
-            "counter",
-            "Tokens of answers served without an upstream call, by protocol and kind.",
-        )
-        samples(
-            "protocol_tokens_saved_total", ("endpoint", "kind"), self.protocol_tokens_saved.items()
-        )
-        family("protocol_cost_saved_usd_total", "counter", "Estimated USD saved, by protocol.")
-        samples(
-            "protocol_cost_saved_usd_total",
-            ("endpoint",),
-            (((k,), v) for k, v in self.protocol_cost_saved.items()),
-        )
-        family("inflight_requests", "gauge", "Upstream calls in flight.")
-        lines.append(f"{p}inflight_requests {self.inflight}")
-        family(
-            "refused_requests_total",
-            "counter",
-            "Requests the proxy answered itself with an error, by endpoint and code.",
-        )
-        samples("refused_requests_total", ("endpoint", "code"), self.refused_requests.items())
-        family(
-            "responses_not_stored_total",
-            "counter",
-            "Upstream answers passed on without being stored, by endpoint and reason.",
-        )
-        samples("responses_not_stored_total", ("endpoint", "reason"), self.not_stored.items())
+        series("tokens_saved_total", ("kind",), self.tokens_saved)
+        series("cost_saved_usd_total", (), {(): self.cost_saved})
+        series("protocol_tokens_saved_total", ("endpoint", "kind"), self.protocol_tokens_saved)
+        series("protocol_cost_saved_usd_total", ("endpoint",), self.protocol_cost_saved)
+        series("inflight_requests", (), {(): self._inflight})
+        series("refused_requests_total", ("endpoint", "code"), self.refused_requests)
+        series("responses_not_stored_total", ("endpoint", "reason"), self.not_stored)
+        series("coalescing_leases_total", ("endpoint", "outcome"), self.leases)
+        return samples
+
+    def render(
+        self, cache_stats: Mapping[str, Any] | None = None, breaker_open: bool | None = None
+    ) -> str:
+        """The Prometheus text exposition (format 0.0.4).
+
+        The cache object's counters and breaker state are this process's (each worker has
+        its own cache object); everything else is every worker's under ``--workers``.
+        """
+        lines = self._prom.render() if self._prom is not None else render_lines(self._samples())
+        p = self.PREFIX
         if cache_stats is not None:
             for name in ("hits", "misses", "updates", "errors", "corrupt", "skipped"):
                 if name in cache_stats:
-                    family(f"cache_{name}_total", "counter", f"The cache object's {name} counter.")
-                    lines.append(f"{p}cache_{name}_total {_number(cache_stats[name])}")
+                    lines.append(f"# HELP {p}cache_{name}_total The cache object's {name} counter.")
+                    lines.append(f"# TYPE {p}cache_{name}_total counter")
+                    lines.append(f"{p}cache_{name}_total {number(cache_stats[name])}")
         if breaker_open is not None:
-            family(
-                "cache_breaker_open",
-                "gauge",
-                "1 while the cache's circuit breaker bypasses the store.",
+            lines.append(
+                f"# HELP {p}cache_breaker_open 1 while the cache's circuit breaker bypasses the store."
             )
+            lines.append(f"# TYPE {p}cache_breaker_open gauge")
             lines.append(f"{p}cache_breaker_open {int(breaker_open)}")
         return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from .._imports import require
 from ._guard import guarded_protocol
 from .limits import ProxyLimits
 from .metrics import Metrics
+from .workers import listening_socket
 
 __all__ = ["ProxyServer", "uvicorn_options"]
 
@@ -91,13 +92,7 @@ class ProxyServer:
         uvicorn = require("uvicorn", "proxy", "the llm-cache proxy")
         if self._server is not None:
             return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose
-        # proto says TCP, and without it every response written in two parts (headers, body)
-        # waits ~40 ms for the client's delayed ACK (measured: 44 ms per keep-alive request).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = listening_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(
