@@ -274,7 +274,7 @@ def semantic(
                     f"{_csrf(csrf)}<button type=submit>Wrong answer</button></form>"
                 )
             else:
-                action = "<span class=mute title='the semantic cache has no feedback()'>\u2013</span>"
+                action = "<span class=mute title='the semantic cache takes no reports'>\u2013</span>"
             rows.append(
                 f"<tr><td class=num>{e(when(hit.at))}</td>"
                 f"<td class=num><span class='pill ok'>{hit.similarity:.3f}</span></td>"
@@ -288,8 +288,9 @@ def semantic(
         )
         if not can_report:
             body += (
-                "<p class=mute>Reporting a wrong answer needs a semantic cache with "
-                "<code>feedback()</code>.</p>"
+                "<p class=mute>Reporting a wrong answer needs a semantic cache that learns "
+                "from reports: <code>SemanticCache(max_error_rate=...)</code>, or any cache "
+                "with <code>feedback()</code>.</p>"
             )
     return f"<h1>Recent semantic hits</h1>{_banner(notice, error)}<section class=card>{body}</section>"
 

@@ -118,9 +118,12 @@ class Dashboard:
 
     @property
     def can_report(self) -> bool:
-        return callable(getattr(self.semantic_cache, "afeedback", None)) or callable(
-            getattr(self.semantic_cache, "feedback", None)
-        )
+        cache = self.semantic_cache
+        if not (callable(getattr(cache, "afeedback", None)) or callable(getattr(cache, "feedback", None))):
+            return False
+        # A SemanticCache learns from a reported semantic hit only with an error bound
+        # (max_error_rate=); without one its feedback() refuses semantic hits.
+        return bool(getattr(cache, "accepts_semantic_feedback", True))
 
     def csrf_token(self, viewer: Viewer) -> str:
         """The token POST forms of ``viewer`` carry."""

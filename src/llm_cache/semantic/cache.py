@@ -510,6 +510,11 @@ class SemanticCache(BaseCache):
             await asyncio.to_thread(self.learning.clear)
 
     # ------------------------------------------------------------------ feedback
+    @property
+    def accepts_semantic_feedback(self) -> bool:
+        """Whether :meth:`feedback` can act on a semantic hit (it needs ``max_error_rate``)."""
+        return self.learning is not None
+
     def feedback(self, prompt: str, llm_string: str, correct: bool) -> None:
         """Report whether the last answer this cache gave for ``prompt`` was right.
 
