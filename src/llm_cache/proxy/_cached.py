@@ -23,6 +23,7 @@ from ._http import (
     _Disconnected,
     _dumps,
     _error,
+    _headers_of,
     _read_body,
     _response,
 )
@@ -58,8 +59,14 @@ class _CachedEndpoints(_FlightRelay, _RoutedEndpoints):
     ) -> None:
         """The ASGI entry of the cached endpoints (no router or middleware on this hot path)."""
         try:
-            body = await _read_body(receive, self.limits.max_body_bytes, scope["headers"])
-            response = await self.cached_endpoint(ProxyRequest.from_scope(scope, body), endpoint)
+            # The headers are decoded once, for the body's declared length and the request.
+            headers = _headers_of(scope)
+            body = await _read_body(
+                receive, self.limits.max_body_bytes, headers.get("content-length")
+            )
+            response = await self.cached_endpoint(
+                ProxyRequest.from_scope(scope, body, headers), endpoint
+            )
         except _Disconnected:
             return
         except Refusal as refusal:

@@ -114,7 +114,7 @@ class _RoutedEndpoints(_RequestParsing):
         if directives.only_if_cached:
             raise _not_cached("BYPASS")  # before reading a body that will not be used
         body = await _read_body(
-            request.receive, self.limits.max_body_bytes, request.scope["headers"]
+            request.receive, self.limits.max_body_bytes, request.headers.get("content-length")
         )
         return await self._passthrough(
             ProxyRequest.from_scope(request.scope, body), "other", body or None, started

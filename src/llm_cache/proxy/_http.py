@@ -7,6 +7,7 @@ Kept free of cache logic: every other proxy module builds its answers with
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ from ._protocols import error_for
 _JSON = "application/json"
 _SSE = "text/event-stream; charset=utf-8"
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are
+# A path made only of what quote() keeps as it is (ASCII letters and digits, _PATH_SAFE):
+# quote() would return it unchanged, so the hot path skips the call.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=._~-]*").fullmatch
 
 
 def _dumps(value: Any) -> bytes:
@@ -34,11 +38,17 @@ class ProxyRequest:
     body: bytes
 
     @classmethod
-    def from_scope(cls, scope: Mapping[str, Any], body: bytes) -> ProxyRequest:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    def from_scope(
+        cls, scope: Mapping[str, Any], body: bytes, headers: dict[str, str] | None = None
+    ) -> ProxyRequest:
+        """The request of an ASGI ``scope``; ``headers``: :func:`_headers_of` it, if already made."""
+        if headers is None:
+            headers = _headers_of(scope)
         # The server has percent-decoded the path: encode it again for the upstream URL
         # (a decoded "%09" or "%3F" would otherwise be a tab or a query in that URL).
-        path = quote(scope["path"], safe=_PATH_SAFE, errors="replace")
+        path = scope["path"]
+        if _PLAIN_PATH(path) is None:
+            path = quote(path, safe=_PATH_SAFE, errors="replace")
         return cls(
             scope["method"],
             path.removeprefix("/v1"),
@@ -97,28 +107,30 @@ class Refusal(Exception):
         return _response(_dumps(body), self.status, media_type=_JSON, extra=extra)
 
 
-def _declared_length(headers: Any) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
+def _headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers of an ASGI scope, as :class:`ProxyRequest` holds them."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 async def _read_body(
     receive: Callable[[], Awaitable[Mapping[str, Any]]],
     limit: int,
-    headers: Any = (),
+    declared: str | None = None,
 ) -> bytes:
     """The request body, at most ``limit`` bytes (else :class:`Refusal` 413).
 
     Enforced while reading: a declared ``Content-Length`` over the limit is refused before
     a byte of the body is read, and a chunked body as soon as it passes the limit, so the
-    proxy never holds more than ``limit`` bytes of one request. ``headers``: the raw ASGI
-    request headers.
+    proxy never holds more than ``limit`` bytes of one request. ``declared``: the request's
+    ``Content-Length`` header, if it has one.
     """
-    declared = _declared_length(headers)
-    if declared is not None and declared > limit:
-        raise _too_large(limit)
+    if declared is not None:
+        try:
+            too_large = int(declared) > limit
+        except ValueError:
+            too_large = False  # not a number: the limit is enforced while reading
+        if too_large:
+            raise _too_large(limit)
     parts: list[bytes] = []
     size = 0
     while True:

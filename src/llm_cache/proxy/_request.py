@@ -41,7 +41,36 @@ class _RequestParsing(_ProxyState):
         The one place where the caller is checked: its API key (printable ASCII, and one of
         the proxy's client keys when it has them) and the namespace header. Raises
         :class:`~._http.Refusal` (401 or 400) for a request that may not go further.
+
+        The key check is a pure function of the credential headers, so a credential that
+        passed it is remembered with its tenant (the bounded memo that already held the
+        tenant per credential; a refused one is never remembered and is checked again on
+        every request, in full). The memo is keyed by the whole credential, so only a
+        caller who presents an admitted key finds it there; any other key gets the full,
+        constant-time client-key check.
         """
+        credential = (
+            headers.get("authorization"),
+            headers.get("api-key"),
+            headers.get("x-api-key"),
+        )
+        key_tenant = self._namespace_memo.get_recent(credential)
+        if key_tenant is None:
+            key_tenant = self._admit(headers)
+            self._namespace_memo.put(credential, key_tenant)
+        named = headers.get(self.namespace_header)
+        if named is not None and not valid_namespace(named):
+            raise Refusal(
+                400,
+                f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
+                "invalid_namespace",
+            )
+        if self.share_across_keys:
+            return "shared" if named is None else "n:" + named
+        return key_tenant if named is None else key_tenant + "/n:" + named
+
+    def _admit(self, headers: Mapping[str, str]) -> str:
+        """Check the caller's API key (see :meth:`tenant`); its tenant id if it passes."""
         key = api_key_of(headers)
         if key is not None and not _printable(key):
             raise Refusal(
@@ -56,33 +85,19 @@ class _RequestParsing(_ProxyState):
                 "(Authorization: Bearer <key>, or x-api-key); ask its operator for one",
                 "invalid_api_key",
             )
-        namespace = self.namespace(headers)
-        if namespace is None:
-            raise Refusal(
-                400,
-                f"the {self.namespace_header} header must be 1-128 printable ASCII characters without spaces",
-                "invalid_namespace",
-            )
-        return namespace
+        return key_namespace(key)
 
     def namespace(self, headers: Mapping[str, str]) -> str | None:
-        """The tenant partition of a request; ``None`` if the namespace header is invalid."""
-        parts = []
-        if not self.share_across_keys:
-            credential = (
-                headers.get("authorization"),
-                headers.get("api-key"),
-                headers.get("x-api-key"),
-            )
-            tenant = self._namespace_memo.get_recent(credential)
-            if tenant is None:
-                tenant = key_namespace(api_key_of(headers))
-                self._namespace_memo.put(credential, tenant)
-            parts.append(tenant)
+        """The tenant partition of a request, ``None`` if the namespace header is invalid.
+
+        Does not check the API key: only :meth:`tenant` admits a request (and only it fills
+        the memo that lets a key skip the check).
+        """
         named = headers.get(self.namespace_header)
+        if named is not None and not valid_namespace(named):
+            return None
+        parts = [] if self.share_across_keys else [key_namespace(api_key_of(headers))]
         if named is not None:
-            if not valid_namespace(named):
-                return None
             parts.append("n:" + named)
         return "/".join(parts) if parts else "shared"
 
