@@ -37,7 +37,7 @@ async def feedback_endpoint(proxy: Any, request: Any) -> Any:
     # The same admission as every /v1 route: client keys, the API key's tenant, the namespace
     # header (a Refusal is answered by the app's handler), and the same body limit.
     namespace = proxy.tenant(request.headers)
-    raw = await _read_body(request.receive, proxy.limits.max_body_bytes, request.scope["headers"])
+    raw = await _read_body(request.receive, proxy.limits.max_body_bytes, request.headers.get("content-length"))
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
