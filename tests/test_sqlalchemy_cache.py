@@ -496,12 +496,17 @@ def _assert_whole(generations: list[Generation] | None) -> None:
     assert [g.text.split(" ")[1] for g in generations] == [f"{i}/{n}" for i in range(n)]
 
 
-def _assert_no_duplicate_rows(engine: Engine, table: str) -> None:
+def _assert_no_duplicate_rows(engine: Engine, table: str, namespace: str | None = None) -> None:
+    """No (prompt, llm, idx) twice; within ``namespace`` when the table has one (other tests,
+    and other test runs on the same server, write the same prompts in their own namespaces)."""
+    where = "" if namespace is None else "WHERE namespace = :ns "
     with engine.connect() as conn:
         dupes = conn.execute(
             text(
-                f"SELECT prompt, llm, idx, count(*) FROM {table} GROUP BY prompt, llm, idx HAVING count(*) > 1"
-            )
+                f"SELECT prompt, llm, idx, count(*) FROM {table} {where}"
+                "GROUP BY prompt, llm, idx HAVING count(*) > 1"
+            ),
+            {} if namespace is None else {"ns": namespace},
         ).all()
     assert dupes == []
 
@@ -530,7 +535,7 @@ def test_concurrent_upserts_mariadb(mysql_url: str) -> None:
     _hammer(SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT), [f"shared {i}" for i in range(3)])
     user = SQLAlchemyCache(engine, UserLLMCache, namespace=unique(), timeout=CONTRACT_TIMEOUT)
     _hammer(user, [f"shared {i}" for i in range(3)])
-    _assert_no_duplicate_rows(engine, "llm_cache_user_rows")
+    _assert_no_duplicate_rows(engine, "llm_cache_user_rows", user.namespace)
     user.clear()
     engine.dispose()
 
