@@ -177,7 +177,8 @@ def estimate_tokens(size: int) -> int:
     return max(1, size // BYTES_PER_TOKEN)
 
 
-def _total(usage: Any) -> int | None:
+def usage_total(usage: Any) -> int | None:
+    """Total tokens of one usage record (OpenAI's or Anthropic's field names), or ``None``."""
     if not isinstance(usage, Mapping):
         return None
     total = usage.get("total_tokens")
@@ -196,7 +197,7 @@ def usage_tokens(generation_info: Mapping[str, Any] | None) -> int | None:
         node: Any = generation_info
         for part in path:
             node = node.get(part) if isinstance(node, Mapping) else None
-        tokens = _total(node)
+        tokens = usage_total(node)
         if tokens is not None:
             return tokens
     return None

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 from .caches.base import BaseCache, CacheEntry, unstorable
 from .chat_prompt import llm_string_model
 from .errors import ConfigurationError, CorruptEntryError
+from .eviction import usage_total
 from .generation import Generation
 
 logger = logging.getLogger("llm_cache")
@@ -193,17 +194,6 @@ def import_entry(cache: BaseCache, entry: Entry, *, now: float | None = None) ->
 
 
 # -- statistics -------------------------------------------------------------------------------
-def _usage_tokens(usage: Any) -> int | None:
-    if not isinstance(usage, dict):
-        return None
-    total = usage.get("total_tokens")
-    if isinstance(total, int) and not isinstance(total, bool):
-        return total
-    parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")]
-    numbers = [p for p in parts if isinstance(p, int) and not isinstance(p, bool)]
-    return sum(numbers) if numbers else None
-
-
 def _usage_split(usage: Any) -> tuple[int, int] | None:
     """``(input tokens, output tokens)`` of a usage dict (OpenAI's or Anthropic's names)."""
     if not isinstance(usage, dict):
@@ -272,7 +262,7 @@ def entry_usage_tokens(entry: Entry) -> int | None:
     records = _usage_records(entry)
     if not records:
         return None
-    return sum(_usage_tokens(usage) or 0 for usage in records)
+    return sum(usage_total(usage) or 0 for usage in records)
 
 
 @dataclass
