@@ -199,15 +199,22 @@ class SemanticCache(BaseCache):
         annotate: add ``generation_info["llm_cache"]`` (similarity, matched prompt) to
             the generations of semantic hits.
         clock: wall-clock time source for TTL (tests pass a fake one).
-        max_entries: int | None = None,
-        max_bytes: int | None = None,
-        policy: str = "lru",
-        evict_batch: int | None = None,
-        max_error_rate: float | None = None,
-        judge: Any = "equal",
-        learning: Any = None,
-        prior: Any = "default",
-        learning_seed: int | None = None,
+        max_entries, max_bytes, policy, evict_batch: size caps of the local store and the
+            eviction policy (``"lru"``, ``"lfu"``, ``"cost"``; see :mod:`llm_cache.eviction`).
+            Other stores take their caps in their own constructor.
+        max_error_rate: make the cache *error-bounded* and learn from its own traffic
+            (docs/semantic.md, :mod:`.learning`): answer only when the learned bound keeps
+            the share of wrong semantic hits under this rate (e.g. ``0.02``). ``None``
+            (default): the static ``threshold``.
+        judge: with ``max_error_rate``, how a fresh answer is compared with a cached one:
+            ``"equal"`` (default), ``"embedding"``, a callable ``(fresh, cached) -> bool``
+            or a :class:`~llm_cache.semantic.judges.Judge` (e.g. ``LLMJudge(model)``).
+        learning: with ``max_error_rate``, overrides of
+            :class:`~llm_cache.semantic.bounded.BoundPolicy` (a dict or a policy).
+        prior: with ``max_error_rate``, where the bound starts: ``"default"`` (the shipped
+            fit), ``None`` (nothing: the cache explores until it has evidence) or counter
+            fields.
+        learning_seed: seed of the exploration draws (reproducible evaluations).
     """
 
     def __init__(
