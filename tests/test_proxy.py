@@ -713,22 +713,9 @@ def test_redis_backed_proxy(
     }
 
 
-class ToyEmbeddings:
-    """Deterministic bag-of-words vectors (the built-in server's), so no model is loaded."""
-
-    dimension = 64
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [fake_openai.embed_text(t.lower(), 64) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
+# Deterministic bag-of-words vectors (the built-in server's), so no model is loaded; other
+# test modules import it from here.
+ToyEmbeddings = fake_openai.ToyEmbeddings
 
 
 def test_semantic_hits(make_proxy: Callable[..., ProxyServer], upstream: Any) -> None:
