@@ -431,7 +431,7 @@ def _large_prompt_roundtrip(cache: SQLAlchemyCache) -> None:
 @pytest.mark.postgres
 def test_large_prompt_postgres(postgres_url: str, fulltext: SQLAlchemyCache) -> None:
     engine = create_engine(postgres_url)
-    _large_prompt_roundtrip(SQLAlchemyCache(engine, namespace=unique()))
+    _large_prompt_roundtrip(SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT))
     _large_prompt_roundtrip(fulltext)
     engine.dispose()
 
@@ -697,8 +697,8 @@ def test_memory_sqlite_async_falls_back_to_a_thread() -> None:
 def test_clear_never_touches_other_namespaces_or_tables(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
     mine, theirs = (
-        SQLAlchemyCache(engine, namespace=unique()),
-        SQLAlchemyCache(engine, namespace=unique()),
+        SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT),
+        SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT),
     )
     mine.update("p", LLM, sample_generations("m"))
     theirs.update("p", LLM, sample_generations("t"))
@@ -726,7 +726,7 @@ def test_purge_expired_and_count(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_nul_characters_survive_postgres(postgres_url: str) -> None:
     engine = create_engine(postgres_url)
-    cache = SQLAlchemyCache(engine, namespace=unique())
+    cache = SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT)
     for prompt in ["a\x00b", "\ue000llmc:looks escaped", "back\\slash\x00\\0"]:
         cache.update(prompt, LLM + "\x00", sample_generations(prompt))
         assert cache.lookup(prompt, LLM + "\x00") == sample_generations(prompt)
@@ -765,7 +765,7 @@ def test_stale_idle_connection_is_replaced_without_an_error(postgres_server: Any
     import psycopg
 
     engine = create_engine(postgres_server.url)
-    cache = SQLAlchemyCache(engine, namespace=unique())
+    cache = SQLAlchemyCache(engine, namespace=unique(), timeout=CONTRACT_TIMEOUT)
     cache.update("p", LLM, sample_generations("s"))
     pid = cache._raw(lambda dbapi, st: dbapi.info.backend_pid)
     with psycopg.connect(postgres_server.dsn, autocommit=True) as admin:
