@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_us, markdown_table  # noqa: E402
 
 from llm_cache import Generation, InMemoryCache, SQLiteCache  # noqa: E402
+from llm_cache.semantic.embeddings import ArrayEmbeddings  # noqa: E402
 
 LLM = '{"model":"gpt-4o-mini","provider":"openai","temperature":0}'
 D = 384
@@ -68,7 +69,7 @@ def answer(i: int) -> list[Generation]:
     return [Generation(text=text, generation_info={"finish_reason": "stop", "usage": usage})]
 
 
-class TableEmbeddings:
+class TableEmbeddings(ArrayEmbeddings):
     """Random unit vectors looked up by text: an embedding that costs (almost) nothing."""
 
     dimension = D
@@ -86,18 +87,6 @@ class TableEmbeddings:
 
     def embed_array(self, texts: list[str]) -> np.ndarray:
         return self.vectors[[self.index.get(t, 0) for t in texts]]
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 def make(kind: str, where: str, cap: int | None, embeddings: Any) -> Any:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_cache import Generation, SQLiteCache
+from llm_cache.semantic.embeddings import ArrayEmbeddings
 from llm_cache.errors import ConfigurationError
 from llm_cache.eviction import (
     Caps,
@@ -182,7 +183,7 @@ def test_sqlite_lru_sees_hits_still_in_the_buffer(tmp_path: Path) -> None:
 
 
 # -- the local semantic store ------------------------------------------------------------------
-class HashEmbeddings:
+class HashEmbeddings(ArrayEmbeddings):
     """Unrelated texts get unrelated vectors (32 random dimensions): no accidental semantic hits."""
 
     dimension = 32
@@ -194,18 +195,6 @@ class HashEmbeddings:
             v = np.random.default_rng(seed).normal(size=self.dimension).astype(np.float32)
             rows.append(v / np.linalg.norm(v))
         return np.stack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 class FakeClock:

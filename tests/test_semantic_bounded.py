@@ -22,6 +22,7 @@ from llm_cache.errors import ConfigurationError  # noqa: E402
 from llm_cache.semantic import bounded  # noqa: E402
 from llm_cache.semantic.bounded import BoundPolicy, Context, EntryRecord  # noqa: E402
 from llm_cache.semantic.cache import SemanticCache  # noqa: E402
+from llm_cache.semantic.embeddings import ArrayEmbeddings  # noqa: E402
 from llm_cache.semantic.judges import (  # noqa: E402
     CallableJudge,
     EmbeddingJudge,
@@ -36,7 +37,7 @@ LLM = '{"model":"m","provider":"test","temperature":0}'
 HERE = os.path.dirname(__file__)
 
 
-class WordEmbeddings:
+class WordEmbeddings(ArrayEmbeddings):
     """Deterministic bag-of-words vectors: texts sharing words are similar (no model)."""
 
     dimension = 64
@@ -49,18 +50,6 @@ class WordEmbeddings:
             norm = float(np.linalg.norm(out[row]))
             out[row] /= norm if norm else 1.0
         return out
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 WORDS = "red green blue black white old new big small cheap fast slow late early first last".split()

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "Embeddings",
+    "ArrayEmbeddings",
     "LocalEmbeddings",
     "OpenAIEmbeddings",
     "CachedEmbeddings",
@@ -199,6 +200,34 @@ class _QueryAsOneDocument:
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
         return (await self.aembed_documents([text]))[0]
+
+
+class ArrayEmbeddings:
+    """Base for an embedding computed in process as a matrix: define ``dimension`` and
+    ``embed_array(texts)`` (one row per text); the LangChain-style methods follow from it.
+    The async methods run in the caller's thread: meant for cheap embeddings (tables,
+    precomputed vectors, test doubles), not for a model."""
+
+    dimension: int
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed several texts."""
+        return self.embed_array(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one text."""
+        return self.embed_documents([text])[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """:meth:`embed_documents`, in this thread."""
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """:meth:`embed_query`, in this thread."""
+        return self.embed_query(text)
 
 
 # --------------------------------------------------------------------------- local model

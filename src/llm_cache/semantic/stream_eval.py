@@ -36,6 +36,7 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import ConfigurationError
 from ..generation import Generation
+from .embeddings import ArrayEmbeddings
 
 __all__ = [
     "StreamItem",
@@ -159,7 +160,7 @@ def stream_from_pairs(pairs: Iterable[Any], *, seed: int | None = 0) -> list[Str
     return items
 
 
-class PrecomputedEmbeddings:
+class PrecomputedEmbeddings(ArrayEmbeddings):
     """An :class:`~llm_cache.embeddings.Embeddings` that answers from known vectors and
     falls back to ``model`` for other texts (so an evaluation embeds each text once)."""
 
@@ -180,18 +181,6 @@ class PrecomputedEmbeddings:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [list(map(float, v)) for v in self.embed_array(texts)]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 def cached_vectors(texts: Sequence[str], embedding: Any, cache_dir: str | None = None, progress: bool = False) -> dict[str, Any]:
