@@ -74,7 +74,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -520,30 +520,17 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def start_scale_proxy(up_base: str, cache: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", up_base, "--cache", cache,
-         "--port", str(port), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for(base + "/healthz", proc)
-    return proc, base
-
-
 def workers_rows(args: argparse.Namespace, up_base: str, workdir: str) -> list[list[str]]:
     """Cached chat hits with 1 and 2 workers (one SQLite file), wrk as the load generator."""
     rows = []
     bodies = [chat_body(i) for i in range(args.prompts)]
     for workers in (1, 2):
         cache = f"sqlite:///{workdir}/workers-{workers}.db"
-        proc, base = start_scale_proxy(up_base, cache, "--workers", str(workers))
+        proc, port = start_proxy(up_base, cache, extra=("--workers", str(workers)))
+        base = f"http://127.0.0.1:{port}"
         try:
             for body in bodies:
                 post(base + "/v1/chat/completions", body)
-            port = int(base.rsplit(":", 1)[1])
             runs = []
             for _ in range(args.repeat):
                 hits_before = metric(base, hit_metric("/v1/chat/completions"))
@@ -592,7 +579,8 @@ def coalescing_rows(args: argparse.Namespace, up_base: str) -> list[list[str]]:
         cache = redis.url + "?namespace=bench-coalesce"
         bases = []
         for _ in range(3):
-            proc, base = start_scale_proxy(up_base, cache)
+            proc, port = start_proxy(up_base, cache)
+            base = f"http://127.0.0.1:{port}"
             procs.append(proc)
             bases.append(base)
         upstream_line = 'llm_cache_proxy_upstream_requests_total{endpoint="chat.completions",status="200"}'
@@ -655,15 +643,16 @@ def coalescing_rows(args: argparse.Namespace, up_base: str) -> list[list[str]]:
 
 
 def start_proxy(
-    upstream: str, cache_url: str, pythonpath: str | None = None
+    upstream: str, cache_url: str, pythonpath: str | None = None, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``llm-cache serve`` as a subprocess (``pythonpath``: the package's source tree to run)."""
+    """``llm-cache serve`` as a subprocess (``pythonpath``: the package's source tree to run;
+    ``extra``: more ``serve`` options)."""
     env = dict(os.environ)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", upstream, "--cache", cache_url, "--port", str(port)],
+        [sys.executable, "-m", "llm_cache.cli", "serve", "--upstream", upstream, "--cache", cache_url, "--port", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
