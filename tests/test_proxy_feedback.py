@@ -87,3 +87,32 @@ def test_feedback_needs_a_client_key_and_keeps_to_the_body_limit(
     assert httpx.post(url, json=verdict, headers={"authorization": f"Bearer {key}"}).status_code == 200
     big = {**verdict, "request": {"model": MODEL, "messages": [{"role": "user", "content": "x" * 8192}]}}
     assert httpx.post(url, json=big, headers={"authorization": f"Bearer {key}"}).status_code == 413
+
+
+def test_serve_builds_an_error_bounded_index_that_learns_from_upstream(
+    make_proxy: Callable[..., ProxyServer], tmp_path: Any
+) -> None:
+    """``--semantic --semantic-max-error-rate``: the index the proxy builds beside its cache
+    (here SQLite, with the bundled embedding model) is error-bounded; a paraphrase it may
+    not answer yet goes upstream, and the fresh answer is judged against the candidate."""
+    pytest.importorskip("onnxruntime")
+    server = make_proxy(f"sqlite:///{tmp_path}/cache.db", semantic=True, semantic_max_error_rate=0.05)
+    index = server.app.proxy.semantic_cache
+    assert index.learning is not None and index.learning.policy.max_error_rate == 0.05
+    c = client(server)
+    chat(c, [{"role": "user", "content": "What is the capital city of France?"}])
+    settle(server)
+    _, label, _ = chat(c, [{"role": "user", "content": "Which city is the capital of France?"}])
+    settle(server)
+    assert label == "MISS"  # no outcome yet backs a semantic hit
+    assert index.learning.stats["outcomes"] == 1  # the upstream's answer was judged
+
+
+def test_semantic_max_error_rate_needs_semantic_and_a_rate(tmp_path: Any) -> None:
+    from llm_cache.errors import ConfigurationError
+    from llm_cache.proxy import create_app
+
+    with pytest.raises(ConfigurationError, match="needs semantic=True"):
+        create_app("http://127.0.0.1:9/v1", "memory://", semantic_max_error_rate=0.02)
+    with pytest.raises(ConfigurationError, match="max_error_rate must be a number in"):
+        create_app("http://127.0.0.1:9/v1", f"sqlite:///{tmp_path}/c.db", semantic=True, semantic_max_error_rate=1.5)

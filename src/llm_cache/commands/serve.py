@@ -45,6 +45,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(needs the 'semantic' extra)",
     )
     parser.add_argument(
+        "--semantic-max-error-rate",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="with --semantic: bound the share of wrong semantic hits (e.g. 0.02) instead of a "
+        "fixed similarity threshold; the index learns from upstream answers and from "
+        "POST /v1/cache/feedback (docs/semantic.md)",
+    )
+    parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     parser.add_argument(
@@ -256,6 +265,7 @@ def _run(args: argparse.Namespace) -> int:
             namespace_header=args.namespace_header,
             ttl=args.ttl,
             semantic=args.semantic,
+            semantic_max_error_rate=args.semantic_max_error_rate,
             prices=prices,
             stream_usage=args.stream_usage,
             timeout=args.timeout,

@@ -19,38 +19,40 @@ def _is_semantic(cache: Any) -> bool:
     )
 
 
-def semantic_cache_from_url(url: str, *, ttl: float | None = None) -> Any:
+def semantic_cache_from_url(url: str, *, ttl: float | None = None, max_error_rate: float | None = None) -> Any:
     """The semantic cache that goes with an exact cache URL (``--semantic``).
 
     ``memory://`` -> an in-memory :class:`~llm_cache.semantic.cache.SemanticCache`;
     ``sqlite:///x.db`` -> ``SemanticCache(data_dir="x.semantic")`` beside the file;
     ``redis://...`` -> ``RedisSemanticCache``; ``postgresql://...`` -> ``PGVectorSemanticCache``.
-    Embeddings are the offline default (``LocalEmbeddings``).
+    Embeddings are the offline default (``LocalEmbeddings``); ``max_error_rate`` makes the
+    cache error-bounded (``None``: the static threshold).
     """
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     bare = urlunsplit(parts._replace(query=""))
+    options: dict[str, Any] = {"ttl": ttl, "max_error_rate": max_error_rate}
     try:
         if scheme == "memory":
             from ..semantic.cache import SemanticCache
 
-            return SemanticCache(ttl=ttl)
+            return SemanticCache(**options)
         if scheme == "sqlite":
             from ..semantic.cache import SemanticCache
 
             path = parts.path.removeprefix("/")
             stem = path.removesuffix(".db")
-            return SemanticCache(data_dir=stem + ".semantic", ttl=ttl)
+            return SemanticCache(data_dir=stem + ".semantic", **options)
         if scheme in ("redis", "rediss"):
             from ..semantic.stores.redis import RedisSemanticCache
 
-            return RedisSemanticCache(redis_url=bare, ttl=ttl)
+            return RedisSemanticCache(redis_url=bare, **options)
         if scheme.startswith(("postgresql", "postgres")):
             from ..semantic.stores.pgvector import PGVectorSemanticCache
 
-            return PGVectorSemanticCache(bare, ttl=ttl)
+            return PGVectorSemanticCache(bare, **options)
     except ImportError as exc:
         raise ConfigurationError(
             f"--semantic needs llm-cache's semantic cache ({exc}); install it with: pip install 'llm-cache[semantic]'"

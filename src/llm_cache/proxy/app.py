@@ -181,6 +181,7 @@ def create_app(
     namespace_header: str = DEFAULT_NAMESPACE_HEADER,
     ttl: float | None = None,
     semantic: bool = False,
+    semantic_max_error_rate: float | None = None,
     semantic_cache: Any = None,
     prices: PriceTable | Mapping[str, tuple[float, float]] | None = None,
     stream_usage: bool = True,
@@ -210,6 +211,9 @@ def create_app(
         semantic: also answer chat and single-prompt completion requests whose prompt means
             the same as a cached one (``X-Cache: SEMANTIC-HIT``): builds the semantic cache
             that goes with the ``cache`` URL (:func:`semantic_cache_from_url`).
+        semantic_max_error_rate: with ``semantic``, the built cache is error-bounded
+            (``SemanticCache(max_error_rate=...)``, docs/semantic.md): it learns from the
+            upstream's answers and from ``POST /v1/cache/feedback``.
         semantic_cache: a semantic cache object to use instead (anything with
             ``alookup_with_score`` and ``aupdate``, like
             :class:`~llm_cache.semantic.cache.SemanticCache`); implies ``semantic``.
@@ -251,6 +255,11 @@ def create_app(
         )
     if ttl is not None and (ttl <= 0):
         raise ConfigurationError("ttl must be a positive number of seconds")
+    if semantic_max_error_rate is not None and (not semantic or semantic_cache is not None):
+        raise ConfigurationError(
+            "semantic_max_error_rate bounds the semantic cache the proxy builds: it needs semantic=True "
+            "(with semantic_cache=, give that cache max_error_rate itself)"
+        )
     limits = limits or ProxyLimits()
     if client_keys is not None and not isinstance(client_keys, ClientKeys):
         client_keys = ClientKeys.from_file(client_keys)
@@ -280,7 +289,7 @@ def create_app(
                 "object, pass semantic_cache=SemanticCache(...) instead"
             )
         try:
-            semantic_cache = semantic_cache_from_url(cache, ttl=ttl)
+            semantic_cache = semantic_cache_from_url(cache, ttl=ttl, max_error_rate=semantic_max_error_rate)
         except BaseException:
             cache_obj.close()
             raise
