@@ -21,7 +21,7 @@ from llm_cache.protocols import CHAT, COMPLETIONS
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.testing.fake_openai import FakeOpenAIServer
 
-from test_proxy_protocols import settle
+from test_proxy import settle
 
 MODEL = "gpt-4o-mini"
 INSTRUCT = "gpt-3.5-turbo-instruct"

@@ -15,7 +15,7 @@ from llm_cache.protocols.openai_completions import merge_prompt_responses
 from llm_cache.proxy import ProxyServer, create_app
 from llm_cache.testing.fake_openai import FakeOpenAIServer
 
-from test_proxy_protocols import settle
+from test_proxy import settle
 
 MODEL = "gpt-3.5-turbo-instruct"
 PROMPTS = ["alpha", "beta", "gamma"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,40 +17,11 @@ import pytest
 from llm_cache import InMemoryCache
 from llm_cache.integrations import anthropic_client, openai_client
 from llm_cache.proxy import ProxyServer, create_app
+from test_proxy import metric, settle
 
 MODEL = "gpt-4o-mini"
 CLAUDE = "claude-sonnet-4-5"
 ASK = {"model": CLAUDE, "max_tokens": 64, "messages": [{"role": "user", "content": "Tell me a joke"}]}
-
-
-@pytest.fixture
-def make_proxy(upstream: Any) -> Iterator[Callable[..., ProxyServer]]:
-    servers: list[ProxyServer] = []
-
-    def factory(cache: Any = "memory://", **kwargs: Any) -> ProxyServer:
-        server = ProxyServer(create_app(upstream.base_url, cache, **kwargs)).start()
-        servers.append(server)
-        return server
-
-    yield factory
-    for server in servers:
-        server.stop()
-
-
-def settle(server: ProxyServer, timeout: float = 10.0) -> None:
-    """Wait until the answer just sent has been written (it is sent before it is stored)."""
-    proxy = server.app.proxy
-    deadline = time.monotonic() + timeout
-    while proxy._flights or proxy._stores:
-        assert time.monotonic() < deadline, "the proxy did not settle"
-        time.sleep(0.01)
-
-
-def metric(server: ProxyServer, line_start: str) -> float:
-    for line in httpx.get(server.url + "/metrics").text.splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def oai(server: ProxyServer, key: str = "sk-a") -> openai.OpenAI:
