@@ -43,6 +43,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported: offline
 import onnxruntime  # noqa: E402,F401  (loaded before usearch: see stores/local.py)
 
 from _timing import markdown_table  # noqa: E402

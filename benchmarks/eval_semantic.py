@@ -31,6 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 
 import numpy as np  # noqa: E402
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported: offline
 import onnxruntime  # noqa: E402,F401  (loaded before usearch: see stores/local.py)
 
 from llm_cache.semantic import evaluation as ev  # noqa: E402

@@ -22,7 +22,8 @@ import os
 import sys
 
 import numpy as np
-import onnxruntime  # noqa: F401  (loaded before usearch: see stores/local.py)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported: offline
+import onnxruntime  # noqa: E402,F401  (loaded before usearch: see stores/local.py)
 
 from llm_cache.semantic import bounded
 from llm_cache.semantic.embeddings import LocalEmbeddings

@@ -17,7 +17,8 @@ import sys
 import time
 
 import numpy as np
-import onnxruntime  # noqa: F401  (loaded before usearch: see stores/local.py)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported: offline
+import onnxruntime  # noqa: E402,F401  (loaded before usearch: see stores/local.py)
 
 from llm_cache.semantic.embeddings import LocalEmbeddings
 from llm_cache.semantic.partition import split_prompt

@@ -30,7 +30,8 @@ import statistics
 import sys
 import time
 
-import onnxruntime  # noqa: F401  (loaded before usearch: see stores/local.py)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported: offline
+import onnxruntime  # noqa: E402,F401  (loaded before usearch: see stores/local.py)
 
 from llm_cache.semantic.cache import SemanticCache
 from llm_cache.semantic.embeddings import LocalEmbeddings
