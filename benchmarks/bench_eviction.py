@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_us, markdown_table  # noqa: E402
 
 from llm_cache import Generation, InMemoryCache, SQLiteCache  # noqa: E402
-from llm_cache.semantic.embeddings import ArrayEmbeddings  # noqa: E402
+from llm_cache.embeddings import ArrayEmbeddings  # noqa: E402
 
 LLM = '{"model":"gpt-4o-mini","provider":"openai","temperature":0}'
 D = 384

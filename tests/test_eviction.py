@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_cache import Generation, SQLiteCache
-from llm_cache.semantic.embeddings import ArrayEmbeddings
+from llm_cache.embeddings import ArrayEmbeddings
 from llm_cache.errors import ConfigurationError
 from llm_cache.eviction import (
     Caps,

@@ -22,7 +22,7 @@ from llm_cache.errors import ConfigurationError  # noqa: E402
 from llm_cache.semantic import bounded  # noqa: E402
 from llm_cache.semantic.bounded import BoundPolicy, Context, EntryRecord  # noqa: E402
 from llm_cache.semantic.cache import SemanticCache  # noqa: E402
-from llm_cache.semantic.embeddings import ArrayEmbeddings  # noqa: E402
+from llm_cache.embeddings import ArrayEmbeddings  # noqa: E402
 from llm_cache.semantic.judges import (  # noqa: E402
     CallableJudge,
     EmbeddingJudge,

