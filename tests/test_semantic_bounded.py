@@ -521,3 +521,21 @@ def test_an_unreachable_database_does_not_stop_a_bounded_cache_from_starting() -
     assert cache.lookup(refund(1), LLM) is None  # a logged miss
     cache.update(refund(1), LLM, [Generation(text="refund")])  # a dropped write, not an error
     store.close()
+
+
+def test_explain_gives_the_bounds_verdict_and_agrees_with_lookups() -> None:
+    """explain() of an error-bounded cache says what its bound decides, not what a static
+    threshold would: first too few outcomes, then a hit that the lookup gives too."""
+    cache = make()
+    prompt = refund(1)
+    cache.update(refund(0), LLM, [Generation(text="refund")])
+    first = cache.explain(prompt, LLM)
+    assert first and first[0].verdict.startswith("miss: 0 judged outcomes")
+    for i in range(2, 40):
+        serve(cache, refund(i), "refund")
+    verdicts = cache.explain("please refund my blue red order now", LLM)
+    candidate = [v for v in verdicts if v.verdict.startswith(("hit:", "miss:"))]
+    assert len(candidate) == 1 and candidate[0].verdict.startswith("hit: ")
+    assert any("supports it" in v.verdict for v in verdicts)
+    assert cache.lookup("please refund my blue red order now", LLM) is not None  # QUICK never explores
+    cache.close()

@@ -65,7 +65,9 @@ __all__ = [
     "choose",
     "wilson_upper",
     "error_bound",
+    "assess",
     "decide",
+    "exploration_rate",
     "merge_counts",
     "counts_from_fields",
     "counts_fields",
@@ -271,6 +273,34 @@ def admitted_cells(counts: Counts, prior: Counts | None, policy: BoundPolicy) ->
     return admitted
 
 
+def assess(
+    ctx: Context,
+    counts: Counts,
+    prior: Counts | None,
+    record: EntryRecord | None,
+    policy: BoundPolicy,
+    query_digest: str | None = None,
+    admitted: Mapping[str, int] | None = None,
+) -> tuple[bool, str, float]:
+    """Whether the bound lets the cache answer this context, why (words for people), and
+    the outcomes in its window. No exploration draw: :func:`decide` adds it."""
+    if record is not None:
+        if query_digest is not None and query_digest in record.blocked:
+            return False, "reported wrong for this prompt (feedback)", 0.0
+        if record.vetoes(ctx.similarity, policy.veto_margin):
+            worst = max(w for w in record.wrong if ctx.similarity <= w + policy.veto_margin)
+            return False, f"this entry was judged wrong at similarity {worst:.2f}", 0.0
+    bound, n = error_bound(ctx, counts, prior, policy)
+    if n < policy.min_outcomes:
+        # The prior shapes an estimate; only this cache's own outcomes can back it.
+        return False, f"{n:g} judged outcomes near similarity {ctx.similarity:.2f}, {policy.min_outcomes} needed", n
+    if bound <= policy.max_error_rate:
+        return True, f"error bound {bound:.1%} <= {policy.max_error_rate:g} ({n:g} outcomes)", n
+    if policy.budget and admitted is not None and ctx.bin >= admitted.get(ctx.cls, N_BINS):
+        return True, f"within the error budget (own bound {bound:.1%}, {n:g} outcomes)", n
+    return False, f"error bound {bound:.1%} > {policy.max_error_rate:g} ({n:g} outcomes)", n
+
+
 def decide(
     ctx: Context,
     counts: Counts,
@@ -283,20 +313,18 @@ def decide(
 ) -> str:
     """``"hit"``, ``"explore"`` (bound met, checked anyway) or ``"miss"`` (bound not met,
     vetoed or blocked). ``draw`` is a uniform random number in [0, 1)."""
-    if record is not None:
-        if query_digest is not None and query_digest in record.blocked:
-            return "miss"
-        if record.vetoes(ctx.similarity, policy.veto_margin):
-            return "miss"
-    bound, n = error_bound(ctx, counts, prior, policy)
-    if n < policy.min_outcomes:
-        return "miss"  # the prior shapes an estimate; only this cache's own outcomes can back it
-    within_budget = policy.budget and admitted is not None and ctx.bin >= admitted.get(ctx.cls, N_BINS)
-    if bound > policy.max_error_rate and not within_budget:
+    allowed, _, n = assess(ctx, counts, prior, record, policy, query_digest, admitted)
+    if not allowed:
         return "miss"
-    if draw < min(0.5, policy.explore / math.sqrt(1.0 + n)):
+    if draw < exploration_rate(policy, n):
         return "explore"
     return "hit"
+
+
+def exploration_rate(policy: BoundPolicy, outcomes: float) -> float:
+    """How often a lookup whose bound is met is checked anyway: often while its estimate
+    is young, rarely once it is firm."""
+    return min(0.5, policy.explore / math.sqrt(1.0 + outcomes))
 
 
 # -- counts <-> flat counter fields (how stores keep them: atomic increments) --------------------

@@ -583,12 +583,16 @@ class SemanticCache(BaseCache):
 
     def explain(self, prompt: str, llm_string: str) -> list[Candidate]:
         """Every neighbour a lookup of this prompt would consider, with the cache's verdict
-        on each ("hit", "below threshold", "guard numbers: ..."). Does not count as a lookup;
-        store errors are raised."""
+        on each ("hit", "below threshold", "guard numbers: ..."; for an error-bounded cache
+        the bound's verdict on the candidate, e.g. "miss: error bound 7.2% > 0.02 (14
+        outcomes)", and how the others relate to it). Does not count as a lookup; store
+        errors are raised."""
         sk = split_prompt(prompt, llm_string)
         if sk.text is None:
             return []
         neighbours = self.store.search(sk.partition, self._embed(sk.text), self._search_k)
+        if self.learning is not None:
+            return self._explain_bounded(sk, llm_string, neighbours)
         verdicts: list[Candidate] = []
         select_candidate(
             sk.text, neighbours, self.guards, self.threshold,
@@ -596,6 +600,24 @@ class SemanticCache(BaseCache):
         )
         seen = {id(v.entry) for v in verdicts}
         verdicts += [Candidate(n.entry.text, n.similarity, "not examined (a better one hit)", n.entry) for n in neighbours if id(n.entry) not in seen]
+        return verdicts
+
+    def _explain_bounded(self, sk: SemanticKey, llm_string: str, neighbours: Sequence[Neighbour]) -> list[Candidate]:
+        """:meth:`explain` for an error-bounded cache: the learned bound's verdict."""
+        from .learning import admissible
+
+        assert self.learning is not None and sk.text is not None
+        floor = self.learning.policy.floor
+        usable = admissible(sk.text, neighbours, self.guards, floor, llm_string, sk.context)
+        judged = {id(n.entry): why for n, why in self.learning.explain(sk.key, usable)}
+        verdicts = []
+        for n in neighbours:
+            why = judged.get(id(n.entry))
+            if why is None:  # not admissible: the static selection says why (floor, guard, conversation)
+                reasons: list[Candidate] = []
+                select_candidate(sk.text, [n], self.guards, floor, llm_string=llm_string, context=sk.context, verdicts=reasons)
+                why = reasons[0].verdict if reasons else "not admissible"
+            verdicts.append(Candidate(n.entry.text, n.similarity, why, n.entry))
         return verdicts
 
     def _init_owning(self, store: Any, **options: Any) -> None:

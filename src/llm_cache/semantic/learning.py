@@ -236,6 +236,30 @@ class ErrorBound:
             self._remember(self._pending, query_key, _Pending(neighbour.entry.key, cached, ctx))
         return None
 
+    def explain(self, query_key: str, neighbours: Sequence[Neighbour]) -> list[tuple[Neighbour, str]]:
+        """What a lookup would make of each admissible neighbour, in words: the candidate's
+        verdict and why, the others' relation to it. No side effect and no exploration draw
+        (a lookup whose bound is met may still be explored)."""
+        found = self.candidate(neighbours)
+        if found is None:
+            return [(n, f"below the floor {self.policy.floor:.2f}") for n in neighbours]
+        chosen, ctx = found
+        allowed, why, _ = bounded.assess(
+            ctx, self.counts(), self.prior, self._record(chosen.entry.key), self.policy, query_key, self._admitted
+        )
+        answer = answer_text(decode_generations(chosen.entry.response))
+        verdicts = []
+        for n in neighbours:
+            if n is chosen:
+                verdicts.append((n, ("hit: " if allowed else "miss: ") + why))
+            elif n.similarity < self.policy.floor:
+                verdicts.append((n, f"below the floor {self.policy.floor:.2f}"))
+            elif self._same(answer_text(decode_generations(n.entry.response)), answer):
+                verdicts.append((n, "the candidate's answer (supports it)"))
+            else:
+                verdicts.append((n, "another answer (counts against the candidate)"))
+        return verdicts
+
     def served_exact(self, query_key: str) -> None:
         """An exact hit answered ``query_key`` (feedback then concerns the entry itself)."""
         with self._lock:
