@@ -116,3 +116,18 @@ def test_semantic_max_error_rate_needs_semantic_and_a_rate(tmp_path: Any) -> Non
         create_app("http://127.0.0.1:9/v1", "memory://", semantic_max_error_rate=0.02)
     with pytest.raises(ConfigurationError, match="max_error_rate must be a number in"):
         create_app("http://127.0.0.1:9/v1", f"sqlite:///{tmp_path}/c.db", semantic=True, semantic_max_error_rate=1.5)
+
+
+def test_the_proxys_semantic_index_takes_the_cache_urls_cap(tmp_path: Any) -> None:
+    """The index beside the cache holds the same entries: ``?max_entries=`` bounds both
+    (it grew without bound before)."""
+    pytest.importorskip("onnxruntime")
+    from llm_cache.proxy import create_app
+
+    app = create_app("http://127.0.0.1:9/v1", f"sqlite:///{tmp_path}/c.db?max_entries=50&policy=lfu", semantic=True)
+    try:
+        caps = app.proxy.semantic_cache.store.caps
+        assert (caps.max_entries, caps.policy) == (50, "lfu")
+    finally:
+        app.proxy.semantic_cache.close()
+        app.proxy.cache.close()

@@ -57,7 +57,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _options(query: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def url_options(query: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The options of a cache URL's query string, parsed and validated (ConfigurationError
+    naming the option otherwise)."""
     options: dict[str, Any] = {}
     for name, values in parse_qs(query).items():
         if name in extra:
@@ -235,7 +237,7 @@ def cache_from_url(
         raise ConfigurationError(f"not a cache URL: {url!r}; examples: {_EXAMPLES}")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    options = _options(parts.query, ("table",) if scheme in SEMANTIC_SCHEMES else ())
+    options = url_options(parts.query, ("table",) if scheme in SEMANTIC_SCHEMES else ())
     if namespace is not None:
         options["namespace"] = namespace
     if ttl is not None:

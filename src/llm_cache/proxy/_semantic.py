@@ -25,15 +25,28 @@ def semantic_cache_from_url(url: str, *, ttl: float | None = None, max_error_rat
     ``memory://`` -> an in-memory :class:`~llm_cache.semantic.cache.SemanticCache`;
     ``sqlite:///x.db`` -> ``SemanticCache(data_dir="x.semantic")`` beside the file;
     ``redis://...`` -> ``RedisSemanticCache``; ``postgresql://...`` -> ``PGVectorSemanticCache``.
+    The URL's ``max_entries`` (and for the local index ``max_bytes``/``policy``) caps the
+    index as it caps the cache; its ``timeout`` bounds the index's server calls.
     Embeddings are the offline default (``LocalEmbeddings``); ``max_error_rate`` makes the
     cache error-bounded (``None``: the static threshold).
     """
     from urllib.parse import urlsplit, urlunsplit
 
+    from ..urls import url_options
+
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     bare = urlunsplit(parts._replace(query=""))
-    options: dict[str, Any] = {"ttl": ttl, "max_error_rate": max_error_rate}
+    # The index holds what the exact cache holds: the URL's size cap bounds both, and its
+    # timeout bounds the index's server calls too.
+    given = url_options(parts.query)
+    options: dict[str, Any] = {"ttl": ttl, "max_error_rate": max_error_rate, "max_entries": given.get("max_entries")}
+    if scheme in ("memory", "sqlite"):
+        options.update({name: given[name] for name in ("max_bytes", "policy") if name in given})
+    elif scheme in ("redis", "rediss") and "timeout" in given:
+        options["socket_timeout"] = given["timeout"]
+    elif "timeout" in given:
+        options["timeout"] = given["timeout"]
     try:
         if scheme == "memory":
             from ..semantic.cache import SemanticCache
