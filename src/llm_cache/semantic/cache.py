@@ -617,6 +617,8 @@ class SemanticCache(BaseCache):
                 reasons: list[Candidate] = []
                 select_candidate(sk.text, [n], self.guards, floor, llm_string=llm_string, context=sk.context, verdicts=reasons)
                 why = reasons[0].verdict if reasons else "not admissible"
+                if why == "below threshold":
+                    why = f"below the floor {floor:.2f}"
             verdicts.append(Candidate(n.entry.text, n.similarity, why, n.entry))
         return verdicts
 
