@@ -307,6 +307,7 @@ def _run(args: argparse.Namespace) -> int:
         f"llm-cache proxy on http://{args.host}:{args.port}/v1 -> {redact_url(args.upstream)} "
         f"(cache {redact_url(args.cache)}; keys {'shared' if args.share_across_keys else 'isolated'}"
         f"{'; fixed upstream key' if api_key else ''}"
+        f"{_semantic_mode(args)}"
         f"{'; client keys required' if args.client_keys else ''}"
         f"{f'; {args.workers} workers' if args.workers > 1 else ''})",
         flush=True,
@@ -322,3 +323,12 @@ def _run(args: argparse.Namespace) -> int:
     return run_workers(
         args.workers, args.host, args.port, lambda sock: serve(build(), [sock]), metrics_dir
     )
+
+
+def _semantic_mode(args: argparse.Namespace) -> str:
+    """The startup line's words for the semantic index, if any."""
+    if not args.semantic:
+        return ""
+    if args.semantic_max_error_rate is None:
+        return "; semantic matching"
+    return f"; semantic matching, at most {args.semantic_max_error_rate:g} wrong"
