@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import llm_cache.embeddings as public
-from llm_cache.embeddings import CachedEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
+from llm_cache.embeddings import CachedEmbeddings, DocumentEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
 from llm_cache.errors import ConfigurationError, MissingDependencyError, ProviderError
 from llm_cache.semantic.embeddings import as_array, default_model_path, default_tokenizer_path
 from llm_cache.semantic.int8_matmul import with_int8_matmuls
@@ -51,7 +51,7 @@ def _cos(a: list[float], b: list[float]) -> float:
 
 def test_public_module_exports() -> None:
     assert sorted(public.__all__) == sorted(
-        ["Embeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]
+        ["Embeddings", "DocumentEmbeddings", "ArrayEmbeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]
     )
     for name in public.__all__:
         assert getattr(public, name) is not None
@@ -273,7 +273,7 @@ def test_local_missing_dependency_names_the_extra(monkeypatch: pytest.MonkeyPatc
 # ------------------------------------------------------------------ CachedEmbeddings
 
 
-class CountingEmbeddings:
+class CountingEmbeddings(DocumentEmbeddings):
     """A deterministic fake model that records what it was asked to embed."""
 
     dimension = 8
@@ -290,15 +290,6 @@ class CountingEmbeddings:
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.calls.append(list(texts))
         return [self._vector(t) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 def test_cached_sends_only_misses_once() -> None:

@@ -4,13 +4,21 @@
 ``OpenAIEmbeddings`` calls any OpenAI-compatible ``/v1/embeddings`` endpoint
 (``pip install 'llm-cache[openai]'``); ``CachedEmbeddings`` puts an LRU in front of either.
 Any object matching the :class:`Embeddings` protocol can be used instead; subclass
-:class:`ArrayEmbeddings` (define ``dimension`` and ``embed_array``) for one computed in process.
+:class:`DocumentEmbeddings` (define ``dimension`` and ``embed_documents``) or
+:class:`ArrayEmbeddings` (``embed_array``) for a cheap one computed in process.
 
 Importing this module is cheap: numpy, onnxruntime and openai load on first use.
 """
 
 from __future__ import annotations
 
-from .semantic.embeddings import ArrayEmbeddings, CachedEmbeddings, Embeddings, LocalEmbeddings, OpenAIEmbeddings
+from .semantic.embeddings import (
+    ArrayEmbeddings,
+    CachedEmbeddings,
+    DocumentEmbeddings,
+    Embeddings,
+    LocalEmbeddings,
+    OpenAIEmbeddings,
+)
 
-__all__ = ["Embeddings", "ArrayEmbeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]
+__all__ = ["Embeddings", "DocumentEmbeddings", "ArrayEmbeddings", "LocalEmbeddings", "OpenAIEmbeddings", "CachedEmbeddings"]

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = [
     "Embeddings",
+    "DocumentEmbeddings",
     "ArrayEmbeddings",
     "LocalEmbeddings",
     "OpenAIEmbeddings",
@@ -202,20 +203,16 @@ class _QueryAsOneDocument:
         return (await self.aembed_documents([text]))[0]
 
 
-class ArrayEmbeddings:
-    """Base for an embedding computed in process as a matrix: define ``dimension`` and
-    ``embed_array(texts)`` (one row per text); the LangChain-style methods follow from it.
-    The async methods run in the caller's thread: meant for cheap embeddings (tables,
-    precomputed vectors, test doubles), not for a model."""
+class DocumentEmbeddings:
+    """Base for a cheap in-process embedding: define ``dimension`` and
+    ``embed_documents(texts)``; ``embed_query`` and the async methods follow from it. The
+    async methods run in the caller's thread: meant for tables, precomputed vectors and test
+    doubles, not for a model."""
 
     dimension: int
 
-    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
-        raise NotImplementedError
-
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed several texts."""
-        return self.embed_array(texts).tolist()
+        raise NotImplementedError
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one text."""
@@ -228,6 +225,18 @@ class ArrayEmbeddings:
     async def aembed_query(self, text: str) -> list[float]:
         """:meth:`embed_query`, in this thread."""
         return self.embed_query(text)
+
+
+class ArrayEmbeddings(DocumentEmbeddings):
+    """A :class:`DocumentEmbeddings` computed as a matrix: define ``dimension`` and
+    ``embed_array(texts)`` (one row per text)."""
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed several texts."""
+        return self.embed_array(texts).tolist()
 
 
 # --------------------------------------------------------------------------- local model

@@ -50,6 +50,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ..semantic.embeddings import DocumentEmbeddings
+
 __all__ = ["FakeOpenAIServer", "ToyEmbeddings", "main"]
 
 #: Model ids listed by ``GET /v1/models``. Requests may name any model.
@@ -445,7 +447,7 @@ def embed_text(text: str, dim: int) -> list[float]:
     return list(struct.unpack(f"<{dim}f", struct.pack(f"<{dim}f", *(v / norm for v in acc))))
 
 
-class ToyEmbeddings:
+class ToyEmbeddings(DocumentEmbeddings):
     """Embeddings from :func:`embed_text` of the lower-cased text (the server's own vectors):
     rephrasings that share words match by meaning, with no model to load. For tests and demos."""
 
@@ -454,15 +456,6 @@ class ToyEmbeddings:
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return [embed_text(t.lower(), self.dimension) for t in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.embed_documents([text])[0]
-
-    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_documents(texts)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        return self.embed_query(text)
 
 
 def _encode_embedding(vector: list[float], encoding_format: str) -> list[float] | str:
