@@ -102,8 +102,10 @@ def test_decide_needs_evidence_and_honours_records() -> None:
     for _ in range(200):
         bounded.merge_counts(counts, bounded.counts_fields(ctx, wrong=False))
     assert bounded.decide(ctx, counts, None, None, policy, 0.5) == "hit"
-    # Outcomes at lower similarities do not vouch for a higher-similarity... the reverse:
-    assert bounded.decide(Context(0.8, 3, 0), counts, None, None, policy, 0.5) == "miss"
+    # Outcomes vouch only within the window above a context: those at 0.90 back 0.75
+    # (window 0.2), not 0.70.
+    assert bounded.decide(Context(0.75, 3, 0), counts, None, None, policy, 0.5) == "hit"
+    assert bounded.decide(Context(0.7, 3, 0), counts, None, None, policy, 0.5) == "miss"
     record = EntryRecord()
     record.add_wrong(0.88)
     assert bounded.decide(ctx, counts, None, record, policy, 0.5) == "miss"  # vetoed up to 0.88 + margin
