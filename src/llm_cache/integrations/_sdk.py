@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ..caches.base import BaseCache
 from ..errors import ConfigurationError
+from ..globals import resolve_cache, validate_cache_setting
 from ..generation import Generation
 from ..llms.coalesce import COALESCER
 from ..protocols.base import StreamAssembler, Uncacheable, WireProtocol, plain_json
@@ -469,3 +470,39 @@ class AsyncEndpoint(EndpointBase):
 
         stream = await self._resource.create(**kwargs)
         return AsyncRecordingStream(stream, self._api.assembler(), store)
+
+
+class CachedClient:
+    """What every cached SDK client shares (``CachedOpenAI``, ``CachedAnthropic``): the
+    cache setting, the namespace, the wrapped client, and every attribute not cached passed
+    through to it."""
+
+    def _wrap(self, client: Any, cache: BaseCache | bool | None, namespace: str | None) -> Any:
+        """Validate and keep the arguments; the SDK client to wrap (unwrapped if it is
+        already one of ours)."""
+        validate_cache_setting(cache)
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigurationError("namespace must be a non-empty string or None")
+        if isinstance(client, type(self)):
+            client = client.wrapped
+        self.wrapped: Any = client
+        self.cache = cache
+        self.namespace = namespace
+        return client
+
+    def resolve_cache(self) -> BaseCache | None:
+        """The cache this client uses right now, following the ``cache`` argument's rules."""
+        return resolve_cache(self.cache, owner="cached_client(cache=True)")
+
+    def with_options(self, **options: Any) -> Any:
+        """The SDK's ``with_options``, still cached."""
+        return type(self)(self.wrapped.with_options(**options), self.cache, namespace=self.namespace)  # type: ignore[call-arg]
+
+    def __getattr__(self, name: str) -> Any:
+        wrapped = self.__dict__.get("wrapped")
+        if wrapped is None:  # not yet (or never) initialised: no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(wrapped, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.wrapped).__name__}, cache={self.cache!r}, namespace={self.namespace!r})"

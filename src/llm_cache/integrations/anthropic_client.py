@@ -42,10 +42,8 @@ from typing import Any
 
 from .._imports import require
 from ..caches.base import BaseCache
-from ..errors import ConfigurationError
-from ..globals import resolve_cache, validate_cache_setting
 from ..protocols import MESSAGES as _MESSAGES_PROTOCOL
-from ._sdk import AsyncCachedStream, AsyncEndpoint, CachedStream, SDKApi, SyncEndpoint
+from ._sdk import AsyncCachedStream, AsyncEndpoint, CachedClient, CachedStream, SDKApi, SyncEndpoint
 
 __all__ = ["cached_client", "CachedAnthropic", "CachedStream", "AsyncCachedStream"]
 
@@ -108,7 +106,7 @@ class _AsyncMessages(AsyncEndpoint):
         return _manager("AsyncMessageStreamManager", self.create(stream=True, **kwargs))
 
 
-class CachedAnthropic:
+class CachedAnthropic(CachedClient):
     """An ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` client whose
     ``messages.create`` and ``messages.stream`` are cached (see the module docstring).
 
@@ -121,15 +119,8 @@ class CachedAnthropic:
     """
 
     def __init__(self, client: Any, cache: BaseCache | bool | None = None, *, namespace: str | None = None) -> None:
-        validate_cache_setting(cache)
-        if namespace is not None and (not isinstance(namespace, str) or not namespace):
-            raise ConfigurationError("namespace must be a non-empty string or None")
-        if isinstance(client, CachedAnthropic):
-            client = client.wrapped
+        client = self._wrap(client, cache, namespace)
         anthropic = _anthropic()
-        self.wrapped: Any = client
-        self.cache = cache
-        self.namespace = namespace
         if isinstance(client, anthropic.AsyncAnthropic):
             self.is_async = True
         elif isinstance(client, anthropic.Anthropic):
@@ -138,23 +129,6 @@ class CachedAnthropic:
             self.is_async = inspect.iscoroutinefunction(inspect.unwrap(client.messages.create))
         endpoint = _AsyncMessages if self.is_async else _SyncMessages
         self.messages = endpoint(self, MESSAGES, client.messages)
-
-    def resolve_cache(self) -> BaseCache | None:
-        """The cache this client uses right now, following the ``cache`` argument's rules."""
-        return resolve_cache(self.cache, owner="cached_client(cache=True)")
-
-    def with_options(self, **options: Any) -> "CachedAnthropic":
-        """The SDK's ``with_options``, still cached."""
-        return CachedAnthropic(self.wrapped.with_options(**options), self.cache, namespace=self.namespace)
-
-    def __getattr__(self, name: str) -> Any:
-        wrapped = self.__dict__.get("wrapped")
-        if wrapped is None:
-            raise AttributeError(name)
-        return getattr(wrapped, name)
-
-    def __repr__(self) -> str:
-        return f"CachedAnthropic({type(self.wrapped).__name__}, cache={self.cache!r}, namespace={self.namespace!r})"
 
 
 def cached_client(client: Any, cache: BaseCache | bool | None = None, *, namespace: str | None = None) -> CachedAnthropic:

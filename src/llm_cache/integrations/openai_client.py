@@ -69,14 +69,12 @@ from typing import Any
 
 from .._imports import require
 from ..caches.base import BaseCache
-from ..errors import ConfigurationError
-from ..globals import resolve_cache, validate_cache_setting
 from ..protocols import CHAT as _CHAT_PROTOCOL
 from ..protocols import COMPLETIONS as _COMPLETIONS_PROTOCOL
 from ..protocols import EMBEDDINGS as _EMBEDDINGS_PROTOCOL
 from ..protocols import RESPONSES as _RESPONSES_PROTOCOL
 from ..protocols.base import WireProtocol
-from ._sdk import AsyncCachedStream, AsyncEndpoint, CachedStream, Passthrough, SDKApi, SyncEndpoint
+from ._sdk import AsyncCachedStream, AsyncEndpoint, CachedClient, CachedStream, Passthrough, SDKApi, SyncEndpoint
 
 __all__ = ["cached_client", "CachedOpenAI", "CachedStream", "AsyncCachedStream"]
 
@@ -209,7 +207,7 @@ RESPONSES = _api(_RESPONSES_PROTOCOL, "responses.Response", _event_builder("resp
 # ----------------------------------------------------------------------------------------
 # The wrapper
 # ----------------------------------------------------------------------------------------
-class CachedOpenAI:
+class CachedOpenAI(CachedClient):
     """An ``openai.OpenAI`` / ``openai.AsyncOpenAI`` client whose completions, chat
     completions and embeddings are cached (see the module docstring).
 
@@ -228,15 +226,8 @@ class CachedOpenAI:
     def __init__(
         self, client: Any, cache: BaseCache | bool | None = None, *, namespace: str | None = None
     ) -> None:
-        validate_cache_setting(cache)
-        if namespace is not None and (not isinstance(namespace, str) or not namespace):
-            raise ConfigurationError("namespace must be a non-empty string or None")
-        if isinstance(client, CachedOpenAI):
-            client = client.wrapped
+        client = self._wrap(client, cache, namespace)
         self._openai = require("openai", "openai", "cached_client")
-        self.wrapped: Any = client
-        self.cache = cache
-        self.namespace = namespace
         self.is_async = _is_async_client(self._openai, client)
         endpoint = AsyncEndpoint if self.is_async else SyncEndpoint
         self.chat = Passthrough(client.chat, completions=endpoint(self, CHAT, client.chat.completions))
@@ -246,26 +237,9 @@ class CachedOpenAI:
         if responses is not None:
             self.responses = endpoint(self, RESPONSES, responses)
 
-    def resolve_cache(self) -> BaseCache | None:
-        """The cache this client uses right now, following the ``cache`` argument's rules."""
-        return resolve_cache(self.cache, owner="cached_client(cache=True)")
-
-    def with_options(self, **options: Any) -> "CachedOpenAI":
-        """The SDK's ``with_options``, still cached."""
-        return CachedOpenAI(self.wrapped.with_options(**options), self.cache, namespace=self.namespace)
-
     def copy(self, **options: Any) -> "CachedOpenAI":
         """The SDK's ``copy``, still cached."""
         return CachedOpenAI(self.wrapped.copy(**options), self.cache, namespace=self.namespace)
-
-    def __getattr__(self, name: str) -> Any:
-        wrapped = self.__dict__.get("wrapped")
-        if wrapped is None:  # not yet (or never) initialised: no recursion through __getattr__
-            raise AttributeError(name)
-        return getattr(wrapped, name)
-
-    def __repr__(self) -> str:
-        return f"CachedOpenAI({type(self.wrapped).__name__}, cache={self.cache!r}, namespace={self.namespace!r})"
 
 
 def cached_client(
