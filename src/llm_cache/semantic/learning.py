@@ -241,8 +241,8 @@ class ErrorBound:
         verdict and why, the others' relation to it. No side effect and no exploration draw
         (a lookup whose bound is met may still be explored)."""
         found = self.candidate(neighbours)
-        if found is None:
-            return [(n, f"below the floor {self.policy.floor:.2f}") for n in neighbours]
+        if found is None:  # admissible neighbours are all at or above the floor: none given
+            return []
         chosen, ctx = found
         allowed, why, _ = bounded.assess(
             ctx, self.counts(), self.prior, self._record(chosen.entry.key), self.policy, query_key, self._admitted
@@ -252,8 +252,6 @@ class ErrorBound:
         for n in neighbours:
             if n is chosen:
                 verdicts.append((n, ("hit: " if allowed else "miss: ") + why))
-            elif n.similarity < self.policy.floor:
-                verdicts.append((n, f"below the floor {self.policy.floor:.2f}"))
             elif self._same(answer_text(decode_generations(n.entry.response)), answer):
                 verdicts.append((n, "the candidate's answer (supports it)"))
             else:
