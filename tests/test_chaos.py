@@ -28,15 +28,16 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from llm_cache.caches.base import BaseCache
 from llm_cache.llms import OpenAI
 from llm_cache.testing.freezer import FreezingProxy
-from llm_cache.testing.servers import PostgresServer, RedisServer, ServerError
+from llm_cache.testing.servers import PostgresServer, RedisServer
 from llm_cache.urls import cache_from_url
+from servers_fixtures import private_server
 
 pytestmark = pytest.mark.slow
 
@@ -149,24 +150,9 @@ def chaos_run(
 
 
 # -- Redis: SIGSTOP / SIGCONT, SIGKILL / restart ---------------------------------------------------
-S = TypeVar("S", RedisServer, PostgresServer)
-
-
-def _private(server: S) -> Iterator[S]:
-    """A server of this module's own (stopping it disturbs no other test), closed afterwards."""
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(f"{type(server).__name__} unavailable: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.close()
-
-
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisServer]:
-    yield from _private(RedisServer())
+    yield from private_server(RedisServer())
 
 
 def _signal(pids: list[int], sig: int) -> None:
@@ -219,7 +205,7 @@ def _postgres_pids(postmaster: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PostgresServer]:
-    yield from _private(PostgresServer())
+    yield from private_server(PostgresServer())
 
 
 @pytest.mark.postgres

@@ -24,7 +24,8 @@ from llm_cache.caches.redis import RedisCache
 from llm_cache.errors import CacheBackendError
 from llm_cache.llms import OpenAI
 from llm_cache.testing.contract import LLM, sample_generations
-from llm_cache.testing.servers import RedisServer, ServerError
+from llm_cache.testing.servers import RedisServer
+from servers_fixtures import private_server
 
 pytestmark = pytest.mark.redis
 
@@ -36,13 +37,7 @@ BREAKER_WAIT = 15.0  # seconds we allow the background probe to notice the serve
 @pytest.fixture(scope="module")
 def fault_server() -> Iterator[RedisServer]:
     """A managed Redis of this module's own (the session's server must stay up)."""
-    server = RedisServer()
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(f"Redis server unavailable: {exc}", pytrace=False)
-    yield server
-    server.close()
+    yield from private_server(RedisServer())
 
 
 def make_llm(upstream: Any, cache: Any) -> OpenAI:

@@ -22,7 +22,8 @@ from sqlalchemy import create_engine
 
 from llm_cache.caches.sql import SQLAlchemyCache
 from llm_cache.llms import OpenAI
-from llm_cache.testing.servers import PostgresServer, ServerError
+from llm_cache.testing.servers import PostgresServer
+from servers_fixtures import private_server
 
 pytestmark = pytest.mark.postgres
 
@@ -32,15 +33,7 @@ PROMPTS = [f"Fault test question {i}: what is {i} squared?" for i in range(50)]
 @pytest.fixture
 def pg() -> Iterator[PostgresServer]:
     """A PostgreSQL of this test's own, so that stopping it disturbs no other test."""
-    server = PostgresServer()
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(f"PostgreSQL unavailable: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from private_server(PostgresServer())
 
 
 def fast_failing_engine(server: PostgresServer) -> Any:
