@@ -54,24 +54,21 @@ def rule(top: float, agree: int, floor: float, margin: float) -> Rule:
     return answers
 
 
-def simulate(similarity: np.ndarray, labels: list[str], decide: Rule, k: int = 12) -> tuple[float, float]:
+def simulate(similarity: np.ndarray, items: list[se.StreamItem], decide: Rule, k: int = 12) -> tuple[float, float]:
     """``(correct-hit rate, error rate of hits)`` of one rule on the stream."""
     stored: list[int] = []
-    right = wrong = 0
-    for q, label in enumerate(labels):
+    outcomes = {"right": 0, "wrong": 0, "unlabelled": 0}
+    for q, item in enumerate(items):
         if stored:
             sims = similarity[q, stored]
             top = np.argsort(-sims)[:k]
-            near = [labels[stored[i]] for i in top]
+            near = [items[stored[i]].label for i in top]
             if decide(sims[top].tolist(), near):
-                if label in se.OUT_OF_SCOPE or near[0] in se.OUT_OF_SCOPE:
-                    wrong += not (label in se.OUT_OF_SCOPE and near[0] in se.OUT_OF_SCOPE)
-                else:
-                    right += near[0] == label
-                    wrong += near[0] != label
+                outcomes[se.judge_hit(item, near[0])] += 1
                 continue
         stored.append(q)
-    return right / len(labels), wrong / (right + wrong) if right + wrong else 0.0
+    right, wrong = outcomes["right"], outcomes["wrong"]
+    return right / len(items), wrong / (right + wrong) if right + wrong else 0.0
 
 
 def main() -> int:
@@ -93,13 +90,12 @@ def main() -> int:
         matrix = np.stack([vectors[i.text] for i in items]).astype(np.float32)
         matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
         similarity = matrix @ matrix.T
-        labels = [i.label for i in items]
         grid = [
             params for params in itertools.product((0.45, 0.55, 0.65, 0.75), (1, 2, 3), (0.3, 0.5, 0.6), (0.0, 0.05, 0.1, 0.15, 0.2))
             if params[1] > 1 or params[2] == 0.3
         ]
-        rules = [(simulate(similarity, labels, rule(*params)), params) for params in grid]
-        statics = [(simulate(similarity, labels, rule(t / 100, 1, 0.0, 0.0)), t / 100) for t in range(60, 99)]
+        rules = [(simulate(similarity, items, rule(*params)), params) for params in grid]
+        statics = [(simulate(similarity, items, rule(t / 100, 1, 0.0, 0.0)), t / 100) for t in range(60, 99)]
         for level in levels:
             best = max(((r, p) for r, p in rules if r[1] <= level), default=None)
             static = max(((r, t) for r, t in statics if r[1] <= level), default=None)

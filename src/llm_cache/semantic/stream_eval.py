@@ -43,6 +43,7 @@ __all__ = [
     "StreamMetrics",
     "OUT_OF_SCOPE",
     "load_stream",
+    "judge_hit",
     "stream_from_pairs",
     "PrecomputedEmbeddings",
     "cached_vectors",
@@ -205,7 +206,7 @@ def cached_vectors(texts: Sequence[str], embedding: Any, cache_dir: str | None =
     return dict(zip(unique, matrix))
 
 
-def _judge(item: StreamItem, answer: str) -> str:
+def judge_hit(item: StreamItem, answer: str) -> str:
     """``"right"``, ``"wrong"`` or ``"unlabelled"`` for a hit of ``item`` that gave ``answer``."""
     if item.label in OUT_OF_SCOPE or answer in OUT_OF_SCOPE:
         return "unlabelled" if item.label in OUT_OF_SCOPE and answer in OUT_OF_SCOPE else "wrong"
@@ -236,7 +237,7 @@ def run_stream(items: Sequence[StreamItem], cache: Any, name: str, progress: boo
                 cache.update(item.text, STREAM_LLM_STRING, [Generation(text=item.label)])
             else:
                 metrics.hits += 1
-                outcome = _judge(item, cached[0].text)
+                outcome = judge_hit(item, cached[0].text)
                 setattr(metrics, outcome, getattr(metrics, outcome) + 1)
             bar.update()
     finally:
